@@ -1,0 +1,389 @@
+"""Running a stage on datatrove's executors and turning its output into a finished dataset folder.
+
+A stage is a list of datatrove pipeline steps (a reader, transforms) that pass Arrow tables; this
+module appends the writer, runs the steps with datatrove's local, Ray or Slurm executor into
+`OUT.partial/`, and when every task has completed, merges the tasks' accounting, writes the card
+and renames `OUT.partial` to `OUT`. A rerun skips the tasks datatrove marked complete, so an
+interrupted job redoes only what is missing, and a finished output is left as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.pipeline.base import PipelineStep
+from pydantic import BaseModel, ConfigDict, Field
+
+from corpus.document import (
+    CARD_JSON,
+    DATA_DIR,
+    REJECTED_DIR,
+    PartWriter,
+    data_files,
+    is_dataset,
+    read_card,
+    split_kept_rejected,
+    to_working,
+)
+from corpus.errors import CorpusError, StageFailed
+from corpus.progress import quiet, say, task_progress
+from corpus.stage_stats import merge_counts, read_task_stats, write_task_stats
+
+WORK_DIR = "_work"
+READ_BATCH_ROWS = 2048
+
+
+# ---------------------------------------------------------------- executor configuration
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RayOptions(_Strict):
+    address: str | None = Field(None, description="Ray cluster address; none starts a local one")
+    num_cpus: int | None = Field(None, description="CPUs for a local Ray instance")
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: float = 2
+
+
+class SlurmOptions(_Strict):
+    partition: str
+    time: str = "04:00:00"
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: int = 2
+    qos: str = "normal"
+    job_name: str = "corpus"
+    venv_path: str | None = None
+    env_command: str | None = None
+    sbatch_args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutorConfig(_Strict):
+    """Where a stage's tasks run. The stage itself does not change with the executor."""
+
+    type: Literal["local", "ray", "slurm"] = "local"
+    tasks: int = Field(1, ge=1)
+    workers: int = Field(-1, description="tasks run at once; -1: min(tasks, CPUs)")
+    ray: RayOptions = Field(default_factory=RayOptions)
+    slurm: SlurmOptions | None = None
+
+
+def _quiet_task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
+    """datatrove's per-task logger, but INFO goes only to the task's log file, not the terminal."""
+    from datatrove.utils.logging import logger
+
+    logger.remove()
+    logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+    fmt = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
+    logger.add(sys.stderr, level="ERROR" if quiet() or local_rank else "WARNING", format=fmt, colorize=False)
+    logger.add(logfile, level="DEBUG", format=fmt, colorize=False)
+    return logfile
+
+
+def _install_quiet_logging() -> None:
+    # datatrove sends every task's INFO log to the terminal; our progress lines replace that.
+    # Worker processes import this module to unpickle the steps, so they get it too.
+    import datatrove.executor.base as executor_base
+
+    executor_base.add_task_logger = _quiet_task_logger
+    executor_base.close_task_logger = _close_quiet_task_logger
+
+
+def _close_quiet_task_logger(logfile) -> None:
+    from datatrove.utils.logging import logger
+
+    logger.complete()
+    logger.remove()
+    logger.add(sys.stderr, level="ERROR" if quiet() else "WARNING", colorize=False)
+    logfile.close()
+
+
+_install_quiet_logging()
+
+
+def configure_main_logging() -> None:
+    """datatrove's executor logs each completed task at INFO; keep the terminal to warnings."""
+    from datatrove.utils.logging import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="ERROR" if quiet() else "WARNING", colorize=False,
+               format="{time:HH:mm:ss} | {level} | {message}")
+
+
+def build_executor(cfg: ExecutorConfig, pipeline: list, logging_dir: str):
+    workers = cfg.workers if cfg.workers > 0 else min(cfg.tasks, os.cpu_count() or 1)
+    if cfg.type == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(pipeline, tasks=cfg.tasks, workers=workers, logging_dir=logging_dir)
+    if cfg.type == "ray":
+        import ray
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        if not ray.is_initialized():
+            ray.init(address=cfg.ray.address, num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False)
+        return RayPipelineExecutor(
+            pipeline,
+            tasks=cfg.tasks,
+            workers=workers,
+            logging_dir=logging_dir,
+            cpus_per_task=cfg.ray.cpus_per_task,
+            mem_per_cpu_gb=cfg.ray.mem_per_cpu_gb,
+        )
+    from datatrove.executor.slurm import SlurmPipelineExecutor
+
+    if cfg.slurm is None:
+        raise CorpusError("executor type 'slurm' needs a 'slurm:' section with at least 'partition'")
+    s = cfg.slurm
+    return SlurmPipelineExecutor(
+        pipeline,
+        tasks=cfg.tasks,
+        workers=cfg.workers,
+        time=s.time,
+        partition=s.partition,
+        cpus_per_task=s.cpus_per_task,
+        mem_per_cpu_gb=s.mem_per_cpu_gb,
+        qos=s.qos,
+        job_name=s.job_name,
+        venv_path=s.venv_path,
+        env_command=s.env_command,
+        sbatch_args=s.sbatch_args or None,
+        logging_dir=logging_dir,
+    )
+
+
+# ---------------------------------------------------------------- steps shared by every stage
+
+
+class DatasetReader(PipelineStep):
+    """Reads the kept documents of input dataset folders; files are dealt out round-robin by rank."""
+
+    name = "read dataset"
+    type = "reader"
+
+    def __init__(self, files: list[str], work_dir: str, stage: str, progress: bool = True):
+        super().__init__()
+        self.files = files
+        self.work_dir = work_dir
+        self.stage = stage
+        self.progress = progress
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[pa.Table]:
+        mine = self.files[rank::world_size]
+        schema = unified_schema(self.files)
+        docs_in = 0
+        for path in task_progress(mine, self.stage, rank, enabled=self.progress):
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH_ROWS):
+                table = conform(pa.Table.from_batches([batch]), schema)
+                docs_in += table.num_rows
+                yield to_working(table)
+        write_task_stats(self.work_dir, "reader", rank, {"files": len(mine), "docs_in": docs_in})
+
+
+def unified_schema(files: list[str]) -> pa.Schema:
+    return pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive") if files else pa.schema([])
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Give a table every column of `schema` (missing ones null), in schema order."""
+    columns = []
+    for f in schema:
+        if f.name in table.column_names:
+            columns.append(table.column(f.name).cast(f.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, f.type))
+    return pa.table(columns, schema=schema)
+
+
+class DatasetWriter(PipelineStep):
+    """Sorts working tables into data/ and rejected/ and records the task's accounting."""
+
+    name = "write dataset"
+    type = "writer"
+
+    def __init__(self, out_dir: str, work_dir: str, max_rows_per_file: int = 200_000):
+        super().__init__()
+        self.out_dir = out_dir
+        self.work_dir = work_dir
+        self.max_rows_per_file = max_rows_per_file
+
+    def run(self, data: Iterator[pa.Table], rank: int = 0, world_size: int = 1) -> Iterator:
+        kept_writer = PartWriter(Path(self.out_dir) / DATA_DIR, rank, self.max_rows_per_file)
+        rejected_writer = PartWriter(Path(self.out_dir) / REJECTED_DIR, rank, self.max_rows_per_file)
+        kept_writer.clear()
+        rejected_writer.clear()
+        kept, reasons = 0, Counter()
+        for table in data or []:
+            kept_rows, rejected_rows = split_kept_rejected(table)
+            kept_writer.write(kept_rows)
+            rejected_writer.write(rejected_rows)
+            kept += kept_rows.num_rows
+            if rejected_rows.num_rows:
+                reasons.update(rejected_rows.column("reason").to_pylist())
+        kept_writer.close()
+        rejected_writer.close()
+        self.stat_update("kept", value=kept)
+        self.stat_update("rejected", value=sum(reasons.values()))
+        write_task_stats(self.work_dir, "writer", rank, {"kept": kept, "rejected": dict(reasons)})
+        return iter(())
+
+
+# ---------------------------------------------------------------- running a stage
+
+
+@dataclass
+class StageJob:
+    """What a stage needs to run: its steps (built for a work folder), config and lineage."""
+
+    stage: str  # the stage kind: ingest, length_filter, ...
+    name: str  # the dataset's name
+    config: dict
+    inputs: list[dict]  # lineage: {"path", "kind": "dataset"|"files", ...}
+    make_steps: Callable[[str, str], list[PipelineStep]]  # (out_dir, work_dir) -> steps before the writer
+    extra_card: dict = field(default_factory=dict)  # stage facts known before running (skipped files ...)
+    finalize_hook: Callable[[Path, dict], dict] | None = None  # adds stage facts to the card after running
+
+
+def fingerprint(job: StageJob, executor: ExecutorConfig) -> str:
+    payload = {"stage": job.stage, "config": job.config, "inputs": job.inputs, "tasks": executor.tasks}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_stage(
+    job: StageJob,
+    output: str | Path,
+    executor: ExecutorConfig | None = None,
+    overwrite: bool = False,
+    command: list[str] | None = None,
+    pipeline_file: str | None = None,
+    replace_stale: bool = False,
+) -> dict | None:
+    """Run a stage into `output`. Returns the card, or None when the tasks were only submitted (Slurm)."""
+    from corpus.cards import write_card
+
+    executor = executor or ExecutorConfig()
+    configure_main_logging()
+    out = Path(output).resolve()
+    partial = out.with_name(out.name + ".partial")
+    work = partial / WORK_DIR
+    fp = fingerprint(job, executor)
+
+    if out.exists():
+        if is_dataset(out) and read_card(out).get("fingerprint") == fp and not overwrite:
+            say(f"{job.stage}: {output} is up to date (same inputs and config); nothing to do")
+            return read_card(out)
+        stale = is_dataset(out) and replace_stale  # a pipeline's own earlier output of another config
+        if not (overwrite or stale):
+            what = "was made by another configuration" if is_dataset(out) else "exists and is not a finished dataset"
+            raise CorpusError(f"{output}: {what}; pass --overwrite to replace it")
+    if partial.exists():
+        saved = work / "fingerprint"
+        if not saved.exists() or saved.read_text().strip() != fp:
+            shutil.rmtree(partial)  # a half-finished run of another configuration cannot be resumed
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "fingerprint").write_text(fp)
+
+    steps = job.make_steps(str(partial), str(work))
+    steps.append(DatasetWriter(str(partial), str(work)))
+    runner = build_executor(executor, steps, str(work / "logs"))
+    started = time.time()
+    try:
+        runner.run()
+    except Exception as e:
+        raise StageFailed(
+            f"{job.stage}: a task failed ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+            f"logs in {work / 'logs'}; rerun the same command to resume"
+        ) from e
+    incomplete = runner.get_incomplete_ranks(range(executor.tasks))
+    if incomplete:
+        if executor.type == "slurm":
+            say(f"{job.stage}: submitted {executor.tasks} tasks to Slurm; rerun this command when they finish")
+            return None
+        raise StageFailed(f"{job.stage}: tasks {incomplete} did not complete; logs in {work / 'logs'}; rerun to resume")
+
+    card = _finalize(job, partial, work, executor, fp, started, command, pipeline_file, write_card)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    acc = card["accounting"][-1]
+    rejected = ", ".join(f"{k} {v:,}" for k, v in acc["rejected"].items()) or "none"
+    say(f"{job.stage}: {acc['docs_in']:,} documents in, {acc['kept']:,} kept, rejected: {rejected} -> {output}")
+    return card
+
+
+def _finalize(job, partial: Path, work: Path, executor, fp, started, command, pipeline_file, write_card) -> dict:
+    readers = read_task_stats(work, "reader", executor.tasks)
+    writers = read_task_stats(work, "writer", executor.tasks)
+    docs_in = sum(r.get("docs_in", 0) for r in readers)
+    kept = sum(w.get("kept", 0) for w in writers)
+    rejected = merge_counts(writers, "rejected")
+    if docs_in != kept + sum(rejected.values()):
+        raise StageFailed(
+            f"{job.stage}: accounting does not add up: {docs_in} in, {kept} kept, {sum(rejected.values())} rejected"
+        )
+    accounting = {
+        "stage": job.stage,
+        "docs_in": docs_in,
+        "kept": kept,
+        "rejected": rejected,
+        "skipped_records": merge_counts(readers, "skipped_records"),
+        "seconds": round(time.time() - started, 2),
+    }
+    stage_facts = dict(job.extra_card)
+    warnings = [w for r in readers for w in r.get("warnings", [])]
+    if warnings:
+        stage_facts["warnings"] = warnings
+    if job.finalize_hook:
+        stage_facts.update(job.finalize_hook(partial, stage_facts))
+    shutil.rmtree(work)
+    return write_card(
+        partial,
+        name=job.name,
+        stage=job.stage,
+        config=job.config,
+        inputs=job.inputs,
+        accounting=accounting,
+        stage_facts=stage_facts,
+        executor=executor.model_dump(exclude_none=True),
+        fingerprint=fp,
+        command=command,
+        pipeline_file=pipeline_file,
+    )
+
+
+def dataset_inputs(paths: list[str | Path]) -> tuple[list[str], list[dict]]:
+    """Data files and lineage entries of input dataset folders; a CorpusError names a bad one."""
+    files, lineage = [], []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise CorpusError(f"{path}: no such dataset folder")
+        if not is_dataset(path):
+            hint = " (it is half-written: rerun the stage that makes it)" if path.name.endswith(".partial") else ""
+            raise CorpusError(f"{path}: not a dataset folder (no {CARD_JSON} and {DATA_DIR}/){hint}")
+        card = read_card(path)
+        files.extend(str(f) for f in data_files(path))
+        lineage.append(
+            {
+                "kind": "dataset",
+                "path": str(path.resolve()),
+                "name": card.get("name"),
+                "stage": card.get("stage"),
+                "card_sha256": card.get("card_sha256"),
+                "fingerprint": card.get("fingerprint"),
+                "docs": card.get("stats", {}).get("docs"),
+            }
+        )
+    return files, lineage

@@ -1,0 +1,1 @@
+"""Filtering stages: each rule writes its reason, and rejected documents keep it."""

@@ -1,0 +1,320 @@
+"""One reader per format. Each yields record dicts (see corpus.document.records_to_table).
+
+A bad record is yielded with a `reason` and a `detail` naming the file and the line or record,
+so it lands in rejected/; the reader then goes on where the format allows it (JSONL lines), or
+stops reading that file where it cannot find the next record (a broken gzip stream or WARC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterator
+
+import orjson
+import yaml
+
+from corpus.document import bytes_id
+from corpus.ingest.formats import FileTask
+
+MAX_REJECTED_TEXT = 1 << 20  # keep at most 1 MiB of an undecodable record's bytes in rejected/
+HtmlExtractor = Callable[[str], tuple[str, dict]]  # html -> (text, metadata); raises on failure
+
+
+class ReadStats:
+    """What a reader saw besides documents: record types it skipped, blank lines, warnings."""
+
+    def __init__(self) -> None:
+        self.skipped_records: Counter = Counter()
+        self.warnings: list[str] = []
+
+
+def rejected(reason: str, detail: str, raw: bytes | str = b"", **fields) -> dict:
+    if isinstance(raw, bytes):
+        raw_id = bytes_id(raw)
+        text = raw[:MAX_REJECTED_TEXT].decode("utf-8", errors="replace")
+    else:
+        raw_id = None
+        text = raw[:MAX_REJECTED_TEXT]
+    rec = {"text": text, "reason": reason, "detail": detail, **fields}
+    if raw_id and not text.strip():
+        rec["id"] = raw_id
+    return rec
+
+
+def decode_text(raw: bytes, where: str) -> tuple[str | None, dict | None]:
+    """UTF-8 decode, or a rejected record naming where the bad byte is."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return None, rejected("invalid_utf8", f"{where}: invalid UTF-8 at byte {e.start}", raw)
+
+
+# ---------------------------------------------------------------- JSONL
+
+
+def _open_binary(path: str):
+    lowered = path.lower()
+    with open(path, "rb") as probe:
+        magic = probe.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    if magic == b"\x28\xb5\x2f\xfd" or lowered.endswith((".zst", ".zstd")):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+    return open(path, "rb")
+
+
+_JSONL_KNOWN = {"text", "id", "url", "lang", "language", "metadata", "source", "domain"}
+
+
+def read_jsonl(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> Iterator[dict]:
+    line_no = 0
+    try:
+        with _open_binary(task.path) as f:
+            for line_no, raw in enumerate(f, start=1):
+                if not raw.strip():
+                    stats.skipped_records["blank_line"] += 1
+                    continue
+                yield _jsonl_record(raw, task, f"{task.path}:{line_no}")
+    except (EOFError, OSError, zlib.error) as e:
+        yield rejected(
+            "truncated_file",
+            f"{task.path}: unreadable after line {line_no}: {_one_line(e)} (rest of the file lost)",
+        )
+    except Exception as e:  # zstandard.ZstdError and friends
+        if type(e).__name__ != "ZstdError":
+            raise
+        yield rejected("truncated_file", f"{task.path}: unreadable after line {line_no}: {_one_line(e)}")
+
+
+def _jsonl_record(raw: bytes, task: FileTask, where: str) -> dict:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        reason = "invalid_utf8" if "utf-8" in str(e).lower() else "invalid_json"
+        return rejected(reason, f"{where}: {_one_line(e)}", raw)
+    if not isinstance(obj, dict):
+        return rejected("invalid_record", f"{where}: expected a JSON object, got {type(obj).__name__}", raw)
+    key = task.text_key if task.text_key in obj else ("content" if "content" in obj else task.text_key)
+    text = obj.get(key)
+    if text is None:
+        return rejected("missing_text", f"{where}: no {task.text_key!r} field", raw)
+    if not isinstance(text, str):
+        return rejected("invalid_text", f"{where}: {key!r} is {type(text).__name__}, not a string", raw)
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = {**metadata, **{k: v for k, v in obj.items() if k not in _JSONL_KNOWN and k != key}}
+    if "id" in obj:
+        metadata["source_id"] = obj["id"]
+    rec = {"text": text, "url": obj.get("url"), "lang": obj.get("lang") or obj.get("language"), "metadata": metadata}
+    if not text.strip():
+        rec.update(reason="empty_text", detail=f"{where}: empty text")
+    return rec
+
+
+# ---------------------------------------------------------------- Parquet
+
+
+def read_parquet(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    row = 0
+    try:
+        pf = pq.ParquetFile(task.path)
+        names = pf.schema_arrow.names
+        key = task.text_key if task.text_key in names else ("content" if "content" in names else None)
+        if key is None:
+            yield rejected("missing_text", f"{task.path}: no {task.text_key!r} column (columns: {', '.join(names)})")
+            return
+        for batch in pf.iter_batches(batch_size=2048):
+            for obj in batch.to_pylist():
+                row += 1
+                where = f"{task.path}#row {row}"
+                text = obj.pop(key)
+                if not isinstance(text, str):
+                    yield rejected("invalid_text", f"{where}: {key!r} is {type(text).__name__}, not a string")
+                    continue
+                metadata = obj.pop("metadata", None)
+                metadata = metadata if isinstance(metadata, dict) else {}
+                if "id" in obj:
+                    metadata["source_id"] = obj.pop("id")
+                url, lang = obj.pop("url", None), obj.pop("lang", None)
+                for drop in ("source", "domain"):
+                    obj.pop(drop, None)
+                metadata.update(obj)
+                rec = {"text": text, "url": url, "lang": lang, "metadata": metadata}
+                if not text.strip():
+                    rec.update(reason="empty_text", detail=f"{where}: empty text")
+                yield rec
+    except (OSError, ValueError) as e:  # pyarrow.ArrowInvalid is a ValueError
+        yield rejected("unreadable_file", f"{task.path}: unreadable after row {row}: {_one_line(e)}")
+
+
+# ---------------------------------------------------------------- plain text, Markdown, HTML files
+
+
+def read_txt(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> Iterator[dict]:
+    raw = Path(task.path).read_bytes()
+    text, bad = decode_text(raw, task.path)
+    if bad:
+        yield bad
+        return
+    yield _file_record(text, task.path, {"path": task.path})
+
+
+def read_md(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> Iterator[dict]:
+    raw = Path(task.path).read_bytes()
+    text, bad = decode_text(raw, task.path)
+    if bad:
+        yield bad
+        return
+    front, body, error = split_front_matter(text)
+    if error:
+        yield rejected("invalid_front_matter", f"{task.path}: {error}", text)
+        return
+    metadata = {"path": task.path, **front}
+    url = front.get("url") or front.get("permalink")
+    lang = front.get("lang") or front.get("language")
+    rec = _file_record(body, task.path, metadata)
+    rec.update(url=str(url) if url else None, lang=str(lang) if lang else None)
+    yield rec
+
+
+def split_front_matter(text: str) -> tuple[dict, str, str | None]:
+    """YAML front matter between a leading '---' line and the next '---' line."""
+    if not text.startswith("---"):
+        return {}, text, None
+    lines = text.split("\n")
+    if lines[0].strip() != "---":
+        return {}, text, None
+    for end in range(1, len(lines)):
+        if lines[end].strip() in ("---", "..."):
+            break
+    else:
+        return {}, text, "front matter opened with '---' is never closed"
+    try:
+        front = yaml.safe_load("\n".join(lines[1:end])) or {}
+    except yaml.YAMLError as e:
+        return {}, text, f"front matter is not valid YAML: {_one_line(e)}"
+    if not isinstance(front, dict):
+        return {}, text, "front matter is not a mapping"
+    return front, "\n".join(lines[end + 1 :]).strip("\n"), None
+
+
+def read_html(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> Iterator[dict]:
+    raw = Path(task.path).read_bytes()
+    html = raw.decode("utf-8", errors="replace")
+    yield _html_record(html, task.path, {"path": task.path}, None, extract_html)
+
+
+def _file_record(text: str, where: str, metadata: dict) -> dict:
+    rec = {"text": text, "metadata": metadata}
+    if not text.strip():
+        rec.update(reason="empty_text", detail=f"{where}: empty text")
+    return rec
+
+
+def _html_record(html: str, where: str, metadata: dict, url: str | None, extract_html: HtmlExtractor) -> dict:
+    try:
+        text, extra = extract_html(html)
+    except TimeoutError:
+        return rejected("extraction_timeout", f"{where}: HTML extraction timed out", html, url=url, metadata=metadata)
+    except Exception as e:
+        return rejected("extraction_error", f"{where}: {_one_line(e)}", html, url=url, metadata=metadata)
+    if not text or not text.strip():
+        return rejected("empty_extraction", f"{where}: no main text found in the HTML", html, url=url, metadata=metadata)
+    lang = extra.pop("lang", None)
+    return {"text": text, "url": url or extra.pop("url", None), "lang": lang, "metadata": {**metadata, **extra}}
+
+
+# ---------------------------------------------------------------- WARC / WET / ARC
+
+_DOCUMENT_RECORDS = {"response", "resource", "conversion"}
+_TEXT_TYPES = ("text/plain",)
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def read_warc(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> Iterator[dict]:
+    from warcio.archiveiterator import ArchiveIterator
+
+    index = 0
+    warnings = io.StringIO()
+    try:
+        with open(task.path, "rb") as f, contextlib.redirect_stderr(warnings):
+            records = ArchiveIterator(f, arc2warc=True)
+            for index, record in enumerate(records, start=1):
+                if record.rec_type not in _DOCUMENT_RECORDS:
+                    stats.skipped_records[f"warc_{record.rec_type}"] += 1
+                    continue
+                payload = record.content_stream().read()
+                missing = record.raw_stream.limit  # bytes promised by Content-Length that never came
+                where = f"{task.path}#record {index} (offset {records.get_record_offset()})"
+                yield _warc_record(record, payload, missing, task, where, extract_html)
+    except Exception as e:  # warcio raises ArchiveLoadFailed, zlib errors, EOFError, ValueError...
+        yield rejected(
+            "warc_parse_error",
+            f"{task.path}: record {index + 1} cannot be parsed: {_one_line(e)} (rest of the file lost)",
+        )
+    for line in warnings.getvalue().splitlines():
+        if line.strip():
+            stats.warnings.append(f"{task.path}: {line.strip()}")
+
+
+def _warc_record(record, payload: bytes, missing: int, task: FileTask, where: str, extract_html: HtmlExtractor) -> dict:
+    url = record.rec_headers.get_header("WARC-Target-URI")
+    metadata = {
+        "warc_record_id": record.rec_headers.get_header("WARC-Record-ID"),
+        "warc_date": record.rec_headers.get_header("WARC-Date"),
+        "warc_type": record.rec_type,
+        "path": task.path,
+    }
+    status = record.http_headers.get_statuscode() if record.http_headers else None
+    if record.http_headers is not None and record.rec_type == "response":
+        content_type = record.http_headers.get_header("Content-Type") or ""
+    else:
+        content_type = record.rec_headers.get_header("Content-Type") or ""
+    metadata["content_type"] = content_type
+    if missing:
+        return rejected("truncated_record", f"{where}: {missing} bytes missing", payload, url=url, metadata=metadata)
+    if status and not str(status).startswith("2"):
+        return rejected("http_status", f"{where}: HTTP {status}", payload, url=url, metadata=metadata)
+    media_type = content_type.split(";")[0].strip().lower()
+    if record.rec_type == "conversion" or media_type in _TEXT_TYPES:
+        text, bad = decode_text(payload, where)
+        if bad:
+            bad.update(url=url, metadata=metadata)
+            return bad
+        rec = _file_record(text, where, metadata)
+        rec["url"] = url
+        return rec
+    if media_type in _HTML_TYPES or (not media_type and payload.lstrip()[:15].lower().startswith((b"<!doctype", b"<html"))):
+        charset = _charset(content_type)
+        try:
+            html = payload.decode(charset or "utf-8", errors="replace")
+        except LookupError:
+            html = payload.decode("utf-8", errors="replace")
+        return _html_record(html, where, metadata, url, extract_html)
+    return rejected(
+        "unsupported_content_type", f"{where}: content type {media_type or 'unknown'!r}", b"", url=url, metadata=metadata
+    )
+
+
+def _charset(content_type: str) -> str | None:
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:300]
+
+
+READERS = {"jsonl": read_jsonl, "parquet": read_parquet, "warc": read_warc, "txt": read_txt, "md": read_md, "html": read_html}
