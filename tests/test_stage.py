@@ -1,0 +1,178 @@
+"""Running stages: the dataset-folder contract, accounting, atomic output, resume after a crash."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+from datatrove.pipeline.base import PipelineStep
+
+from corpus.document import DOCUMENT_COLUMNS, document_id, is_dataset
+from corpus.errors import CorpusError, StageFailed
+from corpus.execution import ExecutorConfig, dataset_inputs, run_stage
+from corpus.filter.length import LengthFilterConfig, length_filter_job
+from corpus.ingest import ingest_job
+from tests.conftest import FIXTURES, read_folder
+
+
+def _ingest(small_corpus, out, tasks=2, workers=1, extra_paths=()):
+    sources = [
+        {"paths": [small_corpus / "insurance", *extra_paths], "source": "hc", "domain": "insurance"},
+        {"paths": [small_corpus / "general"], "source": "py", "domain": "general"},
+    ]
+    return run_stage(ingest_job(sources, "t"), out, ExecutorConfig(tasks=tasks, workers=workers))
+
+
+def _check_accounting(card, folder):
+    """The card's numbers against the Parquet files, recomputed independently."""
+    acc = card["accounting"][-1]
+    kept = read_folder(folder, "data")
+    rejected = read_folder(folder, "rejected")
+    assert acc["kept"] == kept.height == card["stats"]["docs"]
+    assert sum(acc["rejected"].values()) == rejected.height
+    assert acc["docs_in"] == acc["kept"] + sum(acc["rejected"].values())
+    if rejected.height:
+        by_reason = dict(rejected.group_by("reason").len().iter_rows())
+        assert by_reason == acc["rejected"]
+        assert rejected["detail"].null_count() == 0 or "too_short" in by_reason
+    for f in card["files"]:
+        assert (folder / f["path"]).exists()
+    return kept, rejected
+
+
+def test_ingest_writes_the_contract(small_corpus, tmp_path):
+    out = tmp_path / "ingested"
+    card = _ingest(small_corpus, out, extra_paths=[FIXTURES / "warc" / "clipped.warc.gz"])
+    assert is_dataset(out)
+    assert (out / "README.md").read_text().startswith("---\npretty_name: t")
+    kept, rejected = _check_accounting(card, out)
+    assert kept.columns[: len(DOCUMENT_COLUMNS)] == DOCUMENT_COLUMNS
+    assert set(kept["domain"]) == {"insurance", "general"}
+    assert set(kept["lang"].drop_nulls()) == {"en", "es"}
+    # ids are content hashes of the normalised text
+    row = kept.row(0, named=True)
+    assert row["id"] == document_id(row["text"])
+    assert rejected["reason"].to_list() == ["truncated_record"]
+    assert card["accounting"][-1]["docs_in"] == 6
+    assert not out.with_name(out.name + ".partial").exists()
+
+
+def test_length_filter_accounting_and_lineage(small_corpus, tmp_path):
+    ingested = tmp_path / "ingested"
+    _ingest(small_corpus, ingested)
+    out = tmp_path / "filtered"
+    files, _ = dataset_inputs([ingested])
+    card = run_stage(length_filter_job([ingested], "f", LengthFilterConfig(min_chars=300)), out, ExecutorConfig(tasks=2, workers=1))
+    kept, rejected = _check_accounting(card, out)
+    assert (kept["text"].str.len_chars() >= 300).all()
+    assert (rejected["text"].str.len_chars() < 300).all() and set(rejected["reason"]) == {"too_short"}
+    assert [a["stage"] for a in card["accounting"]] == ["ingest", "length_filter"]
+    assert card["inputs"][0]["card_sha256"] == json.loads((ingested / "card.json").read_text())["card_sha256"]
+
+
+def test_same_output_whatever_the_task_count(small_corpus, tmp_path):
+    one = _ingest(small_corpus, tmp_path / "one", tasks=1)
+    three = _ingest(small_corpus, tmp_path / "three", tasks=3)
+    a = read_folder(tmp_path / "one").sort("id")
+    b = read_folder(tmp_path / "three").sort("id")
+    assert a.equals(b)
+    assert one["stats"] == three["stats"]
+
+
+class CrashOnRank(PipelineStep):
+    """Passes tables through, but fails in one rank while a flag file exists."""
+
+    name = "crash"
+
+    def __init__(self, rank: int, flag: str):
+        super().__init__()
+        self.rank, self.flag = rank, flag
+
+    def run(self, data, rank=0, world_size=1):
+        import os
+
+        for table in data:
+            if rank == self.rank and os.path.exists(self.flag):
+                raise RuntimeError("simulated crash")
+            yield table
+
+
+def test_interrupted_run_resumes_and_matches_a_clean_run(small_corpus, tmp_path):
+    clean = tmp_path / "clean"
+    _ingest(small_corpus, clean, tasks=3)
+
+    flag = tmp_path / "crash-flag"
+    flag.touch()
+    sources = [
+        {"paths": [small_corpus / "insurance"], "source": "hc", "domain": "insurance"},
+        {"paths": [small_corpus / "general"], "source": "py", "domain": "general"},
+    ]
+    job = ingest_job(sources, "t")
+    plain_steps = job.make_steps
+    job.make_steps = lambda out_dir, work_dir: plain_steps(out_dir, work_dir) + [CrashOnRank(2, str(flag))]
+    out = tmp_path / "resumed"
+    with pytest.raises(StageFailed, match="rerun the same command to resume"):
+        run_stage(job, out, ExecutorConfig(tasks=3, workers=1))
+    partial = out.with_name("resumed.partial")
+    assert not out.exists() and partial.exists()  # a crashed run never looks finished
+    with pytest.raises(CorpusError, match="not a dataset folder"):
+        dataset_inputs([partial])
+    done_before = sorted(p.name for p in (partial / "_work" / "logs" / "completions").iterdir())
+    assert done_before == ["00000", "00001"]
+
+    flag.unlink()
+    run_stage(job, out, ExecutorConfig(tasks=3, workers=1))
+    for kind in ("data", "rejected"):
+        names = sorted(p.name for p in (clean / kind).glob("*.parquet"))
+        assert names == sorted(p.name for p in (out / kind).glob("*.parquet"))
+        for name in names:
+            assert pl.read_parquet(clean / kind / name).equals(pl.read_parquet(out / kind / name))
+
+
+def test_finished_output_is_left_alone_and_another_config_needs_overwrite(small_corpus, tmp_path):
+    ingested = tmp_path / "ingested"
+    _ingest(small_corpus, ingested)
+    out = tmp_path / "filtered"
+    job = length_filter_job([ingested], "f", LengthFilterConfig(min_chars=300))
+    first = run_stage(job, out, ExecutorConfig(tasks=1))
+    again = run_stage(job, out, ExecutorConfig(tasks=1))
+    assert again["created"] == first["created"]  # not redone
+    other = length_filter_job([ingested], "f", LengthFilterConfig(min_chars=10))
+    with pytest.raises(CorpusError, match="another configuration; pass --overwrite"):
+        run_stage(other, out, ExecutorConfig(tasks=1))
+    card = run_stage(other, out, ExecutorConfig(tasks=1), overwrite=True)
+    assert card["config"]["min_chars"] == 10
+
+
+def test_not_a_dataset_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(CorpusError, match="plain: not a dataset folder"):
+        dataset_inputs([tmp_path / "plain"])
+    with pytest.raises(CorpusError, match="missing: no such dataset folder"):
+        dataset_inputs([tmp_path / "missing"])
+
+
+def test_multiprocess_workers_give_the_same_output(small_corpus, tmp_path):
+    """workers=2 runs tasks in datatrove's forkserver pool: the steps must pickle and import there."""
+    _ingest(small_corpus, tmp_path / "pool", tasks=2, workers=2)
+    _ingest(small_corpus, tmp_path / "inline", tasks=2, workers=1)
+    assert read_folder(tmp_path / "pool").sort("id").equals(read_folder(tmp_path / "inline").sort("id"))
+
+
+def test_slurm_section_builds_datatrove_slurm_executor(tmp_path):
+    from datatrove.executor.slurm import SlurmPipelineExecutor
+
+    from corpus.execution import build_executor
+
+    cfg = ExecutorConfig.model_validate(
+        {"type": "slurm", "tasks": 8, "slurm": {"partition": "cpu", "time": "02:00:00", "cpus_per_task": 4,
+                                                "sbatch_args": {"account": "data"}}}  # fmt: skip
+    )
+    executor = build_executor(cfg, [], str(tmp_path / "logs"))
+    assert isinstance(executor, SlurmPipelineExecutor)
+    assert (executor.tasks, executor.partition, executor.cpus_per_task) == (8, "cpu", 4)
+    with pytest.raises(CorpusError, match="needs a 'slurm:' section"):
+        build_executor(ExecutorConfig(type="slurm"), [], str(tmp_path / "logs2"))
+    shutil.rmtree(tmp_path / "logs", ignore_errors=True)
