@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast browser cards clean
 
 install: $(STAMP)
 
@@ -19,11 +19,22 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	$(BIN)/corpus run pipelines/quickstart.yaml
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not ray"
+
+# Headless Chromium for the data-card HTML test (Debian packages); without it that test is skipped.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ( [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null ) || \
+	  echo "chromium and chromium-driver could not be installed: the browser test will be skipped"
+
+# The cards of the bundled sample's datasets, regenerated from the data.
+cards: install
+	$(BIN)/corpus run pipelines/quickstart.yaml --quiet
+	$(BIN)/python -m corpus.cards.publish out/quickstart data_cards/quickstart
 
 clean:
 	rm -rf out .pytest_cache

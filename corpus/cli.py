@@ -60,12 +60,40 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_card(args) -> int:
+    from corpus.cards import commands
+
+    if args.card_command == "show":
+        commands.show(args.dataset)
+    elif args.card_command == "html":
+        print(commands.to_html(args.dataset, args.output))
+    elif args.card_command == "diff":
+        print("\n".join(commands.diff(args.a, args.b)))
+    elif args.card_command == "lineage":
+        print("\n".join(commands.lineage(args.dataset)))
+    elif args.card_command == "validate":
+        problems = commands.validate(args.dataset)
+        for line in problems:
+            print(line)
+        if problems:
+            print(f"corpus: {args.dataset}: {len(problems)} mismatch(es) between the card and the data", file=sys.stderr)
+            return 1
+        print(f"{args.dataset}: card matches the data")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corpus", description="Build training corpora whose every dataset explains itself.")
     parser.add_argument("--version", action="version", version=f"corpus {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    # the same flags after the command (`corpus run X.yaml -q`); SUPPRESS keeps a flag given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
 
     p = sub.add_parser("ingest", help="read JSONL, Parquet, WARC/WET, HTML, Markdown or text into a dataset folder")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
@@ -88,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     _executor_args(p)
     p.set_defaults(func=cmd_length_filter)
+
+    p = sub.add_parser("card", help="data cards: show, html, diff, validate, lineage")
+    card_sub = p.add_subparsers(dest="card_command", required=True, metavar="CARD_COMMAND")
+    c = card_sub.add_parser("show", help="a readable terminal view of a dataset's card")
+    c.add_argument("dataset", metavar="DIR")
+    c = card_sub.add_parser("html", help="one self-contained HTML file with the plots embedded")
+    c.add_argument("dataset", metavar="DIR")
+    c.add_argument("-o", "--output", help="HTML file to write (default: DIR/card.html)")
+    c = card_sub.add_parser("diff", help="what changed between two datasets")
+    c.add_argument("a", metavar="A")
+    c.add_argument("b", metavar="B")
+    c = card_sub.add_parser("validate", help="check the card against the data; exit code 1 on any mismatch")
+    c.add_argument("dataset", metavar="DIR")
+    c = card_sub.add_parser("lineage", help="the chain of datasets back to the raw sources")
+    c.add_argument("dataset", metavar="DIR")
+    p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("run", help="run a pipeline YAML (sources and stages)")
     p.add_argument("pipeline", metavar="PIPELINE.yaml")

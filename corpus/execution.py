@@ -313,7 +313,8 @@ def run_stage(
             return None
         raise StageFailed(f"{job.stage}: tasks {incomplete} did not complete; logs in {work / 'logs'}; rerun to resume")
 
-    card = _finalize(job, partial, work, executor, fp, started, command, pipeline_file, write_card)
+    previous_readme = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else ""
+    card = _finalize(job, partial, work, executor, fp, started, command, pipeline_file, write_card, previous_readme, out)
     if out.exists():
         shutil.rmtree(out)
     os.replace(partial, out)
@@ -323,7 +324,8 @@ def run_stage(
     return card
 
 
-def _finalize(job, partial: Path, work: Path, executor, fp, started, command, pipeline_file, write_card) -> dict:
+def _finalize(job, partial: Path, work: Path, executor, fp, started, command, pipeline_file, write_card,
+              previous_readme: str, out: Path) -> dict:
     readers = read_task_stats(work, "reader", executor.tasks)
     writers = read_task_stats(work, "writer", executor.tasks)
     docs_in = sum(r.get("docs_in", 0) for r in readers)
@@ -360,6 +362,8 @@ def _finalize(job, partial: Path, work: Path, executor, fp, started, command, pi
         fingerprint=fp,
         command=command,
         pipeline_file=pipeline_file,
+        previous_readme=previous_readme,
+        final_folder=out,
     )
 
 

@@ -1,9 +1,15 @@
-"""Data cards: card.json and README.md of a dataset folder, computed from its Parquet files."""
+"""Data cards: card.json, README.md and plots/ of a dataset folder, computed from its Parquet files.
+
+Every number in a card is recomputed from the data when the card is written; `corpus card validate`
+recomputes them again and compares. Field reference: data_cards/FIELDS.md.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +17,12 @@ from pathlib import Path
 import polars as pl
 
 import corpus
-from corpus.document import CARD_JSON, CARD_README, DATA_DIR, REJECTED_DIR, data_files, file_sha256, rejected_files
+from corpus.document import CARD_JSON, CARD_README, DOCUMENT_COLUMNS, data_files, file_sha256, rejected_files
 
 LIMITATIONS_HEADING = "## Known limitations"
 LIMITATIONS_PLACEHOLDER = "_Write here what a user of this dataset should know. Regenerating the card keeps this section._"
+LENGTH_BINS = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000]  # characters; the last bin is open
+_NOT_SCORES = {"lang_score_bins"}
 
 
 def git_commit() -> str | None:
@@ -22,45 +30,91 @@ def git_commit() -> str | None:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(corpus.__file__).parent, capture_output=True, text=True, timeout=5
         )
-        return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def _scan(files: list[Path]) -> pl.LazyFrame | None:
-    return pl.scan_parquet([str(f) for f in files]) if files else None
+    return pl.scan_parquet([str(f) for f in files], missing_columns="insert", extra_columns="ignore") if files else None
+
+
+def _length_histogram(lf: pl.LazyFrame) -> list[dict]:
+    bins = LENGTH_BINS
+    labels = [f"{lo}-{hi}" for lo, hi in zip(bins, bins[1:])] + [f"{bins[-1]}+"]
+    index = pl.sum_horizontal([(pl.col("_chars") >= edge).cast(pl.Int32) for edge in bins[1:]]).alias("bin")
+    found = dict(lf.select(index).group_by("bin").len().collect().iter_rows())
+    return [{"chars": label, "docs": found.get(i, 0)} for i, label in enumerate(labels)]
 
 
 def dataset_stats(folder: Path) -> dict:
     """Counts and distributions of the kept documents, recomputed from data/*.parquet."""
-    lf = _scan(data_files(folder))
-    if lf is None:
-        return {"docs": 0, "chars": 0, "by_domain": {}, "by_source": {}, "by_lang": {}, "length_chars": {}}
-    lf = lf.with_columns(pl.col("text").str.len_chars().alias("_chars"))
-    totals = lf.select(pl.len().alias("docs"), pl.col("_chars").sum().alias("chars")).collect().row(0, named=True)
+    files = data_files(folder)
+    empty = {"docs": 0, "chars": 0, "words": 0, "by_domain": {}, "by_source": {}, "by_lang": {},
+             "length_chars": {}, "length_histogram": []}  # fmt: skip
+    if not files:
+        return empty
+    lf = _scan(files)
+    names = lf.collect_schema().names()
+    token_col = "n_tokens" if "n_tokens" in names else None
+    lf = lf.with_columns(
+        pl.col("text").str.len_chars().alias("_chars"),
+        pl.col("text").str.count_matches(r"\S+").alias("_words"),
+        (pl.col(token_col) if token_col else pl.lit(None, pl.Int64)).alias("_tokens"),
+    )
+    sums = [pl.len().alias("docs"), pl.col("_chars").sum().alias("chars"), pl.col("_words").sum().alias("words")]
+    if token_col:
+        sums.append(pl.col("_tokens").sum().alias("tokens"))
+    totals = lf.select(sums).collect().row(0, named=True)
 
     def grouped(column: str) -> dict:
-        df = (
-            lf.group_by(pl.col(column).fill_null("unknown"))
-            .agg(pl.len().alias("docs"), pl.col("_chars").sum().alias("chars"))
-            .sort(column)
-            .collect()
-        )
-        return {row[column]: {"docs": row["docs"], "chars": row["chars"]} for row in df.iter_rows(named=True)}
+        df = lf.group_by(pl.col(column).fill_null("unknown")).agg(sums).sort(column).collect()
+        out = {}
+        for row in df.iter_rows(named=True):
+            key = row.pop(column)
+            row["share_docs"] = round(row["docs"] / totals["docs"], 6)
+            row["share_chars"] = round(row["chars"] / totals["chars"], 6) if totals["chars"] else 0.0
+            out[key] = row
+        return out
 
     quantiles = [0.0, 0.1, 0.5, 0.9, 0.99, 1.0]
     qrow = lf.select([pl.col("_chars").quantile(q, "nearest").alias(f"p{int(q * 100)}") for q in quantiles]).collect()
-    return {
-        "docs": totals["docs"],
-        "chars": totals["chars"] or 0,
-        "by_domain": grouped("domain"),
-        "by_source": grouped("source"),
-        "by_lang": grouped("lang"),
-        "length_chars": qrow.row(0, named=True),
-    }
+    stats = {k: (v or 0) for k, v in totals.items()}
+    stats.update(
+        by_domain=grouped("domain"),
+        by_source=grouped("source"),
+        by_lang=grouped("lang"),
+        length_chars={k: int(v) for k, v in qrow.row(0, named=True).items()},
+        length_histogram=_length_histogram(lf),
+    )
+    return stats
 
 
-def examples(folder: Path, per_domain: int = 2, width: int = 200) -> dict:
+def score_summary(folder: Path) -> dict:
+    """Quantiles of every numeric column a stage added (quality scores, cluster sizes, token counts)."""
+    files = data_files(folder)
+    if not files:
+        return {}
+    lf = _scan(files)
+    schema = lf.collect_schema()
+    numeric = [n for n, t in schema.items() if t.is_numeric() and n not in _NOT_SCORES and n not in ("id",)]
+    if not numeric:
+        return {}
+    exprs = []
+    for n in numeric:
+        col = pl.col(n).cast(pl.Float64)
+        exprs += [col.min().alias(f"{n}|min"), col.quantile(0.1).alias(f"{n}|p10"), col.median().alias(f"{n}|p50"),
+                  col.quantile(0.9).alias(f"{n}|p90"), col.max().alias(f"{n}|max"), col.mean().alias(f"{n}|mean"),
+                  col.null_count().alias(f"{n}|nulls")]  # fmt: skip
+    row = lf.select(exprs).collect().row(0, named=True)
+    out: dict[str, dict] = {}
+    for key, value in row.items():
+        name, stat = key.split("|")
+        out.setdefault(name, {})[stat] = None if value is None else (round(float(value), 6) if stat != "nulls" else int(value))
+    return {name: s for name, s in out.items() if s["max"] is not None}  # all-null columns say nothing
+
+
+def examples(folder: Path, per_domain: int = 3, width: int = 200) -> dict:
     lf = _scan(data_files(folder))
     if lf is None:
         return {}
@@ -74,7 +128,7 @@ def examples(folder: Path, per_domain: int = 2, width: int = 200) -> dict:
     out: dict[str, list] = {}
     for row in df.iter_rows(named=True):
         out.setdefault(row["domain"], []).append({"id": row["id"], "opening": " ".join(row["opening"].split())})
-    return out
+    return dict(sorted(out.items()))
 
 
 def file_entries(folder: Path) -> list[dict]:
@@ -86,11 +140,32 @@ def file_entries(folder: Path) -> list[dict]:
     return entries
 
 
-def card_hash(card: dict) -> str:
-    import hashlib
+def rejected_stats(folder: Path) -> dict:
+    lf = _scan(rejected_files(folder))
+    if lf is None:
+        return {"docs": 0, "by_reason": {}}
+    df = lf.group_by("reason").agg(pl.len().alias("docs")).sort("reason").collect()
+    return {"docs": int(df["docs"].sum()), "by_reason": dict(zip(df["reason"].to_list(), df["docs"].to_list()))}
 
+
+def card_hash(card: dict) -> str:
     body = {k: v for k, v in card.items() if k != "card_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def relative_to(path: str | Path, folder: Path) -> str:
+    """A lineage path as seen from the dataset folder, so a tree of datasets can move as a whole."""
+    return os.path.relpath(Path(path).resolve(), folder.resolve())
+
+
+def computed_facts(folder: Path) -> dict:
+    """The part of a card that is recomputed from the data (what `corpus card validate` checks)."""
+    return {
+        "stats": dataset_stats(folder),
+        "rejected_stats": rejected_stats(folder),
+        "scores": score_summary(folder),
+        "files": file_entries(folder),
+    }
 
 
 def write_card(
@@ -106,42 +181,60 @@ def write_card(
     fingerprint: str,
     command: list[str] | None,
     pipeline_file: str | None,
+    previous_readme: str = "",
+    final_folder: Path | None = None,
 ) -> dict:
+    """Write card.json, README.md and plots/ into `folder` (which will be renamed to `final_folder`)."""
     folder = Path(folder)
+    home = Path(final_folder or folder)
     upstream: list[dict] = []
+    lineage = []
     for item in inputs:  # accounting of the stages that made the inputs, then this one
+        item = dict(item)
         if item.get("kind") == "dataset":
             try:
                 upstream.extend(json.loads((Path(item["path"]) / CARD_JSON).read_text())["accounting"])
             except (OSError, KeyError, json.JSONDecodeError):
                 pass
+        if item.get("path"):
+            item["path"] = ", ".join(relative_to(p.strip(), home) for p in str(item["path"]).split(", "))
+        lineage.append(item)
     card = {
         "card_version": 1,
         "name": name,
         "stage": stage,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "tool": {"name": "corpus", "version": corpus.__version__, "git_commit": git_commit()},
+        "tool": {"name": "corpus", "version": corpus.__version__, "git_commit": git_commit(),
+                 "python": sys.version.split()[0]},  # fmt: skip
         "command": command if command is not None else sys.argv,
-        "pipeline_file": pipeline_file,
+        "pipeline_file": relative_to(pipeline_file, home) if pipeline_file else None,
         "fingerprint": fingerprint,
         "executor": executor,
         "config": config,
-        "inputs": inputs,
+        "inputs": lineage,
         "accounting": _dedupe_accounting(upstream) + [accounting],
         "stage_facts": stage_facts,
-        "stats": dataset_stats(folder),
-        "rejected_stats": _rejected_stats(folder),
+        **computed_facts(folder),
         "examples": examples(folder),
-        "files": file_entries(folder),
+        "columns": _columns(folder),
     }
+    from corpus.cards.plots import write_plots
+
+    card["plots"] = write_plots(folder, card)
     card["card_sha256"] = card_hash(card)
     (folder / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     from corpus.cards.readme import render_readme
 
-    readme = folder / CARD_README
-    previous = readme.read_text(encoding="utf-8") if readme.exists() else ""
-    readme.write_text(render_readme(card, previous), encoding="utf-8")
+    (folder / CARD_README).write_text(render_readme(card, previous_readme), encoding="utf-8")
     return card
+
+
+def _columns(folder: Path) -> dict:
+    files = data_files(folder) or rejected_files(folder)
+    if not files:
+        return {}
+    schema = _scan(files).collect_schema()
+    return {"document": [c for c in DOCUMENT_COLUMNS if c in schema], "added": [c for c in schema if c not in DOCUMENT_COLUMNS]}
 
 
 def _dedupe_accounting(rows: list[dict]) -> list[dict]:
@@ -152,11 +245,3 @@ def _dedupe_accounting(rows: list[dict]) -> list[dict]:
             seen.add(key)
             out.append(row)
     return out
-
-
-def _rejected_stats(folder: Path) -> dict:
-    lf = _scan(rejected_files(folder))
-    if lf is None:
-        return {"docs": 0, "by_reason": {}}
-    df = lf.group_by("reason").agg(pl.len().alias("docs")).sort("reason").collect()
-    return {"docs": int(df["docs"].sum()), "by_reason": dict(zip(df["reason"].to_list(), df["docs"].to_list()))}

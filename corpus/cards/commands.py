@@ -1,0 +1,283 @@
+"""`corpus card show | html | diff | validate | lineage`."""
+
+from __future__ import annotations
+
+import base64
+import html as html_lib
+import json
+import re
+from pathlib import Path
+
+from corpus.cards import CARD_JSON, card_hash, computed_facts
+from corpus.document import CARD_README
+from corpus.errors import CorpusError
+
+
+def load_card(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / CARD_JSON
+    if not folder.exists():
+        raise CorpusError(f"{folder}: no such folder")
+    if not path.is_file():
+        raise CorpusError(f"{folder}: no {CARD_JSON} (not a dataset folder)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CorpusError(f"{path}: not valid JSON: line {e.lineno}: {e.msg}") from None
+
+
+# ---------------------------------------------------------------- show
+
+
+def show(folder: str | Path, console=None) -> None:
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    card = load_card(folder)
+    console = console or Console()
+    stats, acc = card["stats"], card["accounting"][-1]
+    measure = "tokens" if "tokens" in stats else "words"
+    console.print(Panel.fit(
+        f"[bold]{card['name']}[/bold]  stage [cyan]{card['stage']}[/cyan]  created {card['created']}\n"
+        f"{stats['docs']:,} documents · {stats['chars']:,} characters · {stats.get(measure, 0):,} {measure}\n"
+        f"corpus {card['tool']['version']} · commit {(card['tool'].get('git_commit') or 'unknown')[:12]} · "
+        f"card {card['card_sha256'][:12]}",
+        title=str(folder),
+    ))  # fmt: skip
+
+    t = Table(title="Accounting per stage")
+    for col in ("stage", "in", "kept", "rejected", "by reason"):
+        t.add_column(col, justify="right" if col in ("in", "kept", "rejected") else "left")
+    for a in card["accounting"]:
+        t.add_row(a["stage"], f"{a['docs_in']:,}", f"{a['kept']:,}", f"{sum(a['rejected'].values()):,}",
+                  ", ".join(f"{k} {v:,}" for k, v in a["rejected"].items()) or "-")  # fmt: skip
+    console.print(t)
+
+    for key, title in (("by_domain", "domain"), ("by_source", "source"), ("by_lang", "language")):
+        groups = stats.get(key) or {}
+        if not groups:
+            continue
+        t = Table(title=f"By {title}")
+        for col in (title, "documents", measure, "characters", "share"):
+            t.add_column(col, justify="left" if col == title else "right")
+        for k, v in groups.items():
+            bar = "█" * round(20 * v["share_chars"])
+            t.add_row(k, f"{v['docs']:,}", f"{v.get(measure, 0):,}", f"{v['chars']:,}", f"{100 * v['share_chars']:5.1f}% {bar}")
+        console.print(t)
+
+    hist = stats.get("length_histogram") or []
+    if hist:
+        top = max(h["docs"] for h in hist) or 1
+        t = Table(title="Document length (characters)")
+        t.add_column("chars")
+        t.add_column("docs", justify="right")
+        t.add_column("")
+        for h in hist:
+            t.add_row(h["chars"], f"{h['docs']:,}", "█" * round(30 * h["docs"] / top))
+        console.print(t)
+
+    if card.get("scores"):
+        t = Table(title="Scores")
+        cols = ["min", "p10", "p50", "p90", "max", "mean"]
+        t.add_column("column")
+        for c in cols:
+            t.add_column(c, justify="right")
+        for name, s in card["scores"].items():
+            t.add_row(name, *[f"{s[c]:.4g}" if s.get(c) is not None else "-" for c in cols])
+        console.print(t)
+
+    facts = card.get("stage_facts") or {}
+    if facts:
+        console.print("[bold]Stage facts[/bold]: " + ", ".join(facts) + f"  (see {Path(folder) / CARD_README})")
+    for domain, items in (card.get("examples") or {}).items():
+        for item in items[:2]:
+            console.print(f"[dim]{domain}[/dim] {item['opening'][:150]}")
+
+
+# ---------------------------------------------------------------- html
+
+
+def to_html(folder: str | Path, output: str | Path | None = None) -> Path:
+    """One self-contained HTML file: the README card with every plot embedded as a data URI."""
+    import markdown
+
+    folder = Path(folder)
+    card = load_card(folder)
+    readme_path = folder / CARD_README
+    if not readme_path.is_file():
+        raise CorpusError(f"{folder}: no {CARD_README}")
+    text = readme_path.read_text(encoding="utf-8")
+    body = text.split("\n---\n", 1)[1] if text.startswith("---\n") else text
+
+    def embed(match: re.Match) -> str:
+        alt, src = match.group(1), match.group(2)
+        path = folder / src
+        if not path.is_file():
+            raise CorpusError(f"{path}: plot named in {readme_path} is missing")
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"![{alt}](data:image/png;base64,{data})"
+
+    body = re.sub(r"!\[([^\]]*)\]\((plots/[^)]+)\)", embed, body)
+    rendered = markdown.markdown(body, extensions=["tables", "fenced_code"])
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{html_lib.escape(card['name'])} - data card</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: left; font-size: 0.9rem; }}
+th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; }}
+code, pre {{ background: #f6f6f6; }}
+</style></head>
+<body>
+{rendered}
+</body></html>
+"""
+    out = Path(output) if output else folder / "card.html"
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+# ---------------------------------------------------------------- validate
+
+
+def validate(folder: str | Path) -> list[str]:
+    """Recompute the card's data facts; every mismatch as one line (empty list: valid)."""
+    folder = Path(folder)
+    card = load_card(folder)
+    problems = []
+    if card_hash(card) != card.get("card_sha256"):
+        problems.append(f"{folder / CARD_JSON}: card_sha256 does not match the card's content (card.json was edited)")
+    listed = {f["path"]: f for f in card.get("files", [])}
+    present = {f"{kind}/{p.name}" for kind in ("data", "rejected") for p in (folder / kind).glob("*.parquet")}
+    for path in sorted(set(listed) - present):
+        problems.append(f"{folder / path}: listed in the card but missing")
+    for path in sorted(present - set(listed)):
+        problems.append(f"{folder / path}: present but not in the card")
+    try:
+        recomputed = computed_facts(folder)
+    except Exception as e:  # a corrupt Parquet file
+        problems.append(f"{folder}: cannot read the data to recompute the card: {' '.join(str(e).split())[:200]}")
+        return problems
+    actual_files = {f["path"]: f for f in recomputed["files"]}
+    for path, entry in listed.items():
+        got = actual_files.get(path)
+        if got is None:
+            continue
+        if got["sha256"] != entry["sha256"]:
+            problems.append(f"{folder / path}: sha256 {got['sha256'][:12]} differs from the card's {entry['sha256'][:12]}")
+        if got["rows"] != entry["rows"]:
+            problems.append(f"{folder / path}: {got['rows']:,} rows, the card says {entry['rows']:,}")
+    for key in ("stats", "rejected_stats", "scores"):
+        if _normalised(recomputed[key]) != _normalised(card.get(key)):
+            problems.append(f"{folder / CARD_JSON}: '{key}' differs from the data ({_first_difference(card.get(key), recomputed[key])})")
+    acc = card["accounting"][-1]
+    if acc["kept"] != recomputed["stats"]["docs"]:
+        problems.append(f"{folder}: accounting says {acc['kept']:,} kept, data/ holds {recomputed['stats']['docs']:,}")
+    if acc["rejected"] != recomputed["rejected_stats"]["by_reason"]:
+        problems.append(f"{folder}: accounting's rejected counts differ from rejected/ ({recomputed['rejected_stats']['by_reason']})")
+    if acc["docs_in"] != acc["kept"] + sum(acc["rejected"].values()):
+        problems.append(f"{folder}: accounting does not add up: {acc['docs_in']} in != kept + rejected")
+    return problems
+
+
+def _normalised(value):
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _first_difference(a, b, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if _normalised(a.get(k)) != _normalised(b.get(k)):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+    return f"{path or 'value'}: card {json.dumps(a, default=str)[:60]}, data {json.dumps(b, default=str)[:60]}"
+
+
+# ---------------------------------------------------------------- diff
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def diff(a: str | Path, b: str | Path) -> list[str]:
+    """What changed from dataset A to dataset B: counts, shares, accounting and stage configs."""
+    ca, cb = load_card(a), load_card(b)
+    lines = [f"A = {a} ({ca['name']}, {ca['stage']}), B = {b} ({cb['name']}, {cb['stage']})"]
+
+    def num(label, x, y):
+        if x != y:
+            delta = (y or 0) - (x or 0)
+            rel = f" ({100 * delta / x:+.1f}%)" if x else ""
+            lines.append(f"{label}: {x:,} -> {y:,}{rel}")
+
+    for key in ("docs", "chars", "words", "tokens"):
+        if key in ca["stats"] or key in cb["stats"]:
+            num(key, ca["stats"].get(key, 0), cb["stats"].get(key, 0))
+    for group in ("by_domain", "by_source", "by_lang"):
+        ga, gb = ca["stats"].get(group, {}), cb["stats"].get(group, {})
+        for k in sorted(set(ga) | set(gb)):
+            x, y = ga.get(k, {}), gb.get(k, {})
+            num(f"{group[3:]} {k} docs", x.get("docs", 0), y.get("docs", 0))
+            sa, sb = x.get("share_chars", 0.0), y.get("share_chars", 0.0)
+            if abs(sa - sb) >= 0.0005:
+                lines.append(f"{group[3:]} {k} share of characters: {100 * sa:.1f}% -> {100 * sb:.1f}%")
+    stages_a = {s["stage"]: s for s in ca["accounting"]}
+    stages_b = {s["stage"]: s for s in cb["accounting"]}
+    for stage in list(dict.fromkeys([*stages_a, *stages_b])):
+        sa, sb = stages_a.get(stage), stages_b.get(stage)
+        if sa is None or sb is None:
+            lines.append(f"stage {stage}: only in {'B' if sa is None else 'A'}")
+            continue
+        num(f"stage {stage} in", sa["docs_in"], sb["docs_in"])
+        num(f"stage {stage} kept", sa["kept"], sb["kept"])
+        for reason in sorted(set(sa["rejected"]) | set(sb["rejected"])):
+            num(f"stage {stage} rejected {reason}", sa["rejected"].get(reason, 0), sb["rejected"].get(reason, 0))
+    fa, fb = _flatten(ca.get("config", {})), _flatten(cb.get("config", {}))
+    for k in sorted(set(fa) | set(fb)):
+        if fa.get(k) != fb.get(k):
+            lines.append(f"config {k}: {json.dumps(fa.get(k), default=str)} -> {json.dumps(fb.get(k), default=str)}")
+    if len(lines) == 1:
+        lines.append("no differences in counts, shares, accounting or config")
+    return lines
+
+
+# ---------------------------------------------------------------- lineage
+
+
+def lineage(folder: str | Path) -> list[str]:
+    """The chain of datasets back to the raw sources, one line each, indented by depth."""
+    lines: list[str] = []
+
+    def walk(path: Path, depth: int, seen: set) -> None:
+        pad = "  " * depth
+        key = path.resolve()
+        if key in seen:
+            lines.append(f"{pad}{path} (already shown)")
+            return
+        seen.add(key)
+        try:
+            card = load_card(path)
+        except CorpusError as e:
+            lines.append(f"{pad}{path}: missing ({e})")
+            return
+        acc = card["accounting"][-1]
+        lines.append(f"{pad}{card['name']} [{card['stage']}] {card['stats']['docs']:,} docs "
+                     f"(in {acc['docs_in']:,}, rejected {sum(acc['rejected'].values()):,}) card {card['card_sha256'][:12]} at {path}")  # fmt: skip
+        for item in card.get("inputs", []):
+            if item.get("kind") == "dataset":
+                walk((path / item["path"]), depth + 1, seen)
+            else:
+                lines.append(f"{'  ' * (depth + 1)}raw {item.get('format')} files: {item.get('files', 0):,} files, "
+                             f"{item.get('bytes', 0):,} bytes, source {item.get('source')}, domain {item.get('domain')}: "
+                             f"{(path / item['path']).resolve() if ', ' not in item['path'] else item['path']}")  # fmt: skip
+
+    walk(Path(folder), 0, set())
+    return lines

@@ -1,0 +1,180 @@
+"""Data cards: numbers recomputed independently, validate, diff, lineage, show, and the HTML in a real browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from corpus.cards import LIMITATIONS_HEADING, commands
+from corpus.execution import ExecutorConfig, run_stage
+from corpus.filter.length import LengthFilterConfig, length_filter_job
+from corpus.ingest import ingest_job
+from tests.conftest import read_folder, run_cli
+
+
+@pytest.fixture
+def two_stages(small_corpus, tmp_path):
+    sources = [
+        {"paths": [small_corpus / "insurance"], "source": "hc", "domain": "insurance"},
+        {"paths": [small_corpus / "general"], "source": "py", "domain": "general"},
+    ]
+    ingested = tmp_path / "datasets" / "ingested"
+    run_stage(ingest_job(sources, "ingested"), ingested, ExecutorConfig(tasks=2, workers=1))
+    filtered = tmp_path / "datasets" / "filtered"
+    run_stage(length_filter_job([ingested], "filtered", LengthFilterConfig(min_chars=300)), filtered, ExecutorConfig(tasks=2, workers=1))
+    return ingested, filtered
+
+
+def test_card_numbers_equal_an_independent_recount(two_stages):
+    for folder in two_stages:
+        card = json.loads((folder / "card.json").read_text())
+        df = pl.read_parquet(folder / "data" / "*.parquet")
+        assert card["stats"]["docs"] == df.height
+        assert card["stats"]["chars"] == int(df["text"].str.len_chars().sum())
+        for column, key in (("domain", "by_domain"), ("source", "by_source")):
+            recount = {k: n for k, n in df.group_by(column).len().iter_rows()}
+            assert {k: v["docs"] for k, v in card["stats"][key].items()} == recount
+        langs = {(k or "unknown"): n for k, n in df.group_by("lang").len().iter_rows()}
+        assert {k: v["docs"] for k, v in card["stats"]["by_lang"].items()} == langs
+        assert sum(h["docs"] for h in card["stats"]["length_histogram"]) == df.height
+        rejected = read_folder(folder, "rejected")
+        assert card["rejected_stats"]["docs"] == rejected.height
+        for plot in card["plots"]:
+            assert (folder / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_has_hugging_face_front_matter_and_sections(two_stages):
+    import yaml
+
+    text = (two_stages[1] / "README.md").read_text()
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["pretty_name"] == "filtered"
+    langs = pl.read_parquet(two_stages[1] / "data" / "*.parquet")["lang"].drop_nulls().unique().sort().to_list()
+    assert front["language"] == langs and langs
+    assert front["size_categories"] == ["n<1K"]
+    assert front["source_datasets"] == ["ingested"]
+    assert front["configs"][0]["data_files"][0]["path"] == "data/*.parquet"
+    for section in ("## Sources and lineage", "## Accounting per stage", "## Distributions", "## Example openings", LIMITATIONS_HEADING):
+        assert section in text
+
+
+def test_validate_passes_then_catches_a_tampered_shard(two_stages):
+    _, filtered = two_stages
+    assert commands.validate(filtered) == []
+    proc = run_cli("card", "validate", str(filtered))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    shard = sorted((filtered / "data").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    pq.write_table(table.slice(1), shard)  # one document quietly removed
+    problems = commands.validate(filtered)
+    assert any("sha256" in p and shard.name in p for p in problems)
+    assert any("rows, the card says" in p for p in problems)
+    proc = run_cli("card", "validate", str(filtered))
+    assert proc.returncode == 1
+    assert "mismatch" in proc.stderr
+
+
+def test_validate_catches_a_missing_file_and_an_edited_card(two_stages):
+    _, filtered = two_stages
+    card_path = filtered / "card.json"
+    card = json.loads(card_path.read_text())
+    card["stats"]["docs"] += 1
+    card_path.write_text(json.dumps(card))
+    problems = commands.validate(filtered)
+    assert any("card.json was edited" in p for p in problems)
+    assert any("'stats' differs" in p for p in problems)
+    sorted((filtered / "rejected").glob("*.parquet"))[0].unlink()
+    assert any("listed in the card but missing" in p for p in commands.validate(filtered))
+
+
+def test_known_limitations_survive_regeneration(two_stages):
+    ingested, filtered = two_stages
+    readme = filtered / "README.md"
+    text = readme.read_text().replace(
+        LIMITATIONS_HEADING + "\n\n", LIMITATIONS_HEADING + "\n\nSpanish glossary entries are short; check them.\n\n"
+    )
+    readme.write_text(text)
+    run_stage(length_filter_job([ingested], "filtered", LengthFilterConfig(min_chars=200)), filtered,
+              ExecutorConfig(tasks=2, workers=1), overwrite=True)  # fmt: skip
+    assert "Spanish glossary entries are short; check them." in readme.read_text()
+    assert json.loads((filtered / "card.json").read_text())["config"]["min_chars"] == 200
+
+
+def test_diff_and_lineage(two_stages):
+    ingested, filtered = two_stages
+    lines = commands.diff(ingested, filtered)
+    assert any(line.startswith("docs: ") for line in lines)
+    assert "config min_chars: null -> 300" in lines
+    assert "stage length_filter: only in B" in lines
+    chain = commands.lineage(filtered)
+    assert chain[0].startswith("filtered [length_filter]")
+    assert chain[1].strip().startswith("ingested [ingest]")
+    assert sum("raw " in line for line in chain) == 2
+    # the tree of datasets can move as a whole: lineage paths are relative
+    moved = filtered.parent.parent / "moved"
+    shutil.move(filtered.parent, moved)
+    chain = commands.lineage(moved / "filtered")
+    assert "missing" not in chain[1]
+
+
+def test_show_prints_the_numbers(two_stages):
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    commands.show(two_stages[1], console=console)
+    out = console.export_text()
+    card = json.loads((two_stages[1] / "card.json").read_text())
+    assert f"{card['stats']['docs']:,} documents" in out
+    assert "Accounting per stage" in out and "length_filter" in out
+
+
+def test_card_commands_on_a_missing_folder_are_one_line_errors(tmp_path):
+    proc = run_cli("card", "show", str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"corpus: error: {tmp_path / 'nope'}: no such folder"
+
+
+def _browser():
+    selenium = pytest.importorskip("selenium", reason="selenium is not installed")
+    del selenium
+    if not shutil.which("chromium") or not shutil.which("chromedriver"):
+        pytest.skip("Debian packages chromium and chromium-driver are not installed (make test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1200,2400"):  # fmt: skip
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+@pytest.mark.slow
+def test_html_card_renders_in_chromium_with_every_image(two_stages, tmp_path):
+    _, filtered = two_stages
+    html = commands.to_html(filtered, tmp_path / "card.html")
+    assert "plots/" not in html.read_text()  # self-contained: every plot is a data URI
+    driver = _browser()
+    try:
+        driver.get(html.as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);"
+        )
+        title = driver.title
+        driver.save_screenshot(str(tmp_path / "card.png"))
+        headings = driver.execute_script("return Array.from(document.querySelectorAll('h2')).map(h => h.textContent);")
+    finally:
+        driver.quit()
+    card = json.loads((filtered / "card.json").read_text())
+    assert len(images) == len(card["plots"]) >= 3
+    assert all(complete and w > 0 and h > 0 for complete, w, h in images)
+    assert title == "filtered - data card"
+    assert "Accounting per stage" in headings
+    assert (tmp_path / "card.png").stat().st_size > 10_000
