@@ -96,7 +96,7 @@ def test_run_pipeline(small_corpus, tmp_path):
     final = tmp_path / "out" / "01-length_filter"
     card = json.loads((final / "card.json").read_text())
     assert [a["stage"] for a in card["accounting"]] == ["ingest", "length_filter"]
-    assert card["pipeline_file"] == str(path)
+    assert (final / card["pipeline_file"]).resolve() == path.resolve()
     # a rerun finds everything finished
     proc = run_cli("run", str(path))
     assert proc.returncode == 0
