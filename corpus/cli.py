@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-private", action="store_true", default=None, help="allow private, loopback and link-local addresses")
     p.add_argument("--allow-network", action="append", metavar="CIDR", help="allow this private range only (repeatable)")
     p.add_argument("--retries", type=int, help="retries after 5xx, timeouts and dropped connections (default 2)")
+    p.add_argument("--max-redirects", type=int, help="redirects followed from one URL (default 5)")
     p.add_argument("--connect-timeout", type=float, help="seconds (default 10)")
     p.add_argument("--read-timeout", type=float, help="seconds of silence while reading (default 20)")
     p.add_argument("--warc-max-bytes", type=int, help="start a new WARC file past this size (default 1 GiB)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 from courlan import normalize_url
 
@@ -39,6 +39,9 @@ def normalise(url: str, base: str | None = None) -> str:
         raise BadURL("invalid_url", f"{url}: no host")
     if port == 0:
         raise BadURL("invalid_url", f"{url}: port 0")
+    if "/." in parts.path:  # courlan keeps dot segments; the stdlib removes them (RFC 3986 5.2.4)
+        path = urlsplit(urljoin(f"{scheme}://x/", parts.path)).path
+        url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
     try:
         normal = normalize_url(url, strict=False)
     except (ValueError, UnicodeError) as e:
