@@ -378,3 +378,47 @@ def test_inflate_caps_output_without_producing_it():
     with pytest.raises(FetchError) as e:
         inflate(b"not gzip", "gzip", 4096, "x")
     assert e.value.reason == "bad_content_encoding"
+
+
+def test_pipeline_source_can_be_a_crawl(tmp_path, connections):
+    from corpus.pipeline import run_pipeline
+
+    with SiteServer() as server:
+        pipeline = tmp_path / "crawled.yaml"
+        pipeline.write_text(
+            "name: crawled\noutput: out\nexecutor: {tasks: 1, workers: 1}\n"
+            "sources:\n"
+            "  - source: loopback_site\n    domain: insurance\n    crawl:\n"
+            f"      seeds: ['{server.base}/']\n"
+            "      allow_networks: [127.0.0.0/8]\n      max_depth: 1\n      delay: 0\n"
+            f"      read_timeout: 0.3\n      retries: 0\n      max_page_bytes: {PAGE_CAP}\n"
+            "stages:\n  - ingest: {}\n",
+            encoding="utf-8",
+        )
+        written = run_pipeline(pipeline, progress=False)
+        hits = len(server.site.log)
+        assert run_pipeline(pipeline, progress=False) == written  # finished crawl, up-to-date ingest
+        assert len(server.site.log) == hits  # nothing fetched again
+    crawl_card = json.loads((tmp_path / "out" / "crawl-loopback_site" / "card.json").read_text())
+    ingest_card = json.loads((written[0] / "card.json").read_text())
+    acc = ingest_card["accounting"][-1]
+    assert acc["docs_in"] == crawl_card["stats"]["pages_stored"] > 0
+    assert ingest_card["stats"]["by_source"]["loopback_site"]["docs"] == acc["kept"] > 0
+    assert ingest_card["inputs"][0]["path"].endswith("crawl-loopback_site/warc")
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("{path: x, crawl: {seeds: ['http://example.org/']}, source: s, domain: d}", "either 'path' or 'crawl'"),
+        ("{crawl: {seeds: ['http://example.org/'], bogus: 1}, source: s, domain: d}", "sources.0.crawl.bogus: unknown key"),
+        ("{crawl: {seeds: ['http://example.org/'], exclude: ['(']}, source: s, domain: d}", "sources.0.crawl.exclude"),
+    ],
+)
+def test_pipeline_crawl_source_errors_name_the_key(tmp_path, source, message):
+    from corpus.pipeline import load_pipeline
+
+    pipeline = tmp_path / "bad.yaml"
+    pipeline.write_text(f"name: bad\noutput: out\nsources:\n  - {source}\nstages:\n  - ingest: {{}}\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=message.replace("(", r"\(")):
+        load_pipeline(pipeline)

@@ -105,7 +105,7 @@ def validate_start_urls(config: CrawlConfig) -> tuple[list[str], list[str]]:
     return out["seed"], out["--sitemap"]
 
 
-def prepare_output(output: Path, config: CrawlConfig, overwrite: bool) -> None:
+def prepare_output(output: Path, config: CrawlConfig, overwrite: bool, replace_other_scope: bool = False) -> None:
     if output.exists():
         if not output.is_dir():
             raise CorpusError(f"{output}: exists and is not a folder")
@@ -115,7 +115,10 @@ def prepare_output(output: Path, config: CrawlConfig, overwrite: bool) -> None:
             state = CrawlState(output / STATE_DB)
             saved = state.get_meta("fingerprint")
             state.close()
-            if saved != fingerprint(config):
+            if saved != fingerprint(config) and replace_other_scope:
+                say(f"crawl: {output} holds a crawl of other seeds or scope; starting over")
+                shutil.rmtree(output)
+            elif saved != fingerprint(config):
                 raise CorpusError(
                     f"{output}: holds a crawl of other seeds or scope; pass --overwrite to start over, or choose another -o"
                 )
@@ -525,14 +528,14 @@ class Crawler:
 
 
 def crawl(config: CrawlConfig, output: str | Path, *, overwrite: bool = False, command: list[str] | None = None,
-          name: str | None = None) -> dict:  # fmt: skip
+          name: str | None = None, replace_other_scope: bool = False) -> dict:  # fmt: skip
     """Crawl into `output` (WARC files, state, log, card); resumes a crawl already there.
     Returns the card."""
     from corpus.crawl.card import write_crawl_card
 
     output = Path(output)
     seeds, sitemaps = validate_start_urls(config)
-    prepare_output(output, config, overwrite)
+    prepare_output(output, config, overwrite, replace_other_scope)
     for stale in ("card.json", "README.md"):  # a crawl under way has no card: it is not finished
         (output / stale).unlink(missing_ok=True)
     started = time.time()
