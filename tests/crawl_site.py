@@ -67,8 +67,10 @@ HOME_LINKS = [
 
 
 class Site:
-    def __init__(self) -> None:
+    def __init__(self, robots_redirect: bool = False) -> None:
         self.base = ""  # set once the server has its port
+        self.robots_redirect = robots_redirect
+        self.host_headers: Counter = Counter()
         self.hits: Counter = Counter()
         self.log: list[str] = []
         self._lock = threading.Lock()
@@ -124,7 +126,10 @@ def make_handler(site: Site):
         def do_GET(self) -> None:
             path = self.path
             n = site.hit(path)
-            if path == "/robots.txt":
+            site.host_headers[self.headers.get("Host")] += 1
+            if path == "/robots.txt" and site.robots_redirect:
+                return self.redirect(301, "/robots-real.txt")
+            if path in ("/robots.txt", "/robots-real.txt"):
                 return self.send(200, b"User-agent: *\nDisallow: /private/\nCrawl-delay: 0.01\n", "text/plain")
             if path == "/old-article":
                 return self.redirect(301, article_path(2))
@@ -180,8 +185,8 @@ def sitemap(root: str, item: str, locs: list[str]) -> bytes:
 class SiteServer:
     """The site on 127.0.0.1 at an ephemeral port, served by threads."""
 
-    def __init__(self) -> None:
-        self.site = Site()
+    def __init__(self, robots_redirect: bool = False) -> None:
+        self.site = Site(robots_redirect)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.site))
         self.server.daemon_threads = True
         self.server.block_on_close = False  # a slow handler still sleeping must not hold up shutdown

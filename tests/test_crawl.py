@@ -422,3 +422,16 @@ def test_pipeline_crawl_source_errors_name_the_key(tmp_path, source, message):
     pipeline.write_text(f"name: bad\noutput: out\nsources:\n  - {source}\nstages:\n  - ingest: {{}}\n", encoding="utf-8")
     with pytest.raises(CorpusError, match=message.replace("(", r"\(")):
         load_pipeline(pipeline)
+
+
+def test_host_name_seed_and_redirected_robots_txt(tmp_path, connections):
+    if not any(info[4][0] == "127.0.0.1" for info in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)):
+        pytest.skip("localhost does not resolve to 127.0.0.1 here")
+    with SiteServer(robots_redirect=True) as server:
+        port = server.server.server_address[1]
+        card = crawl(site_config(server.base, seeds=[f"http://localhost:{port}/"], max_depth=1), tmp_path / "c")
+        hits, host_headers = server.site.hits, server.site.host_headers
+    assert hits["/robots.txt"] == 1 and hits["/robots-real.txt"] == 1  # the redirect is followed
+    assert "/private/secret.html" not in hits  # and the rules it led to are obeyed
+    assert set(host_headers) == {f"localhost:{port}"}  # the name is sent although the address is pinned
+    assert card["stats"]["pages_stored"] > 1

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from protego import Protego
 
@@ -350,7 +350,9 @@ class Crawler:
             return {"refused_reason": e.reason, "refused_detail": e.detail, "log": log}
         url = origin + "/robots.txt"
         note = None
-        for attempt in range(self.config.retries + 1):
+        hops = 0
+        attempt = 0
+        while attempt <= self.config.retries:
             started = time.monotonic()
             try:
                 resp = self.fetcher.fetch(url, ip, read_types=None, cap=ROBOTS_CAP)
@@ -361,6 +363,7 @@ class Crawler:
                 note = f"unreachable: {e.reason}"
                 if e.retryable and attempt < self.config.retries:
                     time.sleep(self.config.backoff * 2**attempt)
+                    attempt += 1
                     continue
                 return {"ip": ip, "robots_status": e.status, "robots_note": note, "log": log}
             log.append((url, "robots", attempt + 1, resp.seconds, resp.status, resp.wire_bytes, "ok", None))
@@ -368,12 +371,21 @@ class Crawler:
                 note = f"unreachable: HTTP {resp.status}"
                 if attempt < self.config.retries:
                     time.sleep(self.config.backoff * 2**attempt)
+                    attempt += 1
                     continue
                 return {"ip": ip, "robots_status": resp.status, "robots_note": note, "log": log}
             if 200 <= resp.status < 300:
                 text = resp.body.decode("utf-8", errors="replace")
                 return {"ip": ip, "robots_status": resp.status, "robots_txt": text, "log": log}
-            # 3xx (not followed: a redirect may lead anywhere) and 4xx: "unavailable", crawl allowed
+            location = resp.header("Location")
+            if 300 <= resp.status < 400 and location and hops < 5:
+                # RFC 9309 2.3.1.2: follow at least five redirects. Only to the same host name
+                # (http -> https, another path), so the address checked above still applies.
+                target = urljoin(url, location)
+                if urlsplit(target).scheme in ("http", "https") and urlsplit(target).hostname == parts.hostname:
+                    url, hops = target, hops + 1
+                    continue
+            # 4xx, and redirects elsewhere or too many: "unavailable", crawling allowed
             return {"ip": ip, "robots_status": resp.status, "robots_note": f"unavailable (HTTP {resp.status}): all allowed",
                     "log": log}  # fmt: skip
         return {"ip": ip, "robots_note": note, "log": log}
@@ -408,6 +420,12 @@ class Crawler:
 
     def _fetch(self, entry: Entry, ip: str) -> PageResult:
         """Worker: one request, plus the parsing that needs no state (links, sitemap entries)."""
+        try:
+            return self._fetch_and_parse(entry, ip)
+        except Exception as e:  # one odd page must not end the crawl: it is listed as failed, with the error
+            return PageResult(error=FetchError("fetch_error", f"{entry.url}: {type(e).__name__}: {e}"))
+
+    def _fetch_and_parse(self, entry: Entry, ip: str) -> PageResult:
         read_types = tuple(self.config.content_types) if entry.kind == "page" else None
         started = time.monotonic()
         try:

@@ -74,12 +74,14 @@ def resolve_allowed(hostname: str, port: int, config: CrawlConfig) -> str:
             infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as e:
             raise FetchError("dns_error", f"cannot resolve {hostname}: {e}") from None
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        # IPv4 first: a name with an AAAA record is often not reachable over IPv6 from a crawler
+        addresses = sorted(dict.fromkeys(info[4][0] for info in infos), key=lambda ip: ":" in ip)
     for ip in addresses:
         kind = address_refusal(ip, config)
         if kind:
             hint = "" if config.allow_private else " (pass --allow-private to crawl it)"
-            raise FetchError("private_address", f"{hostname} is {ip}, a {kind} address{hint}")
+            name = ip if ip == hostname else f"{hostname} is {ip},"
+            raise FetchError("private_address", f"{name} a {kind} address{hint}")
     return addresses[0]
 
 

@@ -46,6 +46,10 @@ def normalise(url: str, base: str | None = None) -> str:
         normal = normalize_url(url, strict=False)
     except (ValueError, UnicodeError) as e:
         raise BadURL("invalid_url", f"{url}: {e}") from None
+    try:
+        (urlsplit(normal).hostname or "").encode("idna")
+    except UnicodeError as e:
+        raise BadURL("invalid_url", f"{url}: host is not a valid domain name: {e}") from None
     if not urlsplit(normal).path:
         normal += "/"  # http://host and http://host/ are one page
     return normal
