@@ -69,6 +69,8 @@ def cmd_crawl(args) -> int:
     options["seeds"], options["sitemaps"] = args.seeds, args.sitemap or []
     options["allow_domains"], options["allow_networks"] = args.allow_domain or [], args.allow_network or []
     options["include"], options["exclude"] = args.include or [], args.exclude or []
+    if args.ca_bundle and not os.path.isfile(args.ca_bundle):
+        raise CorpusError(f"--ca-bundle {args.ca_bundle}: no such file")
     try:
         config = CrawlConfig(**options)
     except ValidationError as e:
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-private", action="store_true", default=None, help="allow private, loopback and link-local addresses")
     p.add_argument("--allow-network", action="append", metavar="CIDR", help="allow this private range only (repeatable)")
     p.add_argument("--retries", type=int, help="retries after 5xx, timeouts and dropped connections (default 2)")
+    p.add_argument("--ca-bundle", metavar="PEM", help="CA certificates to trust instead of the system's (internal sites)")
     p.add_argument("--max-redirects", type=int, help="redirects followed from one URL (default 5)")
     p.add_argument("--connect-timeout", type=float, help="seconds (default 10)")
     p.add_argument("--read-timeout", type=float, help="seconds of silence while reading (default 20)")

@@ -435,3 +435,50 @@ def test_host_name_seed_and_redirected_robots_txt(tmp_path, connections):
     assert "/private/secret.html" not in hits  # and the rules it led to are obeyed
     assert set(host_headers) == {f"localhost:{port}"}  # the name is sent although the address is pinned
     assert card["stats"]["pages_stored"] > 1
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    x509 = pytest.importorskip("cryptography.x509")
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))  # fmt: skip
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_path, key_path
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_name(tmp_path, connections):
+    import ssl
+
+    from corpus.crawl.fetch import Fetcher
+
+    cert, key = _self_signed(tmp_path)
+    with SiteServer() as server:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+        url = f"https://localhost:{server.server.server_address[1]}/notes.txt"
+        with pytest.raises(FetchError) as e:  # not trusted by the system
+            Fetcher(CrawlConfig(seeds=[url])).fetch(url, "127.0.0.1", ("text/plain",))
+        assert e.value.reason == "tls_error" and "certificate verify failed" in e.value.detail
+        trusted = Fetcher(CrawlConfig(seeds=[url], ca_bundle=str(cert)))
+        response = trusted.fetch(url, "127.0.0.1", ("text/plain",))
+        assert response.status == 200 and response.body == server.site.notes
+        wrong_name = f"https://127.0.0.1:{server.server.server_address[1]}/notes.txt"  # the cert names localhost only
+        with pytest.raises(FetchError) as e:
+            trusted.fetch(wrong_name, "127.0.0.1", ("text/plain",))
+        assert e.value.reason == "tls_error"

@@ -121,7 +121,9 @@ def write_crawl_card(crawler: "Crawler", name: str, command: list[str] | None, s
     card["robots"] = [{k: v for k, v in r.items() if v is not None} for r in card["robots"]]
     card["card_sha256"] = card_hash(card)
     (out / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / CARD_README).write_text(render_crawl_readme(card), encoding="utf-8")
+    readme = out / CARD_README
+    previous = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    readme.write_text(render_crawl_readme(card, previous), encoding="utf-8")
     return card
 
 
@@ -131,7 +133,9 @@ def _table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def render_crawl_readme(card: dict) -> str:
+def render_crawl_readme(card: dict, previous: str = "") -> str:
+    from corpus.cards.readme import _kept_limitations  # the section people write survives regeneration
+
     s = card["stats"]
     cfg = card["config"]
     parts = [f"# {card['name']}\n"]
@@ -172,6 +176,5 @@ def render_crawl_readme(card: dict) -> str:
     parts.append(_table(["file", "bytes", "records", "sha256"],
                         [[w["path"], f"{w['bytes']:,}", w["records"], f"`{w['sha256'][:16]}`"] for w in card["warc_files"]]) + "\n")  # fmt: skip
     parts.append(LIMITATIONS_HEADING + "\n")
-    parts.append("Pages are stored as served (decompressed); the text is not extracted until `corpus ingest`. "
-                 "Pages whose robots meta tag says nofollow are stored but their links are not followed.\n")  # fmt: skip
+    parts.append(_kept_limitations(previous) + "\n")
     return "\n".join(parts)

@@ -31,6 +31,7 @@ class CrawlConfig(BaseModel):
     user_agent: str = DEFAULT_USER_AGENT
     allow_private: bool = Field(False, description="allow private, loopback and link-local addresses")
     allow_networks: list[str] = Field(default_factory=list, description="CIDR ranges allowed although private")
+    ca_bundle: str | None = Field(None, description="PEM file of CA certificates to trust instead of the system's")
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(20.0, gt=0, description="seconds of silence allowed while reading a response")
     page_timeout: float = Field(60.0, gt=0, description="seconds allowed for one whole response")

@@ -554,8 +554,7 @@ def crawl(config: CrawlConfig, output: str | Path, *, overwrite: bool = False, c
     output = Path(output)
     seeds, sitemaps = validate_start_urls(config)
     prepare_output(output, config, overwrite, replace_other_scope)
-    for stale in ("card.json", "README.md"):  # a crawl under way has no card: it is not finished
-        (output / stale).unlink(missing_ok=True)
+    (output / "card.json").unlink(missing_ok=True)  # a crawl under way has no card.json: it is not finished
     started = time.time()
     crawler = Crawler(config, output, seeds, sitemaps)
     try:

@@ -80,7 +80,7 @@ def resolve_allowed(hostname: str, port: int, config: CrawlConfig) -> str:
         kind = address_refusal(ip, config)
         if kind:
             hint = "" if config.allow_private else " (pass --allow-private to crawl it)"
-            name = ip if ip == hostname else f"{hostname} is {ip},"
+            name = f"{ip} is" if ip == hostname else f"{hostname} is {ip},"
             raise FetchError("private_address", f"{name} a {kind} address{hint}")
     return addresses[0]
 
@@ -176,8 +176,9 @@ class Fetcher:
                 ascii_host = hostname.encode("idna").decode("ascii")
                 # connect to the checked address, verify the certificate for the name
                 pool = urllib3.HTTPSConnectionPool(
-                    ip, port, server_hostname=ascii_host, assert_hostname=ascii_host, cert_reqs="CERT_REQUIRED", **kwargs
-                )
+                    ip, port, server_hostname=ascii_host, assert_hostname=ascii_host, cert_reqs="CERT_REQUIRED",
+                    ca_certs=self.config.ca_bundle, **kwargs,
+                )  # fmt: skip
             else:
                 pool = urllib3.HTTPConnectionPool(ip, port, **kwargs)
             self._pools[key] = pool
