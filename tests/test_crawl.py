@@ -482,3 +482,25 @@ def test_https_connects_to_the_checked_address_and_verifies_the_name(tmp_path, c
         with pytest.raises(FetchError) as e:
             trusted.fetch(wrong_name, "127.0.0.1", ("text/plain",))
         assert e.value.reason == "tls_error"
+
+
+def test_byte_budget_stops_the_crawl(tmp_path, connections):
+    with SiteServer() as server:
+        card = crawl(site_config(server.base, max_bytes=1), tmp_path / "c")
+        hits = dict(server.site.hits)
+    assert card["crawl"]["stop_reason"] == "max_bytes"
+    assert hits == {"/robots.txt": 1}  # robots.txt spent the budget; the seed waits for a rerun
+    assert card["stats"]["outcomes"] == {"pending": 1}
+
+
+def test_links_honour_base_href_and_robots_nofollow():
+    from corpus.crawl.links import html_links, sitemap_urls
+
+    page = b"<html><head><base href='http://h/docs/'></head><body><a href='a.html'>a</a><area href='/b'></body></html>"
+    assert html_links(page, "http://h/x/y.html", None) == (["http://h/docs/a.html", "http://h/b"], False)
+    page = b"<html><head><meta name='ROBOTS' content='noindex, nofollow'></head><body><a href='a'>a</a></body></html>"
+    assert html_links(page, "http://h/", None)[1] is True
+    assert sitemap_urls(b"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><url><loc> http://h/a </loc></url></urlset>") == (
+        "urlset", ["http://h/a"])  # fmt: skip
+    evil = b"<?xml version='1.0'?><!DOCTYPE u [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><urlset><url><loc>&x;</loc></url></urlset>"
+    assert sitemap_urls(evil) == ("urlset", [])  # the external entity is not resolved

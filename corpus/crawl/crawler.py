@@ -342,6 +342,12 @@ class Crawler:
 
     def _setup_host(self, origin: str) -> dict:
         """Worker: check the host's address, then read its robots.txt (RFC 9309)."""
+        try:
+            return self._check_host_and_robots(origin)
+        except Exception as e:  # a bug or an odd host must not end the crawl: its URLs are listed as skipped
+            return {"refused_reason": "host_error", "refused_detail": f"{origin}: {type(e).__name__}: {e}", "log": []}
+
+    def _check_host_and_robots(self, origin: str) -> dict:
         parts = urlsplit(origin)
         log: list[tuple] = []
         try:
