@@ -56,7 +56,7 @@ def site_config(base: str, **overrides) -> CrawlConfig:
         allow_networks=["127.0.0.0/8"],  # loopback only: 10/8 and 169.254/16 stay refused
         allow_domains=["10.0.0.1", "169.254.169.254"],  # in scope, so the address check is what refuses them
         delay=0,
-        read_timeout=0.3,
+        read_timeout=1.0,  # generous for a loaded machine, still under the slow page's delay
         connect_timeout=1,
         retries=1,
         backoff=0.01,
@@ -290,7 +290,7 @@ def test_killed_crawl_resumes_without_refetching(tmp_path):
     with SiteServer() as server:
         args = [sys.executable, "-m", "corpus.cli", "-q", "crawl", server.base + "/", "-o", str(out),
                 "--allow-network", "127.0.0.0/8", "--allow-domain", "10.0.0.1", "--allow-domain", "169.254.169.254",
-                "--read-timeout", "0.3", "--retries", "1", "--max-depth", "2", "--max-redirects", "3", "--max-page-bytes", str(PAGE_CAP),
+                "--read-timeout", "1", "--retries", "1", "--max-depth", "2", "--max-redirects", "3", "--max-page-bytes", str(PAGE_CAP),
                 "--warc-max-bytes", "8192"]  # fmt: skip
         proc = subprocess.Popen([*args, "--delay", "0.3"], env=env, cwd=REPO)
         db_path, stored_before = out / "crawl_state.sqlite", 0
@@ -391,7 +391,7 @@ def test_pipeline_source_can_be_a_crawl(tmp_path, connections):
             "  - source: loopback_site\n    domain: insurance\n    crawl:\n"
             f"      seeds: ['{server.base}/']\n"
             "      allow_networks: [127.0.0.0/8]\n      max_depth: 1\n      delay: 0\n"
-            f"      read_timeout: 0.3\n      retries: 0\n      max_page_bytes: {PAGE_CAP}\n"
+            f"      read_timeout: 1\n      retries: 0\n      max_page_bytes: {PAGE_CAP}\n"
             "stages:\n  - ingest: {}\n",
             encoding="utf-8",
         )
