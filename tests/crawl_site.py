@@ -67,9 +67,9 @@ HOME_LINKS = [
 
 
 class Site:
-    def __init__(self, robots_redirect: bool = False) -> None:
+    def __init__(self, robots: str = "ok") -> None:
         self.base = ""  # set once the server has its port
-        self.robots_redirect = robots_redirect
+        self.robots = robots  # ok | redirect (301 to /robots-real.txt) | error (503)
         self.host_headers: Counter = Counter()
         self.hits: Counter = Counter()
         self.log: list[str] = []
@@ -127,8 +127,10 @@ def make_handler(site: Site):
             path = self.path
             n = site.hit(path)
             site.host_headers[self.headers.get("Host")] += 1
-            if path == "/robots.txt" and site.robots_redirect:
+            if path == "/robots.txt" and site.robots == "redirect":
                 return self.redirect(301, "/robots-real.txt")
+            if path == "/robots.txt" and site.robots == "error":
+                return self.send(503, b"busy")
             if path in ("/robots.txt", "/robots-real.txt"):
                 return self.send(200, b"User-agent: *\nDisallow: /private/\nCrawl-delay: 0.01\n", "text/plain")
             if path == "/old-article":
@@ -185,8 +187,8 @@ def sitemap(root: str, item: str, locs: list[str]) -> bytes:
 class SiteServer:
     """The site on 127.0.0.1 at an ephemeral port, served by threads."""
 
-    def __init__(self, robots_redirect: bool = False) -> None:
-        self.site = Site(robots_redirect)
+    def __init__(self, robots: str = "ok") -> None:
+        self.site = Site(robots)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.site))
         self.server.daemon_threads = True
         self.server.block_on_close = False  # a slow handler still sleeping must not hold up shutdown

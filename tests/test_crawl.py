@@ -427,7 +427,7 @@ def test_pipeline_crawl_source_errors_name_the_key(tmp_path, source, message):
 def test_host_name_seed_and_redirected_robots_txt(tmp_path, connections):
     if not any(info[4][0] == "127.0.0.1" for info in socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)):
         pytest.skip("localhost does not resolve to 127.0.0.1 here")
-    with SiteServer(robots_redirect=True) as server:
+    with SiteServer(robots="redirect") as server:
         port = server.server.server_address[1]
         card = crawl(site_config(server.base, seeds=[f"http://localhost:{port}/"], max_depth=1), tmp_path / "c")
         hits, host_headers = server.site.hits, server.site.host_headers
@@ -504,3 +504,12 @@ def test_links_honour_base_href_and_robots_nofollow():
         "urlset", ["http://h/a"])  # fmt: skip
     evil = b"<?xml version='1.0'?><!DOCTYPE u [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><urlset><url><loc>&x;</loc></url></urlset>"
     assert sitemap_urls(evil) == ("urlset", [])  # the external entity is not resolved
+
+
+def test_unreachable_robots_txt_means_nothing_is_fetched(tmp_path, connections):
+    with SiteServer(robots="error") as server:
+        card = crawl(site_config(server.base), tmp_path / "c")
+        hits = dict(server.site.hits)
+    assert hits == {"/robots.txt": 2}  # tried, retried once, then the host counts as disallowed (RFC 9309)
+    assert outcomes(tmp_path / "c", server.base) == {"/": ("skipped", "robots_disallowed")}
+    assert "unreachable" in card["skipped"][0]["detail"]

@@ -281,8 +281,8 @@ class Crawler:
         cfg = self.config
         spent = self._budget_spent()
         if spent:
-            if not self.in_flight:
-                self.stop_reason = spent
+            if not self.in_flight and any(h.queue for h in self.hosts.values()):
+                self.stop_reason = spent  # else the frontier is simply empty
             return
         for host in self.hosts.values():
             while host.queue and len(self.in_flight) < cfg.concurrency:
@@ -364,8 +364,8 @@ class Crawler:
                 resp = self.fetcher.fetch(url, ip, read_types=None, cap=ROBOTS_CAP)
             except FetchError as e:
                 log.append((url, "robots", attempt + 1, time.monotonic() - started, e.status, e.wire_bytes, e.reason, e.detail))
-                if e.reason == "too_large":
-                    return {"ip": ip, "robots_status": e.status, "robots_note": "robots.txt over 512 KiB: ignored", "log": log}
+                if e.reason == "too_large":  # its rules cannot be read whole: the cautious reading
+                    return {"ip": ip, "robots_status": e.status, "robots_note": "unreachable: over 512 KiB", "log": log}
                 note = f"unreachable: {e.reason}"
                 if e.retryable and attempt < self.config.retries:
                     time.sleep(self.config.backoff * 2**attempt)
