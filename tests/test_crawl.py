@@ -222,6 +222,8 @@ def test_crawl_ingest_card_end_to_end(site_crawl, tmp_path):
     chip = next(d for d in docs if d["url"].endswith(A[1]))
     assert "CHIP" in chip["text"] and chip["source"] == "loopback_site"
     assert read_card(tmp_path / "ingested")["stats"]["docs"] == len(docs)
+    latin1 = next(d for d in docs if d["url"].endswith("/latin1.html"))
+    assert "\ufffd" not in latin1["text"] and "í" in latin1["text"]  # decoded with the detected charset
 
 
 def test_refuses_loopback_seed_without_allow_private(tmp_path, connections, capsys):

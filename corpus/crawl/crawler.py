@@ -23,7 +23,7 @@ from protego import Protego
 
 from corpus.crawl.config import CrawlConfig
 from corpus.crawl.fetch import Fetcher, FetchError, Response, detect_charset, inflate, resolve_allowed
-from corpus.crawl.links import HTML_TYPES, SitemapError, html_links, sitemap_urls
+from corpus.crawl.links import HTML_TYPES, SitemapError, html_declared_charset, html_links, sitemap_urls
 from corpus.crawl.state import CrawlState
 from corpus.crawl.urls import BadURL, Scope, normalise
 from corpus.crawl.warc import WARC_DIR, RotatingWarcWriter
@@ -452,6 +452,9 @@ class Crawler:
             reason = e.reason if isinstance(e, FetchError) else "sitemap_parse_error"
             return PageResult(error=FetchError(reason, f"{entry.url}: {e}", status=resp.status, wire_bytes=resp.wire_bytes),
                               seconds=result.seconds)  # fmt: skip
+        if resp.charset is None and resp.media_type in HTML_TYPES:
+            resp.charset = html_declared_charset(resp.body)
+            resp.charset_source = "meta" if resp.charset else None
         if resp.charset is None:
             resp.charset = detect_charset(resp.body)
             resp.charset_source = "detected" if resp.charset else None

@@ -33,6 +33,29 @@ def html_links(body: bytes, url: str, charset: str | None) -> tuple[list[str], b
     return [urljoin(base, h) for h in hrefs], nofollow
 
 
+def html_declared_charset(body: bytes) -> str | None:
+    """The charset a page declares in <meta charset> or <meta http-equiv="Content-Type">, if it is
+    one Python knows. (The HTTP header, when it names one, comes first; this comes before guessing.)"""
+    import codecs
+
+    from corpus.crawl.fetch import charset_param
+
+    try:
+        doc = lxml_html.document_fromstring(body[:64 * 1024], parser=lxml_html.HTMLParser(encoding="iso-8859-1"))
+    except (etree.ParserError, ValueError):
+        return None
+    declared = doc.xpath("//meta/@charset")
+    if not declared:
+        contents = doc.xpath("//meta[translate(@http-equiv,'CONTENTYP','contentyp')='content-type']/@content")
+        declared = [charset_param(c) for c in contents if charset_param(c)]
+    for name in declared:
+        try:
+            return codecs.lookup(name.strip()).name
+        except LookupError:
+            continue
+    return None
+
+
 class SitemapError(ValueError):
     pass
 
