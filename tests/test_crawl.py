@@ -194,6 +194,9 @@ def test_warc_holds_each_stored_page_once_decoded(site_crawl):
         with open(path, "rb") as f:
             requests += sum(1 for rec in ArchiveIterator(f) if rec.rec_type == "request")
     assert requests == len(STORED)
+    check = subprocess.run([sys.executable, "-c", "from warcio.cli import main; main()", "check", *map(str, files)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr  # block and payload digests verify
 
 
 def test_charset_detected_when_undeclared(site_crawl):
