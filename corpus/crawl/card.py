@@ -25,14 +25,16 @@ def _rows(db, sql: str, *args) -> list[dict]:
     return [dict(r) for r in db.execute(sql, args)]
 
 
+def _counts(db, sql: str) -> dict:
+    """{key: count} from a query selecting two columns."""
+    return {str(k) if isinstance(k, int) else k: v for k, v in db.execute(sql).fetchall()}
+
+
+def _by(column: str, where: str, table: str = "urls") -> str:
+    return f"SELECT {column}, COUNT(*) FROM {table} WHERE {where} GROUP BY 1 ORDER BY 1"
+
+
 def crawl_stats(db) -> dict:
-    outcomes = dict(db.execute("SELECT state, COUNT(*) FROM urls GROUP BY state ORDER BY state").fetchall())
-    status_codes = {str(k): v for k, v in db.execute(
-        "SELECT status, COUNT(*) FROM fetches WHERE status IS NOT NULL GROUP BY status ORDER BY status").fetchall()}  # fmt: skip
-    no_response = dict(db.execute(
-        "SELECT outcome, COUNT(*) FROM fetches WHERE status IS NULL GROUP BY outcome ORDER BY outcome").fetchall())  # fmt: skip
-    retries = dict(db.execute(
-        "SELECT substr(detail, 1, instr(detail, ':') - 1), COUNT(*) FROM fetches WHERE outcome = 'retry' GROUP BY 1 ORDER BY 1").fetchall())  # fmt: skip
     per_host: dict[str, dict] = {}
     for host, state, n, stored_bytes in db.execute(
         "SELECT host, state, COUNT(*), COALESCE(SUM(CASE WHEN state = 'stored' THEN bytes END), 0) FROM urls "
@@ -43,25 +45,21 @@ def crawl_stats(db) -> dict:
         entry["stored_bytes"] += stored_bytes
     for host, requests, wire in db.execute("SELECT host, COUNT(*), SUM(wire_bytes) FROM fetches GROUP BY host"):
         per_host.setdefault(host, {"stored": 0, "stored_bytes": 0}).update(requests=requests, downloaded_bytes=wire)
-    totals = db.execute("SELECT COUNT(*), COALESCE(SUM(wire_bytes), 0) FROM fetches").fetchone()
-    stored = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM urls WHERE state = 'stored'").fetchone()
+    requests, downloaded = db.execute("SELECT COUNT(*), COALESCE(SUM(wire_bytes), 0) FROM fetches").fetchone()
+    stored, stored_bytes = db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM urls WHERE state = 'stored'").fetchone()
     return {
-        "pages_stored": stored[0],
-        "stored_bytes": stored[1],
-        "requests": totals[0],
-        "downloaded_bytes": totals[1],
-        "outcomes": outcomes,
-        "status_codes": status_codes,
-        "requests_without_response": no_response,
-        "retries_by_cause": retries,
-        "failed_by_reason": dict(db.execute(
-            "SELECT reason, COUNT(*) FROM urls WHERE state = 'failed' GROUP BY reason ORDER BY reason").fetchall()),  # fmt: skip
-        "skipped_by_reason": dict(db.execute(
-            "SELECT reason, COUNT(*) FROM urls WHERE state = 'skipped' GROUP BY reason ORDER BY reason").fetchall()),  # fmt: skip
-        "content_types": dict(db.execute(
-            "SELECT content_type, COUNT(*) FROM urls WHERE state = 'stored' GROUP BY 1 ORDER BY 1").fetchall()),  # fmt: skip
-        "charsets": dict(db.execute(
-            "SELECT COALESCE(charset, 'unknown'), COUNT(*) FROM urls WHERE state = 'stored' GROUP BY 1 ORDER BY 1").fetchall()),  # fmt: skip
+        "pages_stored": stored,
+        "stored_bytes": stored_bytes,
+        "requests": requests,
+        "downloaded_bytes": downloaded,
+        "outcomes": _counts(db, _by("state", "1")),
+        "status_codes": _counts(db, _by("status", "status IS NOT NULL", "fetches")),
+        "requests_without_response": _counts(db, _by("outcome", "status IS NULL", "fetches")),
+        "retries_by_cause": _counts(db, _by("substr(detail, 1, instr(detail, ':') - 1)", "outcome = 'retry'", "fetches")),
+        "failed_by_reason": _counts(db, _by("reason", "state = 'failed'")),
+        "skipped_by_reason": _counts(db, _by("reason", "state = 'skipped'")),
+        "content_types": _counts(db, _by("content_type", "state = 'stored'")),
+        "charsets": _counts(db, _by("COALESCE(charset, 'unknown')", "state = 'stored'")),
         "pages_per_host": per_host,
     }
 
