@@ -518,3 +518,37 @@ def test_unreachable_robots_txt_means_nothing_is_fetched(tmp_path, connections):
     assert hits == {"/robots.txt": 2}  # tried, retried once, then the host counts as disallowed (RFC 9309)
     assert outcomes(tmp_path / "c", server.base) == {"/": ("skipped", "robots_disallowed")}
     assert "unreachable" in card["skipped"][0]["detail"]
+
+
+def test_warc_recovery_cuts_an_unfinished_record(tmp_path):
+    """A kill between writing a page and committing it leaves bytes past the committed size: a
+    rerun cuts them off, so the page (fetched again) is not in the WARC twice."""
+    from corpus.crawl.fetch import Response
+    from corpus.crawl.state import CrawlState
+    from corpus.crawl.warc import RotatingWarcWriter
+
+    def page(n: int) -> Response:
+        return Response(url=f"http://h/{n}", ip="192.0.2.1", status=200, reason_phrase="OK", http_version="HTTP/1.1",
+                        headers=[("Content-Type", "text/html")], request_target=f"/{n}", request_headers=[("Host", "h")],
+                        body=f"<html><body>page {n}</body></html>".encode())  # fmt: skip
+
+    state = CrawlState(tmp_path / "state.sqlite")
+    writer = RotatingWarcWriter(tmp_path / "warc", state, 1 << 20, {})
+    name, committed = writer.write_page(page(1))
+    state.warc_committed(name, committed, 2)
+    state.commit()
+    writer.write_page(page(2))  # written, never committed: the process dies here
+    writer._file.flush()
+    hidden = tmp_path / "warc" / f".{name}.open"
+    assert hidden.stat().st_size > committed and not (tmp_path / "warc" / name).exists()
+    state.close()
+
+    state = CrawlState(tmp_path / "state.sqlite")
+    notes = RotatingWarcWriter(tmp_path / "warc", state, 1 << 20, {}).recover()
+    assert len(notes) == 1 and "cut" in notes[0]
+    assert not hidden.exists() and (tmp_path / "warc" / name).stat().st_size == committed
+    with open(tmp_path / "warc" / name, "rb") as f:
+        assert [r.rec_headers.get_header("WARC-Target-URI") for r in ArchiveIterator(f) if r.rec_type != "warcinfo"] == [
+            "http://h/1", "http://h/1"]  # fmt: skip
+    assert [dict(r)["state"] for r in state.warc_files()] == ["closed"]
+    state.close()

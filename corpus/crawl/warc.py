@@ -76,6 +76,7 @@ class RotatingWarcWriter:
         self._name = f"crawl-{index:05d}.warc.gz"
         self.state.warc_opened(self._name)
         self.state.commit()
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._file = open(self.folder / _open_name(self._name), "wb")
         self._writer = WARCWriter(self._file, gzip=True)
         info = {"software": f"corpus-crawler {__version__} (warcio)", "format": "WARC File Format 1.1", **self.info}
