@@ -72,6 +72,8 @@ class Site:
         self.robots = robots  # ok | redirect (301 to /robots-real.txt) | error (503)
         self.host_headers: Counter = Counter()
         self.hits: Counter = Counter()
+        self.starts: list[float] = []  # monotonic time each request arrived
+        self.active = self.max_active = 0  # requests being answered at once
         self.log: list[str] = []
         self._lock = threading.Lock()
         self.pages: dict[str, bytes] = {"/": render(SAMPLE / "0001-01-01-home.md", HOME_LINKS)}
@@ -94,7 +96,14 @@ class Site:
         with self._lock:
             self.hits[path] += 1
             self.log.append(path)
+            self.starts.append(time.monotonic())
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
             return self.hits[path]
+
+    def done(self) -> None:
+        with self._lock:
+            self.active -= 1
 
 
 def make_handler(site: Site):
@@ -124,8 +133,13 @@ def make_handler(site: Site):
             self.send(status, b"", headers=[("Location", location)])
 
         def do_GET(self) -> None:
-            path = self.path
-            n = site.hit(path)
+            n = site.hit(self.path)
+            try:
+                self.answer(self.path, n)
+            finally:
+                site.done()
+
+        def answer(self, path: str, n: int) -> None:
             site.host_headers[self.headers.get("Host")] += 1
             if path == "/robots.txt" and site.robots == "redirect":
                 return self.redirect(301, "/robots-real.txt")

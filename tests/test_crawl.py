@@ -552,3 +552,36 @@ def test_warc_recovery_cuts_an_unfinished_record(tmp_path):
             "http://h/1", "http://h/1"]  # fmt: skip
     assert [dict(r)["state"] for r in state.warc_files()] == ["closed"]
     state.close()
+
+
+def test_per_host_delay_and_concurrency(tmp_path, connections, monkeypatch):
+    import threading
+
+    from corpus.crawl.fetch import Fetcher
+
+    in_flight = {"now": 0, "max": 0}
+    lock = threading.Lock()
+    real_fetch = Fetcher.fetch
+
+    def counted(self, *args, **kwargs):  # requests the crawler has open at once (the server cannot tell:
+        with lock:  # it goes on sleeping on /slow.html after the crawler gave up on it)
+            in_flight["now"] += 1
+            in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        try:
+            return real_fetch(self, *args, **kwargs)
+        finally:
+            with lock:
+                in_flight["now"] -= 1
+
+    monkeypatch.setattr(Fetcher, "fetch", counted)
+    with SiteServer() as server:
+        crawl(site_config(server.base, delay=0.2, max_pages=3, concurrency=4), tmp_path / "paced")
+        starts = server.site.starts[1:]  # after robots.txt
+    assert in_flight["max"] == 1  # host_concurrency 1, although 4 workers were free
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    # requests start >= 0.2 s apart; arrival jitter on a loaded machine can eat into that, not halve it
+    assert len(gaps) >= 2 and min(gaps) > 0.1, gaps
+    in_flight["max"] = 0
+    with SiteServer() as server:
+        crawl(site_config(server.base, delay=0, concurrency=4, host_concurrency=2, max_depth=1), tmp_path / "parallel")
+    assert in_flight["max"] == 2  # other pages go on while /slow.html holds one slot
