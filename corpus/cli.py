@@ -82,6 +82,29 @@ def cmd_card(args) -> int:
     return 0
 
 
+def cmd_crawl(args) -> int:
+    from pydantic import ValidationError
+
+    from corpus.crawl import CrawlConfig, crawl
+
+    options = {k: v for k, v in vars(args).items() if k in CrawlConfig.model_fields and v is not None}
+    options["seeds"], options["sitemaps"] = args.seeds, args.sitemap or []
+    options["allow_domains"], options["allow_networks"] = args.allow_domain or [], args.allow_network or []
+    options["include"], options["exclude"] = args.include or [], args.exclude or []
+    if args.ca_bundle and not os.path.isfile(args.ca_bundle):
+        raise CorpusError(f"--ca-bundle {args.ca_bundle}: no such file")
+    try:
+        config = CrawlConfig(**options)
+    except ValidationError as e:
+        first = e.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "crawl"
+        raise CorpusError(f"{flag}: {first['msg']}") from None
+    card = crawl(config, args.output, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]], name=args.name)
+    print(f"output: {args.output}/warc (ingest it with: corpus ingest {args.output}/warc ...)\n"
+          f"card:   {args.output}/README.md (and card.json); {card['stats']['pages_stored']} pages stored")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corpus", description="Build training corpora whose every dataset explains itself.")
     parser.add_argument("--version", action="version", version=f"corpus {__version__}")
@@ -132,6 +155,33 @@ def build_parser() -> argparse.ArgumentParser:
     c = card_sub.add_parser("lineage", help="the chain of datasets back to the raw sources")
     c.add_argument("dataset", metavar="DIR")
     p.set_defaults(func=cmd_card)
+
+    p = sub.add_parser("crawl", help="crawl websites politely into WARC files (read them with ingest)")
+    p.add_argument("seeds", nargs="*", metavar="SEED", help="start URLs (http or https)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="crawl folder; rerunning resumes it")
+    p.add_argument("--sitemap", action="append", metavar="URL", help="sitemap or sitemap index (repeatable)")
+    p.add_argument("--allow-domain", action="append", metavar="D", help="also crawl host D and its subdomains (repeatable)")
+    p.add_argument("--include", action="append", metavar="RE", help="follow only URLs matching one of these (repeatable)")
+    p.add_argument("--exclude", action="append", metavar="RE", help="never follow URLs matching this (repeatable)")
+    p.add_argument("--max-depth", type=int, help="links followed from a seed (default 5)")
+    p.add_argument("--max-pages", type=int, help="pages stored in all, over reruns (default: no limit)")
+    p.add_argument("--max-bytes", type=int, help="bytes downloaded in all, over reruns (default: no limit)")
+    p.add_argument("--max-page-bytes", type=int, help="cap on one response, on the wire and decompressed (default 5 MiB)")
+    p.add_argument("--delay", type=float, help="seconds between requests to one host (default 1; robots Crawl-delay wins)")
+    p.add_argument("--concurrency", type=int, help="requests in flight in all (default 4)")
+    p.add_argument("--host-concurrency", type=int, help="requests in flight per host (default 1)")
+    p.add_argument("--user-agent", metavar="UA", help="User-Agent header, also matched against robots.txt")
+    p.add_argument("--allow-private", action="store_true", default=None, help="allow private, loopback and link-local addresses")
+    p.add_argument("--allow-network", action="append", metavar="CIDR", help="allow this private range only (repeatable)")
+    p.add_argument("--retries", type=int, help="retries after 5xx, timeouts and dropped connections (default 2)")
+    p.add_argument("--ca-bundle", metavar="PEM", help="CA certificates to trust instead of the system's (internal sites)")
+    p.add_argument("--max-redirects", type=int, help="redirects followed from one URL (default 5)")
+    p.add_argument("--connect-timeout", type=float, help="seconds (default 10)")
+    p.add_argument("--read-timeout", type=float, help="seconds of silence while reading (default 20)")
+    p.add_argument("--warc-max-bytes", type=int, help="start a new WARC file past this size (default 1 GiB)")
+    p.add_argument("--name", help="crawl name in the card (default: the output folder's name)")
+    p.add_argument("--overwrite", action="store_true", help="delete a crawl in OUT and start over")
+    p.set_defaults(func=cmd_crawl)
 
     p = sub.add_parser("run", help="run a pipeline YAML (sources and stages)")
     p.add_argument("pipeline", metavar="PIPELINE.yaml")

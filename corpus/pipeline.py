@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from corpus.crawl.config import CrawlConfig
 from corpus.errors import CorpusError
 from corpus.execution import ExecutorConfig, run_stage
 from corpus.filter.length import LengthFilterConfig
@@ -32,11 +33,18 @@ class _Strict(BaseModel):
 
 
 class SourceConfig(_Strict):
-    path: str | list[str]
+    path: str | list[str] | None = None
+    crawl: CrawlConfig | None = None  # instead of path: crawl into OUTPUT/crawl-SOURCE/, then ingest its WARC
     source: str
     domain: str
     format: Literal["auto", *FORMATS] = "auto"
     text_key: str = "text"
+
+    @model_validator(mode="after")
+    def _path_or_crawl(self) -> "SourceConfig":
+        if (self.path is None) == (self.crawl is None):
+            raise ValueError("a source needs either 'path' or 'crawl', not both")
+        return self
 
     def paths(self, base: Path) -> list[str]:
         raw = [self.path] if isinstance(self.path, str) else self.path
@@ -114,6 +122,7 @@ def load_pipeline(path: str | Path) -> tuple[PipelineConfig, list[tuple[str, Bas
 
 def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = True, command: list[str] | None = None) -> list[Path]:
     """Run every stage in order; returns the dataset folders written."""
+    from corpus.crawl import crawl_source
     from corpus.filter.length import length_filter_job
 
     path = Path(path)
@@ -127,6 +136,8 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
         if kind == "ingest":
             sources = [
                 {"paths": s.paths(base), "source": s.source, "domain": s.domain, "format": s.format, "text_key": s.text_key}
+                if s.crawl is None
+                else crawl_source(s.crawl, output / f"crawl-{s.source}", s.source, s.domain, overwrite, command)
                 for s in config.sources
             ]
             job = ingest_job(sources, name, html_timeout=options.html_timeout, progress=progress)

@@ -293,7 +293,8 @@ def _warc_record(record, payload: bytes, missing: int, task: FileTask, where: st
         rec["url"] = url
         return rec
     if media_type in _HTML_TYPES or (not media_type and payload.lstrip()[:15].lower().startswith((b"<!doctype", b"<html"))):
-        charset = _charset(content_type)
+        # the HTTP header first, else what the crawler detected (corpus crawl writes this WARC header)
+        charset = _charset(content_type) or record.rec_headers.get_header("WARC-Identified-Content-Charset")
         try:
             html = payload.decode(charset or "utf-8", errors="replace")
         except LookupError:
