@@ -258,3 +258,22 @@ def test_rejected_record_metadata_is_json_serialisable():
     records, _ = read(FIXTURES / "warc" / "example-wrong-chunks.warc.gz")
     for rec in records:
         json.dumps(rec.get("metadata") or {})
+
+
+def test_a_crawl_folder_is_read_from_its_warc_subfolder(tmp_path):
+    import shutil
+
+    (tmp_path / "warc").mkdir()
+    shutil.copy(FIXTURES / "warc" / "whirlwind.warc.gz", tmp_path / "warc")
+    (tmp_path / "crawl_state.sqlite").write_bytes(b"")
+    (tmp_path / "README.md").write_text("# the crawl's card")
+    (tmp_path / "crawl_log.jsonl").write_text('{"url": "x"}\n')
+    plan = plan_ingest([tmp_path], "s", "d")
+    assert [Path(f.path).name for f in plan.files] == ["whirlwind.warc.gz"]
+
+
+def test_a_dataset_folder_is_not_ingested_again(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "card.json").write_text("{}")
+    with pytest.raises(CorpusError, match="is a dataset folder already"):
+        plan_ingest([tmp_path], "s", "d")

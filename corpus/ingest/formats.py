@@ -107,6 +107,7 @@ def plan_ingest(
         if not os.access(path, os.R_OK):
             raise CorpusError(f"{path}: permission denied")
         if path.is_dir():
+            path = _documents_folder(path)
             for file in sorted(_walk(path)):
                 file_fmt = fmt if fmt != "auto" else detect_format(file)
                 if file_fmt is None:
@@ -128,6 +129,15 @@ def plan_ingest(
                 raise CorpusError(f"{path}: cannot read: {e.strerror}") from None
             plan.files.append(FileTask(str(path), file_fmt, source, domain, text_key))
     return plan
+
+
+def _documents_folder(folder: Path) -> Path:
+    """A crawl output holds its pages in warc/; a dataset folder is read by stages, not ingested."""
+    if (folder / "crawl_state.sqlite").exists() and (folder / "warc").is_dir():
+        return folder / "warc"
+    if (folder / "card.json").is_file() and (folder / "data").is_dir():
+        raise CorpusError(f"{folder}: is a dataset folder already; give it to a stage (filter, dedup, ...) instead of ingest")
+    return folder
 
 
 def _walk(folder: Path):
