@@ -326,7 +326,7 @@ def is_shards_folder(path: Path) -> bool:
 
 
 def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConfig, overwrite: bool = False,
-                     command: list[str] | None = None, name: str | None = None) -> dict:  # fmt: skip
+                     command: list[str] | None = None, name: str | None = None, fingerprint: str | None = None) -> dict:  # fmt: skip
     from corpus.execution import dataset_inputs
 
     files, lineage = dataset_inputs(inputs)
@@ -402,6 +402,7 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
     index = build_index(config, tokenizer, extent, dtype, eos_id, bos_id, shards)
     (partial / INDEX_JSON).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     card = shards_card(inputs, lineage, config, index, docs_in, kept, rejected, command, name or Path(output).name)
+    card["fingerprint"] = fingerprint
     from corpus.tokenize.report import write_shards_card
 
     write_shards_card(partial, card, index)

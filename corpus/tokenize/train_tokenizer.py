@@ -317,7 +317,7 @@ def is_tokenizer_folder(path: Path) -> bool:
 
 
 def train_tokenizer(inputs: list[str], output: str | Path, config: TokenizerTrainConfig, overwrite: bool = False,
-                    command: list[str] | None = None, name: str | None = None) -> dict:  # fmt: skip
+                    command: list[str] | None = None, name: str | None = None, fingerprint: str | None = None) -> dict:  # fmt: skip
     from corpus.execution import dataset_inputs
 
     files, lineage = dataset_inputs(inputs)
@@ -365,6 +365,7 @@ def train_tokenizer(inputs: list[str], output: str | Path, config: TokenizerTrai
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "tool": {"name": "corpus", "version": corpus.__version__},
         "command": command if command is not None else sys.argv,
+        "fingerprint": fingerprint,
         "config": config.model_dump(),
         "inputs": lineage,
         "tokenizer": {

@@ -58,8 +58,10 @@ def verify_shards(folder: str | Path) -> dict:
     strays = sorted(p.name for p in folder.glob("*.arrow") if p.name not in listed)
     problems += [f"{folder / name}: a shard not listed in {INDEX_JSON}" for name in strays]
     if problems:
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise ShardsCorrupt(problems[0] + more)
+        if len(problems) == 1:
+            raise ShardsCorrupt(problems[0])
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ShardsCorrupt(f"{len(problems)} problems: " + "; ".join(problems[:5]) + more)
     totals = index.get("totals", {})
     if sum(e["docs"] for e in shards) != totals.get("docs") or sum(e["tokens"] for e in shards) != totals.get("tokens"):
         raise ShardsCorrupt(f"{index_path}: shard counts do not add up to the totals")
