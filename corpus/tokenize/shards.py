@@ -99,12 +99,23 @@ def _check_columns(path: str) -> None:
         raise CorpusError(f"{path}: not a document file (missing column {', '.join(missing)})")
 
 
+def _rows_per_read(parquet: pq.ParquetFile, target_bytes: float) -> int:
+    """Rows per read so one read holds about a quarter of a batch of text, however long the documents."""
+    meta = parquet.metadata
+    if meta.num_rows == 0:
+        return READ_ROWS
+    text_column = parquet.schema_arrow.get_field_index("text")
+    text_bytes = sum(meta.row_group(g).column(text_column).total_uncompressed_size for g in range(meta.num_row_groups))
+    return int(max(1, min(READ_ROWS, target_bytes / 4 / max(1.0, text_bytes / meta.num_rows))))
+
+
 def read_batches(files: list[str], columns: list[str], target_bytes: float) -> Iterator[pa.Table]:
     """Tables of about `target_bytes` of text, in file order."""
     pending, pending_bytes = [], 0
     for path in files:
         try:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_ROWS, columns=columns):
+            parquet = pq.ParquetFile(path)
+            for batch in parquet.iter_batches(batch_size=_rows_per_read(parquet, target_bytes), columns=columns):
                 pending.append(batch)
                 pending_bytes += batch.column(columns.index("text")).nbytes
                 if pending_bytes >= target_bytes:
@@ -138,8 +149,9 @@ def prefetch(items: Iterator, depth: int = 2) -> Iterator:
 
 def empty_mask(texts: pa.ChunkedArray) -> np.ndarray:
     """Documents with no text but whitespace: nothing to tokenize."""
-    stripped = pc.utf8_length(pc.utf8_trim_whitespace(texts))
-    return pc.fill_null(pc.equal(stripped, 0), True).to_numpy(zero_copy_only=False)
+    # utf8_is_space is true when every character is whitespace, false for the empty string.
+    blank = pc.or_(pc.equal(pc.binary_length(texts), 0), pc.utf8_is_space(texts))
+    return pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
 
 
 # ---------------------------------------------------------------- pass 1: the validation split
@@ -198,7 +210,8 @@ def plan_validation(files: list[str], config: TokenizeConfig) -> ValidationPlan:
 
 def encode(tokenizer, texts: list[str], dtype: np.dtype, bos_id: int | None, eos_id: int):
     """Token ids of each text with BOS/EOS: (offsets int32 [n+1], values [total], text token counts [n])."""
-    encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+    # encode_batch_fast skips character offsets, which token shards never use.
+    encodings = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)(texts, add_special_tokens=False)
     ids = [e.ids for e in encodings]
     lengths = np.fromiter(map(len, ids), np.int64, len(ids))
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype, int(lengths.sum()))
