@@ -204,7 +204,12 @@ def peak_rss(args) -> None:
         rss_kb, tokens = map(int, result.stdout.split())
         mb = sum(f.stat().st_size for d in datasets for f in (d / "data").glob("*.parquet")) / 1e6
         rows.append((repeat, mb, tokens, rss_kb / 1024, time.perf_counter() - start))
-    print(f"\npeak RSS of corpus tokenize, --shard-size-mb {args.shard_size_mb}, one fresh process each\n")
+    imports_only = subprocess.run(
+        [sys.executable, "-c", "import resource, corpus.tokenize.shards, corpus.execution, tokenizers\n"
+         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"], check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    print(f"\npeak RSS of corpus tokenize, --shard-size-mb {args.shard_size_mb}, one fresh process each "
+          f"(the imports alone: {int(imports_only.stdout) / 1024:.0f} MB)\n")  # fmt: skip
     print("| input | Parquet MB | tokens | peak RSS MB | seconds |")
     print("|---|---|---|---|---|")
     for repeat, mb, tokens, rss, secs in rows:
