@@ -294,6 +294,14 @@ def test_tokenize_bad_input(tmp_path, pipeline_out, tokdir, capsys):
     (big / "tokenizer_config.json").write_text("{}")
     assert main(["tokenize", dataset, "-o", str(out), "--tokenizer", str(big)]) == 2
     assert "no eos_token" in capsys.readouterr().err
+    # text that is not valid UTF-8 (ingest never writes it; a foreign Parquet file might)
+    bad_text = pa.Array.from_buffers(pa.large_string(), 2, [None, pa.py_buffer(np.array([0, 2, 6], np.int64).tobytes()), pa.py_buffer(b"okbad\xff")])
+    folder = make_dataset(tmp_path / "bad-utf8", [{"text": "ok", "id": "a"}, {"text": "bad", "id": "b"}])
+    part = next((folder / "data").glob("*.parquet"))
+    table = pq.read_table(part)
+    pq.write_table(table.set_column(table.schema.get_field_index("text"), "text", bad_text), part)
+    assert main(["tokenize", str(folder), "-o", str(out), "--tokenizer", str(tokdir)]) == 2
+    assert f"{part}: document b: text is not valid UTF-8" in capsys.readouterr().err
     # an input that is not a dataset folder
     assert main(["tokenize", str(tmp_path), "-o", str(out), "--tokenizer", str(tokdir)]) == 2
     assert "not a dataset folder" in capsys.readouterr().err

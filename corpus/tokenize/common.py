@@ -98,7 +98,7 @@ def load_tokenizer(tokdir: str | Path):
 
 def vocab_extent(tokenizer) -> int:
     """One more than the largest token id: what an id dtype must hold (added tokens included)."""
-    return tokenizer.get_vocab_size(with_added_tokens=True)
+    return max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1) + 1
 
 
 class PartialOutput:
@@ -118,6 +118,10 @@ class PartialOutput:
             shutil.rmtree(self.partial)  # a half-written attempt: nothing in it is trusted
         self.partial.mkdir(parents=True)
         return self.partial
+
+    def abandon(self) -> None:
+        """Remove the partial folder: these outputs cannot be resumed, so a failed run leaves nothing."""
+        shutil.rmtree(self.partial, ignore_errors=True)
 
     def finish(self) -> Path:
         if self.final.exists():

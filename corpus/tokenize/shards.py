@@ -109,6 +109,21 @@ def _rows_per_read(parquet: pq.ParquetFile, target_bytes: float) -> int:
     return int(max(1, min(READ_ROWS, target_bytes / 4 / max(1.0, text_bytes / meta.num_rows))))
 
 
+def _check_utf8(batch: pa.RecordBatch, path: str) -> None:
+    texts = batch.column(batch.schema.get_field_index("text"))
+    try:
+        texts.validate(full=True)
+    except pa.ArrowInvalid:
+        ids = batch.column(batch.schema.get_field_index("id")).to_pylist()
+        for doc_id, value in zip(ids, texts.cast(pa.large_binary()).to_pylist()):
+            try:
+                (value or b"").decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CorpusError(f"{path}: document {doc_id}: text is not valid UTF-8 ({e.reason} at byte {e.start}); "
+                                  "ingest rejects such records, so this file was not made by it") from None  # fmt: skip
+        raise
+
+
 def read_batches(files: list[str], columns: list[str], target_bytes: float) -> Iterator[pa.Table]:
     """Tables of about `target_bytes` of text, in file order."""
     pending, pending_bytes = [], 0
@@ -116,6 +131,7 @@ def read_batches(files: list[str], columns: list[str], target_bytes: float) -> I
         try:
             parquet = pq.ParquetFile(path)
             for batch in parquet.iter_batches(batch_size=_rows_per_read(parquet, target_bytes), columns=columns):
+                _check_utf8(batch, path)
                 pending.append(batch)
                 pending_bytes += batch.column(columns.index("text")).nbytes
                 if pending_bytes >= target_bytes:
@@ -354,15 +370,32 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
     bos_id = specials["bos"][1] if config.bos else None
     extent = vocab_extent(tokenizer)
     dtype = choose_dtype(config.dtype, extent, config.tokenizer)
-    np_dtype = np.dtype(dtype.to_pandas_dtype())
-    schema = shard_schema(dtype)
     target = PartialOutput(output, overwrite, is_shards_folder)
     partial = target.start()
+    try:
+        card = _tokenize_into(partial, files, lineage, inputs, config, tokenizer, extent, dtype, eos_id, bos_id, command,
+                              name or Path(output).name, fingerprint)  # fmt: skip
+    except BaseException:
+        target.abandon()
+        raise
+    final = target.finish()
+    acc = card["accounting"][-1]
+    rej = ", ".join(f"{k} {v:,}" for k, v in acc["rejected"].items()) or "none"
+    say(f"tokenize: {acc['docs_in']:,} documents in, {acc['kept']:,} tokenized ({card['stats']['tokens']:,} tokens in "
+        f"{card['stats']['shards']} shards), rejected: {rej} -> {final}")  # fmt: skip
+    return card
+
+
+def _tokenize_into(partial: Path, files, lineage, inputs, config: TokenizeConfig, tokenizer, extent, dtype, eos_id, bos_id,
+                   command, name, fingerprint) -> dict:  # fmt: skip
+    np_dtype = np.dtype(dtype.to_pandas_dtype())
+    schema = shard_schema(dtype)
 
     plan = plan_validation(files, config)
     shard_bytes = config.shard_size_mb * 1e6
     estimated = plan.text_bytes / BYTES_PER_TOKEN_GUESS * np_dtype.itemsize
-    val_share = min(1.0, config.val_fraction + sum(1 for c in plan.cutoff.values() if c is not None) * config.min_val_docs_per_domain / max(1, sum(plan.docs.values())))
+    val_minimum = sum(1 for c in plan.cutoff.values() if c is not None) * config.min_val_docs_per_domain
+    val_share = min(1.0, config.val_fraction + val_minimum / max(1, sum(plan.docs.values())))
     # Four buckets per shard keep shard sizes within about a quarter of the target.
     buckets = {
         split: min(MAX_BUCKETS_PER_SPLIT, max(1, math.ceil(4 * estimated * share / shard_bytes)))
@@ -414,15 +447,11 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
         raise CorpusError(f"tokenize: accounting does not add up: {docs_in} in, {kept} tokenized, {rejected} rejected")
     index = build_index(config, tokenizer, extent, dtype, eos_id, bos_id, shards)
     (partial / INDEX_JSON).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    card = shards_card(inputs, lineage, config, index, docs_in, kept, rejected, command, name or Path(output).name)
+    card = shards_card(inputs, lineage, config, index, docs_in, kept, rejected, command, name)
     card["fingerprint"] = fingerprint
     from corpus.tokenize.report import write_shards_card
 
     write_shards_card(partial, card, index)
-    final = target.finish()
-    rej = ", ".join(f"{k} {v:,}" for k, v in rejected.items()) or "none"
-    say(f"tokenize: {docs_in:,} documents in, {kept:,} tokenized ({index['totals']['tokens']:,} tokens in "
-        f"{len(shards)} shards), rejected: {rej} -> {final}")  # fmt: skip
     return card
 
 
@@ -502,7 +531,7 @@ def shards_card(inputs, lineage, config, index, docs_in, kept, rejected, command
         "config": config.model_dump(),
         "inputs": lineage,
         "accounting": upstream + [{"stage": "tokenize", "docs_in": docs_in, "kept": kept, "rejected": dict(rejected)}],
-        "stats": {"docs": kept, "tokens": index["totals"]["tokens"], "by_split_domain": by_split_domain},
+        "stats": {"docs": kept, "tokens": index["totals"]["tokens"], "shards": len(index["shards"]), "by_split_domain": by_split_domain},
         "index_sha256": _sha256_text(json.dumps(index, indent=2) + "\n"),
     }
 

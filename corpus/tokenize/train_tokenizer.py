@@ -330,60 +330,63 @@ def train_tokenizer(inputs: list[str], output: str | Path, config: TokenizerTrai
     sample_ids = set(sample["id"].to_list())
     general = config.general_domain
     partial = target.start()
+    try:
+        say(f"tokenizer: training a {config.vocab_size:,}-token BPE on {sample['bytes'].sum() / 1e6:.1f} MB "
+            f"({sample.height:,} documents)")  # fmt: skip
+        if base_dir is None:
+            ours = train_bpe(iter_texts(files, sample_ids), config.vocab_size, config.min_frequency)
+            merges_added = None
+        else:
+            domain_ids = set(sample.filter(pl.col("domain") != general)["id"].to_list()) or sample_ids
+            ours, merges_added = extend_bpe(base_dir, iter_texts(files, domain_ids), config.vocab_size, config.min_frequency)
+        specials = _special_map(ours, base_dir)
+        save_hf_tokenizer(ours, partial, specials)
+        ours, _ = load_tokenizer(partial)  # report on exactly what was saved
 
-    say(f"tokenizer: training a {config.vocab_size:,}-token BPE on {sample['bytes'].sum() / 1e6:.1f} MB "
-        f"({sample.height:,} documents)")  # fmt: skip
-    if base_dir is None:
-        ours = train_bpe(iter_texts(files, sample_ids), config.vocab_size, config.min_frequency)
-        merges_added = None
-    else:
-        domain_ids = set(sample.filter(pl.col("domain") != general)["id"].to_list()) or sample_ids
-        ours, merges_added = extend_bpe(base_dir, iter_texts(files, domain_ids), config.vocab_size, config.min_frequency)
-    specials = _special_map(ours, base_dir)
-    save_hf_tokenizer(ours, partial, specials)
-    ours, _ = load_tokenizer(partial)  # report on exactly what was saved
+        reference, reference_name = None, None
+        if base_dir is not None:
+            reference, _ = load_tokenizer(base_dir)
+            reference_name = f"the extended tokenizer {base_dir}"
+        elif config.compare:
+            general_pool = pool.filter(pl.col("domain") == general)
+            if general_pool.height:
+                # Same vocabulary size, same amount of text where there is enough general text.
+                general_sample = _take_budget(general_pool, sample["bytes"].sum())
+                say(f"tokenizer: training the general-only comparison tokenizer on {general_sample['bytes'].sum() / 1e6:.1f} MB")
+                reference = train_bpe(iter_texts(files, set(general_sample["id"].to_list())), config.vocab_size, config.min_frequency)
+                reference_name = f"a {config.vocab_size:,}-token BPE trained on domain `{general}` only"
+        eval_texts = read_texts(files, evaluation)
+        report = domain_report(ours, reference, reference_name, eval_texts, general, config.domain_terms)
 
-    reference, reference_name = None, None
-    if base_dir is not None:
-        reference, _ = load_tokenizer(base_dir)
-        reference_name = f"the extended tokenizer {base_dir}"
-    elif config.compare:
-        general_pool = pool.filter(pl.col("domain") == general)
-        if general_pool.height:
-            # Same vocabulary size, same amount of text where there is enough general text.
-            general_sample = _take_budget(general_pool, sample["bytes"].sum())
-            say(f"tokenizer: training the general-only comparison tokenizer on {general_sample['bytes'].sum() / 1e6:.1f} MB")
-            reference = train_bpe(iter_texts(files, set(general_sample["id"].to_list())), config.vocab_size, config.min_frequency)
-            reference_name = f"a {config.vocab_size:,}-token BPE trained on domain `{general}` only"
-    eval_texts = read_texts(files, evaluation)
-    report = domain_report(ours, reference, reference_name, eval_texts, general, config.domain_terms)
+        card = {
+            "card_version": 1,
+            "name": name or Path(output).name,
+            "stage": "tokenizer",
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "tool": {"name": "corpus", "version": corpus.__version__},
+            "command": command if command is not None else sys.argv,
+            "fingerprint": fingerprint,
+            "config": config.model_dump(),
+            "inputs": lineage,
+            "tokenizer": {
+                "type": "byte-level BPE" + (f" extended from {base_dir}" if base_dir else ""),
+                "vocab_size": ours.get_vocab_size(with_added_tokens=True),
+                "sha256": tokenizer_sha256(partial),
+                "special_tokens": {role: {"text": text, "id": ours.token_to_id(text)} for role, text in specials.items()},
+                "role_markers": {t: ours.token_to_id(t) for t in ROLE_MARKERS},
+                "merges_added": merges_added,
+                "chat_template": CHAT_TEMPLATE,
+            },
+            "sample": _per_domain(sample),
+            "evaluation_set": _per_domain(evaluation),
+            "report": report,
+        }
+        from corpus.tokenize.report import write_tokenizer_card
 
-    card = {
-        "card_version": 1,
-        "name": name or Path(output).name,
-        "stage": "tokenizer",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "tool": {"name": "corpus", "version": corpus.__version__},
-        "command": command if command is not None else sys.argv,
-        "fingerprint": fingerprint,
-        "config": config.model_dump(),
-        "inputs": lineage,
-        "tokenizer": {
-            "type": "byte-level BPE" + (f" extended from {base_dir}" if base_dir else ""),
-            "vocab_size": ours.get_vocab_size(with_added_tokens=True),
-            "sha256": tokenizer_sha256(partial),
-            "special_tokens": {role: {"text": text, "id": ours.token_to_id(text)} for role, text in specials.items()},
-            "role_markers": {t: ours.token_to_id(t) for t in ROLE_MARKERS},
-            "merges_added": merges_added,
-            "chat_template": CHAT_TEMPLATE,
-        },
-        "sample": _per_domain(sample),
-        "evaluation_set": _per_domain(evaluation),
-        "report": report,
-    }
-    from corpus.tokenize.report import write_tokenizer_card
-
-    write_tokenizer_card(partial, card)
+        write_tokenizer_card(partial, card)
+    except BaseException:
+        target.abandon()  # a tokenizer cannot be resumed half-trained: leave nothing behind
+        raise
     final = target.finish()
     say(f"tokenizer: {card['tokenizer']['vocab_size']:,} tokens -> {final}")
     return card
