@@ -50,6 +50,10 @@ def write_tokenizer_card(folder: Path, card: dict) -> dict:
         f"on {card['created']} with `{' '.join(card['command'])}`. Load it with "
         f"`transformers.AutoTokenizer.from_pretrained(\"path/to/this/folder\")`.\n"
     )
+    asked = card["config"]["vocab_size"]
+    if tok["vocab_size"] < asked:
+        parts.append(f"{asked:,} tokens were asked for; the training sample has no more pairs seen at least "
+                     f"{card['config']['min_frequency']} times. More text (or a lower `--min-frequency`) gives more.\n")  # fmt: skip
     parts.append("## Special tokens\n")
     rows = [[role, f"`{v['text']}`", v["id"]] for role, v in tok["special_tokens"].items()]
     rows += [["chat role marker", f"`{t}`", i] for t, i in tok["role_markers"].items()]

@@ -354,7 +354,7 @@ def train_tokenizer(inputs: list[str], output: str | Path, config: TokenizerTrai
                 general_sample = _take_budget(general_pool, sample["bytes"].sum())
                 say(f"tokenizer: training the general-only comparison tokenizer on {general_sample['bytes'].sum() / 1e6:.1f} MB")
                 reference = train_bpe(iter_texts(files, set(general_sample["id"].to_list())), config.vocab_size, config.min_frequency)
-                reference_name = f"a {config.vocab_size:,}-token BPE trained on domain `{general}` only"
+                reference_name = f"a {reference.get_vocab_size():,}-token BPE trained on domain `{general}` only"
         eval_texts = read_texts(files, evaluation)
         report = domain_report(ours, reference, reference_name, eval_texts, general, config.domain_terms)
 
@@ -388,7 +388,9 @@ def train_tokenizer(inputs: list[str], output: str | Path, config: TokenizerTrai
         target.abandon()  # a tokenizer cannot be resumed half-trained: leave nothing behind
         raise
     final = target.finish()
-    say(f"tokenizer: {card['tokenizer']['vocab_size']:,} tokens -> {final}")
+    size = card["tokenizer"]["vocab_size"]
+    short = f" (fewer than the {config.vocab_size:,} asked for: the sample has no more pairs seen {config.min_frequency}+ times)"
+    say(f"tokenizer: {size:,} tokens{short if size < config.vocab_size else ''} -> {final}")
     return card
 
 
