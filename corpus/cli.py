@@ -110,7 +110,7 @@ def cmd_shards_verify(args) -> int:
 
     totals = verify_shards(args.folder)
     splits = ", ".join(f"{k} {v['docs']:,} documents / {v['tokens']:,} tokens in {v['shards']} shards" for k, v in totals["by_split"].items())
-    print(f"{args.folder}: ok ({splits})")
+    print(f"{args.folder}: ok ({splits or 'no documents'})")
     return 0
 
 

@@ -318,3 +318,13 @@ def test_uint32_when_asked(tmp_path, pipeline_out, tokdir):
     assert _index(out)["dtype"] == "uint32"
     assert _read_shard(out / _index(out)["shards"][0]["file"]).schema.field("input_ids").type.value_type == pa.uint32()
     assert main(["shards", "verify", str(out)]) == 0
+
+
+def test_only_empty_documents_give_an_empty_but_valid_output(tmp_path, tokdir, capsys):
+    dataset = make_dataset(tmp_path / "in", [{"text": " ", "id": "a"}, {"text": "\n\n", "id": "b"}])
+    out = tmp_path / "tokens"
+    assert main(["-q", "tokenize", str(dataset), "-o", str(out), "--tokenizer", str(tokdir)]) == 0
+    assert _index(out)["shards"] == [] and _index(out)["totals"]["docs"] == 0
+    assert pq.read_table(out / "rejected.parquet").num_rows == 2
+    assert json.loads((out / "card.json").read_text())["accounting"][-1]["rejected"] == {"empty": 2}
+    assert main(["shards", "verify", str(out)]) == 0
