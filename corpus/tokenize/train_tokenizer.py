@@ -50,6 +50,7 @@ DOMAIN_TERMS = [
     "eligibility", "dependent", "beneficiary", "formulary", "preventive", "coverage",
 ]  # fmt: skip
 
+MIN_EVAL_DOCS = 10
 EVAL_BYTES_PER_DOMAIN = 2_000_000  # enough text for a stable fertility, small enough to hold in memory
 
 
@@ -129,8 +130,14 @@ def choose_sample(docs: pl.DataFrame, config: TokenizerTrainConfig) -> tuple[pl.
     hashes = id_hashes(docs["id"].to_list())
     docs = docs.with_columns(
         pl.Series("key", mix_seed(hashes, config.seed)),
-        pl.Series("held_out", unit_interval(hashes) < config.eval_fraction),
+        pl.Series("unit", unit_interval(hashes)),
     ).filter(pl.col("bytes") > 0)
+    # The held-out share of each domain, but at least a few documents (a tenth of a small domain), so
+    # that the fertility of a small domain is not measured on one or two pages.
+    at_least = pl.min_horizontal(pl.lit(MIN_EVAL_DOCS), pl.len().over("domain") // 10)
+    docs = docs.with_columns(
+        ((pl.col("unit") < config.eval_fraction) | (pl.col("unit").rank("ordinal").over("domain") <= at_least)).alias("held_out")
+    )
     pool = docs.filter(~pl.col("held_out"))
     sizes = dict(pool.group_by("domain").agg(pl.col("bytes").sum()).iter_rows())
     if not sizes:
@@ -350,8 +357,9 @@ def train_tokenizer(inputs: list[str], output: str | Path, config: TokenizerTrai
         elif config.compare:
             general_pool = pool.filter(pl.col("domain") == general)
             if general_pool.height:
-                # Same vocabulary size, same amount of text where there is enough general text.
-                general_sample = _take_budget(general_pool, sample["bytes"].sum())
+                # The same vocabulary size matters more than the same amount of text: a general sample as
+                # small as ours may not have enough frequent pairs to fill the vocabulary.
+                general_sample = _take_budget(general_pool, config.sample_mb * 1e6)
                 say(f"tokenizer: training the general-only comparison tokenizer on {general_sample['bytes'].sum() / 1e6:.1f} MB")
                 reference = train_bpe(iter_texts(files, set(general_sample["id"].to_list())), config.vocab_size, config.min_frequency)
                 reference_name = f"a {reference.get_vocab_size():,}-token BPE trained on domain `{general}` only"
