@@ -328,3 +328,23 @@ def test_only_empty_documents_give_an_empty_but_valid_output(tmp_path, tokdir, c
     assert pq.read_table(out / "rejected.parquet").num_rows == 2
     assert json.loads((out / "card.json").read_text())["accounting"][-1]["rejected"] == {"empty": 2}
     assert main(["shards", "verify", str(out)]) == 0
+
+
+def test_pipeline_tokenize_stage_needs_a_tokenizer(tmp_path, tokdir, capsys):
+    def pipeline(tokenize_options: str) -> str:
+        path = tmp_path / "p.yaml"
+        path.write_text(
+            f"name: t\noutput: out\nexecutor: {{type: local, tasks: 1}}\n"
+            f"sources:\n  - {{path: {INSURANCE}, source: healthcare_gov, domain: insurance}}\n"
+            f"stages:\n  - ingest: {{}}\n  - tokenize: {tokenize_options}\n",
+            encoding="utf-8",
+        )
+        return str(path)
+
+    assert main(["-q", "run", pipeline("{}")]) == 2
+    assert "needs `tokenizer: PATH` or a 'tokenizer' stage before it" in capsys.readouterr().err
+    assert main(["-q", "run", pipeline(f"{{tokenizer: {tokdir}, bos: true}}")]) == 0
+    index = _index(tmp_path / "out" / "01-tokenize")
+    assert index["bos_id"] == 0 and index["totals"]["docs"] > 0
+    assert main(["-q", "run", pipeline("{unknown_key: 1}")]) == 2
+    assert "stages.1.tokenize.unknown_key: unknown key" in capsys.readouterr().err
