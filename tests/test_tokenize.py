@@ -348,3 +348,12 @@ def test_pipeline_tokenize_stage_needs_a_tokenizer(tmp_path, tokdir, capsys):
     assert index["bos_id"] == 0 and index["totals"]["docs"] > 0
     assert main(["-q", "run", pipeline("{unknown_key: 1}")]) == 2
     assert "stages.1.tokenize.unknown_key: unknown key" in capsys.readouterr().err
+
+
+def test_tokenizer_training_is_reproducible(tmp_path, pipeline_out):
+    from corpus.tokenize.common import tokenizer_sha256
+
+    dataset = str(pipeline_out / "00-ingest")
+    for name in ("a", "b"):
+        assert main(["-q", "tokenizer", "train", dataset, "-o", str(tmp_path / name), "--vocab-size", "500", "--no-compare"]) == 0
+    assert tokenizer_sha256(tmp_path / "a") == tokenizer_sha256(tmp_path / "b")
