@@ -105,6 +105,101 @@ def cmd_crawl(args) -> int:
     return 0
 
 
+def _output_name(args) -> str:
+    return args.name or os.path.basename(os.path.normpath(args.output))
+
+
+def _config_error(e) -> CorpusError:
+    first = e.errors()[0]
+    return CorpusError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}")
+
+
+def cmd_tokenizer_train(args) -> int:
+    from pydantic import ValidationError
+
+    from corpus.tokenize.train_tokenizer import TokenizerTrainConfig, parse_weights, train_tokenizer
+
+    options = {"vocab_size": args.vocab_size, "weights": parse_weights(args.weights), "sample_mb": args.sample_mb,
+               "min_frequency": args.min_frequency, "general_domain": args.general_domain, "seed": args.seed,
+               "compare": not args.no_compare, "extend": args.extend}  # fmt: skip
+    if args.terms:
+        options["domain_terms"] = [t.strip() for t in args.terms.split(",") if t.strip()]
+    try:
+        config = TokenizerTrainConfig(**options)
+    except ValidationError as e:
+        raise _config_error(e) from None
+    train_tokenizer(args.inputs, args.output, config, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]],
+                    name=_output_name(args))  # fmt: skip
+    return 0
+
+
+def cmd_tokenize(args) -> int:
+    from pydantic import ValidationError
+
+    from corpus.tokenize.shards import TokenizeConfig, tokenize_dataset
+
+    try:
+        config = TokenizeConfig(
+            tokenizer=args.tokenizer, val_fraction=args.val_fraction, min_val_docs_per_domain=args.min_val_docs_per_domain,
+            shard_size_mb=args.shard_size_mb, bos=args.bos, seed=args.seed, dtype=args.dtype, batch_mb=args.batch_mb,
+        )  # fmt: skip
+    except ValidationError as e:
+        raise _config_error(e) from None
+    tokenize_dataset(args.inputs, args.output, config, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]],
+                     name=_output_name(args))  # fmt: skip
+    return 0
+
+
+def cmd_shards_verify(args) -> int:
+    from corpus.tokenize.verify import verify_shards
+
+    totals = verify_shards(args.folder)
+    splits = ", ".join(f"{k} {v['docs']:,} documents / {v['tokens']:,} tokens in {v['shards']} shards" for k, v in totals["by_split"].items())
+    print(f"{args.folder}: ok ({splits or 'no documents'})")
+    return 0
+
+
+def _tokenize_parsers(sub) -> None:
+    p = sub.add_parser("tokenizer", help="train a domain tokenizer")
+    tok_sub = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
+    p = tok_sub.add_parser("train", help="train a byte-level BPE on dataset folders, sampled by domain ratio")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="dataset folders")
+    p.add_argument("-o", "--output", required=True, metavar="TOKDIR")
+    p.add_argument("--vocab-size", type=int, required=True, help="tokens, special tokens included")
+    p.add_argument("--weights", help="domain shares of the training sample, e.g. insurance=0.5,general=0.5 (default: natural)")
+    p.add_argument("--sample-mb", type=float, default=512, help="most text to train on (default 512)")
+    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument("--general-domain", default="general", help="domain of the general-only comparison tokenizer")
+    p.add_argument("--no-compare", action="store_true", help="skip the comparison tokenizer in the report")
+    p.add_argument("--terms", help="comma-separated domain terms to report (default: health-insurance terms)")
+    p.add_argument("--extend", metavar="EXISTING_TOKDIR", help="add domain merges to this tokenizer instead")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing TOKDIR")
+    p.set_defaults(func=cmd_tokenizer_train)
+
+    p = sub.add_parser("tokenize", help="tokenize dataset folders into Arrow IPC token shards")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="dataset folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("--tokenizer", required=True, metavar="TOKDIR")
+    p.add_argument("--val-fraction", type=float, default=0.01)
+    p.add_argument("--min-val-docs-per-domain", type=int, default=10)
+    p.add_argument("--shard-size-mb", type=float, default=256, help="target token bytes per shard")
+    p.add_argument("--bos", action="store_true", help="start every document with BOS (EOS always ends it)")
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    p.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto")
+    p.add_argument("--batch-mb", type=float, default=2, help="text per encode_batch call")
+    p.add_argument("--name")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.set_defaults(func=cmd_tokenize)
+
+    p = sub.add_parser("shards", help="token shards")
+    shards_sub = p.add_subparsers(dest="shards_command", required=True, metavar="ACTION")
+    p = shards_sub.add_parser("verify", help="check shard checksums and counts against index.json (exit 1 if not)")
+    p.add_argument("folder", metavar="DIR")
+    p.set_defaults(func=cmd_shards_verify)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corpus", description="Build training corpora whose every dataset explains itself.")
     parser.add_argument("--version", action="version", version=f"corpus {__version__}")
@@ -187,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline", metavar="PIPELINE.yaml")
     p.add_argument("--overwrite", action="store_true", help="redo stages whose output is already finished")
     p.set_defaults(func=cmd_run)
+    _tokenize_parsers(sub)
     return parser
 
 

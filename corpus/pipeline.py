@@ -26,6 +26,8 @@ from corpus.execution import ExecutorConfig, run_stage
 from corpus.filter.length import LengthFilterConfig
 from corpus.ingest import FORMATS, ingest_job
 from corpus.progress import say
+from corpus.tokenize.stages import TokenizeStageConfig
+from corpus.tokenize.train_tokenizer import TokenizerTrainConfig
 
 
 class _Strict(BaseModel):
@@ -57,6 +59,8 @@ class IngestConfig(_Strict):
 
 # Each stage entry is a one-key mapping {stage_name: options}; later stages add their models here.
 STAGE_MODELS: dict[str, type[BaseModel]] = {"ingest": IngestConfig, "length_filter": LengthFilterConfig}
+STAGE_MODELS["tokenizer"] = TokenizerTrainConfig
+STAGE_MODELS["tokenize"] = TokenizeStageConfig
 
 
 class PipelineConfig(_Strict):
@@ -143,6 +147,11 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
             job = ingest_job(sources, name, html_timeout=options.html_timeout, progress=progress)
         elif kind == "length_filter":
             job = length_filter_job([str(written[-1])], name, options, progress=progress)
+        elif kind in ("tokenizer", "tokenize"):  # their outputs are not dataset folders: no run_stage
+            from corpus.tokenize.stages import run_tokenize_stage
+
+            written.append(run_tokenize_stage(kind, options, written, out, name, base, overwrite, command, str(path)))
+            continue
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")
         card = run_stage(

@@ -1,0 +1,81 @@
+"""The `tokenizer` and `tokenize` stages of a pipeline YAML.
+
+    stages:
+      - ingest: {}
+      - length_filter: {min_chars: 100}
+      - tokenizer: {vocab_size: 8000, weights: {insurance: 0.5, general: 0.5}}
+      - tokenize: {val_fraction: 0.01}          # tokenizer: the pipeline's tokenizer stage, unless named
+
+Both read the last dataset folder the pipeline wrote. Their outputs are not dataset folders, so they
+run as one task here rather than through `run_stage`; a rerun with the same inputs and options
+leaves a finished output as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from corpus.document import CARD_JSON, is_dataset
+from corpus.errors import CorpusError
+from corpus.progress import say
+from corpus.tokenize.shards import TokenizeConfig, is_shards_folder, tokenize_dataset
+from corpus.tokenize.train_tokenizer import TokenizerTrainConfig, is_tokenizer_folder, train_tokenizer
+
+
+class TokenizeStageConfig(TokenizeConfig):
+    tokenizer: str | None = None  # unset: the output of the pipeline's `tokenizer` stage
+
+
+def _fingerprint(kind: str, config: dict, inputs: list[Path]) -> str:
+    cards = []
+    for path in inputs:
+        try:
+            cards.append(json.loads((path / CARD_JSON).read_text(encoding="utf-8")).get("card_sha256"))
+        except (OSError, json.JSONDecodeError):
+            cards.append(None)
+    payload = json.dumps({"stage": kind, "config": config, "inputs": cards}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _up_to_date(out: Path, fingerprint: str, finished) -> bool:
+    if not finished(out):
+        return False
+    try:
+        return json.loads((out / CARD_JSON).read_text(encoding="utf-8")).get("fingerprint") == fingerprint
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def run_tokenize_stage(kind: str, options, written: list[Path], out: Path, name: str, base: Path,
+                       overwrite: bool, command: list[str] | None, pipeline_file: str) -> Path:  # fmt: skip
+    datasets = [p for p in written if is_dataset(p)]
+    if not datasets:
+        raise CorpusError(f"{pipeline_file}: stage {kind!r} needs a dataset stage before it")
+    source = datasets[-1]
+    if kind == "tokenizer":
+        config = TokenizerTrainConfig.model_validate(options.model_dump())
+        if config.extend:
+            config = config.model_copy(update={"extend": str((base / config.extend).resolve())})
+        fp = _fingerprint(kind, config.model_dump(), [source])
+        if _up_to_date(out, fp, is_tokenizer_folder) and not overwrite:
+            say(f"tokenizer: {out} is up to date (same inputs and config); nothing to do")
+            return out
+        train_tokenizer([str(source)], out, config, overwrite=True, command=command, name=name, fingerprint=fp)
+        return out
+    tokenizers = [p for p in written if is_tokenizer_folder(p)]
+    if options.tokenizer is not None:
+        tokdir = (base / options.tokenizer).resolve()
+    elif tokenizers:
+        tokdir = tokenizers[-1]
+    else:
+        raise CorpusError(f"{pipeline_file}: stage 'tokenize' needs `tokenizer: PATH` or a 'tokenizer' stage before it")
+    config = TokenizeConfig.model_validate({**options.model_dump(), "tokenizer": str(tokdir)})
+    tokdir_card = [tokdir] if (tokdir / CARD_JSON).is_file() else []
+    fp = _fingerprint(kind, config.model_dump(), [source, *tokdir_card])
+    if _up_to_date(out, fp, is_shards_folder) and not overwrite:
+        say(f"tokenize: {out} is up to date (same inputs and config); nothing to do")
+        return out
+    tokenize_dataset([str(source)], out, config, overwrite=True, command=command, name=name, fingerprint=fp)
+    return out
