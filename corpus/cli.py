@@ -140,7 +140,10 @@ def cmd_mix(args) -> int:
     if sft:
         from corpus.mix.sft import SftMixConfig, mix_sft
 
+        if args.estimate_sample is not None or args.by != "domain":
+            raise CorpusError("--estimate-sample and --by apply to dataset folders; SFT inputs are grouped by file")
         options.pop("by")
+        options.pop("estimate_sample")
         try:
             config = SftMixConfig(**options)
         except ValidationError as e:

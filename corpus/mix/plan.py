@@ -8,9 +8,11 @@ tokens, or 1. The plan has three steps:
 2. `allocate`: units per group, never more than the group can give with `max_epochs` repeats of
    each source. A group that cannot fill its share gives everything it can; its shortfall goes
    to the other groups in proportion to their shares (water-filling), so the total budget holds.
-3. `choose_copies`: per group, whole epochs while the allocation needs them, then a partial epoch:
+3. `plan_copies` (`choose_copies`): per group, whole epochs while the allocation needs them, then a partial epoch:
    a seeded random order (a hash of the document id and the seed), a cumulative-sum cutoff at the
-   allocation, and a few fill passes that add later documents small enough for the gap left.
+   allocation, and a few fill passes that add later documents small enough for the gap left. When
+   a group of long documents still falls short enough to move the shares, all allocations shrink
+   to its scale and the choice is made again (the shares matter more than the last tokens).
 """
 
 from __future__ import annotations
@@ -179,4 +181,36 @@ def choose_copies(sizes: np.ndarray, group: np.ndarray, source: np.ndarray, hash
                 eligible &= ~mine | (np.cumsum(own) <= frac * own.sum())
         chosen = take_up_to(sizes[order].astype(np.float64), eligible, room)
         copies[order[chosen]] += 1
+    return copies
+
+
+def share_error(sizes: np.ndarray, group: np.ndarray, copies: np.ndarray, planned: np.ndarray) -> tuple[float, np.ndarray]:
+    taken = np.bincount(group, weights=sizes * copies, minlength=len(planned))
+    return float(np.abs(taken / max(taken.sum(), 1) - planned).max()), taken
+
+
+def plan_copies(sizes: np.ndarray, group: np.ndarray, source: np.ndarray, hashes: np.ndarray, allocation: Allocation,
+                max_epochs: float, seed: int, whole_units: bool, tolerance: float = 0.001) -> np.ndarray:  # fmt: skip
+    """`choose_copies`, then the final adjustment for token budgets.
+
+    A group of few, long documents can fall short of its allocation by most of a document, which
+    moves every share. Then the group that fell furthest short sets the scale: all allocations
+    shrink to what it achieved, so the shares come out right and the total stays under the budget.
+    """
+    copies = choose_copies(sizes, group, source, hashes, allocation.units, max_epochs, seed)
+    if whole_units:
+        return copies  # document counts are met exactly
+    planned = allocation.planned_shares
+    error, taken = share_error(sizes, group, copies, planned)
+    positive = planned > 0
+    for _ in range(3):
+        if error <= tolerance:
+            break
+        scale = float((taken[positive] / allocation.units[positive].clip(min=1)).min())
+        units = np.floor(allocation.units * scale).astype(np.int64)
+        candidate = choose_copies(sizes, group, source, hashes, units, max_epochs, seed)
+        candidate_error, candidate_taken = share_error(sizes, group, candidate, planned)
+        if candidate_error >= error:
+            break
+        copies, error, taken = candidate, candidate_error, candidate_taken
     return copies

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from corpus.document import DATA_DIR, REJECT_COLUMNS, PartWriter, data_files, is_dataset, read_card, reject_where, to_working
 from corpus.errors import CorpusError
 from corpus.mix.counts import DocumentTable, read_document_table
-from corpus.mix.plan import allocate, check_weights, choose_copies, group_capacity, target_shares
+from corpus.mix.plan import allocate, check_weights, group_capacity, plan_copies, target_shares
 from corpus.progress import task_progress
 from corpus.stage_stats import write_task_stats
 from corpus.tokenize.common import tokenizer_sha256
@@ -95,8 +95,8 @@ class MixPlan:
         capacity = group_capacity(self.sizes, group, table.codes["source"], len(names), config.max_epochs)
         self.allocation = allocate(config.budget, self.shares, capacity, names, config.by, config.strict,
                                    config.max_epochs, whole_units=config.budget_docs is not None)  # fmt: skip
-        self.copies = choose_copies(self.sizes, group, table.codes["source"], table.hashes, self.allocation.units,
-                                    config.max_epochs, config.seed)  # fmt: skip
+        self.copies = plan_copies(self.sizes, group, table.codes["source"], table.hashes, self.allocation,
+                                  config.max_epochs, config.seed, whole_units=config.budget_docs is not None)  # fmt: skip
 
     def facts_before(self) -> dict:
         facts = {"token_counts": self.table.token_counts or {"method": "none (document budget without a tokenizer)"}}
