@@ -164,8 +164,11 @@ def test_by_source_weights(base, tmp_path):
     assert main(["-q", "mix", *_inputs(base), "-o", str(out), "--budget-tokens", "40000", "--tokenizer", str(base / "tok"),
                  "--by", "source", "--weights", "hc_glossary=0.2,hc_questions=0.3,python_docs=0.5"]) == 0  # fmt: skip
     shares = _shares(_rows(out), "source")
+    card_shares = read_card(out)["stage_facts"]["mix_shares"]
     for source, target in (("hc_glossary", 0.2), ("hc_questions", 0.3), ("python_docs", 0.5)):
         assert abs(shares[source] - target) <= TOLERANCE
+        assert card_shares[source]["target"] == target
+        assert card_shares[source]["achieved"] == pytest.approx(shares[source], abs=1e-6)
 
 
 def test_estimated_counts_report_their_error_and_cached_counts_are_reused(base, tmp_path):

@@ -44,15 +44,13 @@ class DocumentTable:
 
 
 def _codes(values: pl.Series, names: list[str], index: dict[str, int]) -> np.ndarray:
-    out = np.empty(len(values), np.int32)
-    uniques = values.unique().to_list()
+    uniques = values.unique(maintain_order=True).to_list()
     for name in uniques:
         if name not in index:
             index[name] = len(names)
             names.append(name)
     mapping = pl.DataFrame({"name": uniques, "code": [index[n] for n in uniques]}, schema={"name": pl.String, "code": pl.Int32})
-    out[:] = values.to_frame("name").join(mapping, on="name", how="left", maintain_order="left")["code"].to_numpy()
-    return out
+    return values.to_frame("name").join(mapping, on="name", how="left", maintain_order="left")["code"].to_numpy()
 
 
 def read_document_table(inputs: list[str], tokenizer_dir: str | None, estimate_sample: int | None,
@@ -79,9 +77,14 @@ def read_document_table(inputs: list[str], tokenizer_dir: str | None, estimate_s
 
     names: dict[str, list[str]] = {c: [] for c in ("group", "domain", "source")}
     index: dict[str, dict[str, int]] = {c: {} for c in names}
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("hash", "bytes", "group", "domain", "source", "cached")}
-    rows_per_file = []
-    for path, reuse in zip(files, reusable):
+    rows_per_file = np.array([pq.ParquetFile(f).metadata.num_rows for f in files], np.int64)
+    total = int(rows_per_file.sum())
+    table = DocumentTable(files=files, rows_per_file=rows_per_file, hashes=np.empty(total, np.uint64),
+                          text_bytes=np.empty(total, np.int64), names=names, lineage=lineage,
+                          codes={c: np.empty(total, np.int32) for c in names})  # fmt: skip
+    cached = np.full(total, -1, np.int64)
+    start = 0
+    for path, reuse, rows in zip(files, reusable, rows_per_file):
         columns = [pl.col("id"), pl.col("domain").fill_null("unknown"), pl.col("source").fill_null("unknown"),
                    pl.col("text").str.len_bytes().cast(pl.Int64).alias("bytes")]  # fmt: skip
         if reuse:
@@ -90,23 +93,15 @@ def read_document_table(inputs: list[str], tokenizer_dir: str | None, estimate_s
             frame = pl.scan_parquet(path).select(columns).collect()
         except (pl.exceptions.PolarsError, OSError) as e:
             raise CorpusError(f"{path}: cannot read documents ({' '.join(str(e).split())[:160]})") from None
-        rows_per_file.append(frame.height)
-        parts["hash"].append(id_hashes(frame["id"].to_list()))
-        parts["bytes"].append(frame["bytes"].fill_null(0).to_numpy())
+        at = slice(start, start + int(rows))
+        start += int(rows)
+        table.hashes[at] = id_hashes(frame["id"].to_list())
+        table.text_bytes[at] = frame["bytes"].fill_null(0).to_numpy()
         for column in ("domain", "source"):
-            parts[column].append(_codes(frame[column], names[column], index[column]))
-        parts["group"].append(_codes(frame[by], names["group"], index["group"]))
-        parts["cached"].append(frame["n_tokens"].fill_null(-1).to_numpy() if reuse else np.full(frame.height, -1, np.int64))
-    table = DocumentTable(
-        files=files,
-        rows_per_file=np.array(rows_per_file, np.int64),
-        hashes=np.concatenate(parts["hash"]),
-        text_bytes=np.concatenate(parts["bytes"]),
-        codes={c: np.concatenate(parts[c]) for c in ("group", "domain", "source")},
-        names=names,
-        lineage=lineage,
-    )
-    cached = np.concatenate(parts["cached"])
+            table.codes[column][at] = _codes(frame[column], names[column], index[column])
+        table.codes["group"][at] = _codes(frame[by], names["group"], index["group"])
+        if reuse:
+            cached[at] = frame["n_tokens"].fill_null(-1).to_numpy()
     missing = cached < 0
     if not missing.any():
         (method, sha), *more = sorted(cached_methods, key=str)
@@ -142,7 +137,7 @@ def count_tokens(files: list[str], rows_per_file: np.ndarray, wanted: np.ndarray
         nonlocal pending, pending_at, pending_bytes
         if pending:
             encodings = tokenizer.encode_batch_fast(pending, add_special_tokens=False)
-            counts[np.concatenate(pending_at)] = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+            counts[np.concatenate(pending_at)] = np.fromiter(map(len, encodings), np.int64, len(encodings))
         pending, pending_at, pending_bytes = [], [], 0
 
     for i, path in enumerate(files):

@@ -160,7 +160,7 @@ def mix_sft(inputs: list[str], output: str | Path, config: SftMixConfig, overwri
     if config.tokenizer:
         tokenizer, _ = load_tokenizer(config.tokenizer)
         encodings = tokenizer.encode_batch_fast([row_text(r) for r in rows], add_special_tokens=False)
-        n_tokens = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+        n_tokens = np.fromiter(map(len, encodings), np.int64, len(encodings))
         token_facts = {"method": "exact", "counted_on": "all strings of a row, joined by newlines; no chat template",
                        "tokenizer": str(Path(config.tokenizer).resolve()), "tokenizer_sha256": tokenizer_sha256(Path(config.tokenizer))}  # fmt: skip
     by_tokens = config.budget_tokens is not None

@@ -128,9 +128,10 @@ class MixPlan:
                 else:
                     row["repetition_factor"] = round(got["docs"] / natural_docs[i], 4) if natural_docs[i] else None
                 row["max_epoch"] = got["max_epoch"]
-                if column == by:
-                    row["target_share"] = round(float(self.shares[i]), 6)
-                    row["planned_share"] = round(float(self.allocation.planned_shares[i]), 6)
+                if column == by:  # group codes are not the column's codes: match by name
+                    g = self.table.names["group"].index(name)
+                    row["target_share"] = round(float(self.shares[g]), 6)
+                    row["planned_share"] = round(float(self.allocation.planned_shares[g]), 6)
                 rows[name] = row
             tables[column] = rows
         achieved_key = "share_tokens" if unit == "tokens" else "share_docs"
