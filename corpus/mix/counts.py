@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from corpus.document import read_card
 from corpus.errors import CorpusError
 from corpus.execution import dataset_inputs
+from corpus.mix.plan import check_weight_names
 from corpus.progress import say
 from corpus.tokenize.common import id_hashes, load_tokenizer, mix_seed, tokenizer_sha256
 
@@ -54,8 +55,10 @@ def _codes(values: pl.Series, names: list[str], index: dict[str, int]) -> np.nda
 
 
 def read_document_table(inputs: list[str], tokenizer_dir: str | None, estimate_sample: int | None,
-                        by: str, seed: int) -> DocumentTable:  # fmt: skip
-    """Scan the inputs once for ids, groups and sizes; count tokens as configured."""
+                        by: str, seed: int, weights: dict[str, float] | None = None) -> DocumentTable:  # fmt: skip
+    """Scan the inputs once for ids, groups and sizes; count tokens as configured.
+
+    The group names in `weights` are checked before any token is counted."""
     files: list[str] = []
     lineage: list[dict] = []
     reusable: list[bool] = []  # per file: its n_tokens column may be reused
@@ -102,6 +105,7 @@ def read_document_table(inputs: list[str], tokenizer_dir: str | None, estimate_s
         table.codes["group"][at] = _codes(frame[by], names["group"], index["group"])
         if reuse:
             cached[at] = frame["n_tokens"].fill_null(-1).to_numpy()
+    check_weight_names(weights, names["group"], by)
     missing = cached < 0
     if not missing.any():
         (method, sha), *more = sorted(cached_methods, key=str)

@@ -55,14 +55,18 @@ def check_weights(weights: dict[str, float], where: str) -> None:
         raise CorpusError(f"{where}: weights sum to zero; give at least one group a positive weight")
 
 
+def check_weight_names(weights: dict[str, float] | None, names: list[str], by: str) -> None:
+    unknown = [k for k in (weights or {}) if k not in names]
+    if unknown:
+        raise CorpusError(f"--weights names {by} {', '.join(map(repr, unknown))} that no input has "
+                          f"(inputs have: {', '.join(names) or 'none'})")  # fmt: skip
+
+
 def target_shares(names: list[str], natural: np.ndarray, weights: dict[str, float] | None,
                   temperature: float | None, by: str) -> np.ndarray:  # fmt: skip
     """Each group's target share of the budget (sums to 1)."""
     if weights is not None:
-        unknown = [k for k in weights if k not in names]
-        if unknown:
-            raise CorpusError(f"--weights names {by} {', '.join(map(repr, unknown))} that no input has "
-                              f"(inputs have: {', '.join(names) or 'none'})")  # fmt: skip
+        check_weight_names(weights, names, by)
         raw = np.array([weights.get(n, 0.0) for n in names], np.float64)
     else:
         t = 1.0 if temperature is None else temperature

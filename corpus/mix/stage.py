@@ -247,7 +247,7 @@ def mix_job(inputs: list[str], name: str, config: MixConfig, output: str | Path,
         same = is_dataset(out) and read_card(out).get("fingerprint") == fingerprint(job, executor)
         if same or not (replace_stale and is_dataset(out)):
             return job
-    table = read_document_table(inputs, config.tokenizer, config.estimate_sample, config.by, config.seed)
+    table = read_document_table(inputs, config.tokenizer, config.estimate_sample, config.by, config.seed, config.weights)
     plan = MixPlan(table, config)
     for warning in plan.allocation.warnings:
         print(f"corpus: warning: {warning}", file=sys.stderr)
