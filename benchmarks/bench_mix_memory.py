@@ -74,7 +74,7 @@ def mix(args) -> dict:
     from corpus.execution import ExecutorConfig, run_stage
 
     config = stage.MixConfig(budget_tokens=args.budget_tokens, budget_docs=args.budget_docs, tokenizer=args.tokenizer,
-                             weights={"insurance": 0.3, "finance": 0.2, "general": 0.5}, max_epochs=4)  # fmt: skip
+                             estimate_sample=args.estimate_sample, weights={"insurance": 0.3, "finance": 0.2, "general": 0.5}, max_epochs=4)  # fmt: skip
     executor = ExecutorConfig(tasks=args.tasks)
     phases, seconds = {"start": peak_mb()}, {}
     clock = [time.time()]
@@ -126,6 +126,7 @@ def main() -> None:
     p.add_argument("--budget-tokens", type=int)
     p.add_argument("--budget-docs", type=int)
     p.add_argument("--tasks", type=int, default=1)
+    p.add_argument("--estimate-sample", type=int)
     args = parser.parse_args()
     if args.command == "make":
         make(args.docs, args.out)

@@ -265,6 +265,23 @@ def test_planner_meets_shares_on_many_synthetic_corpora():
         assert per_source.max() <= 3.0 + 1e-9
 
 
+def test_document_budgets_are_met_exactly_even_when_a_group_is_short():
+    rng = np.random.default_rng(1)
+    for trial in range(30):
+        n = int(rng.integers(50, 400))
+        group = rng.integers(0, 3, n).astype(np.int32)
+        ones = np.ones(n, np.int64)
+        hashes = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+        shares = rng.dirichlet(np.ones(3) * 0.5)
+        capacity = group_capacity(ones, group, group, 3, 1.5)
+        budget = int(rng.integers(1, capacity.sum() + 1))
+        alloc = allocate(budget, shares, capacity, ["a", "b", "c"], "domain", False, 1.5, whole_units=True)
+        copies = choose_copies(ones, group, group, hashes, alloc.units, 1.5, seed=trial)
+        taken = np.bincount(group, weights=copies, minlength=3)
+        assert taken.sum() == budget and (taken <= capacity).all(), trial
+        assert (taken == alloc.units).all(), trial
+
+
 def test_sft_sets_mix_by_rows_and_keep_each_rows_format(tmp_path):
     out = tmp_path / "sft.jsonl"
     assert main(["-q", "mix", f"qa={MESSAGES}", f"general={ALPACA}", "--budget-docs", "100",

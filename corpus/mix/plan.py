@@ -130,7 +130,7 @@ def allocate(budget: int, shares: np.ndarray, capacity: np.ndarray, names: list[
     if whole_units:  # largest remainder, so the document budget is met exactly
         missing = int(budget - units.sum())
         room = (capacity - units) >= 1
-        order = np.argsort(-(alloc - units) - np.where(room & positive, 0, 2), kind="stable")
+        order = np.argsort(-(alloc - units) + np.where(room & positive, 0, 2), kind="stable")  # no room: last
         units[order[:missing]] += 1
     return Allocation(units, units / budget, short, warnings)
 
