@@ -34,6 +34,9 @@ PLAN_COPIES = "mix_copies.npy"
 PLAN_TOKENS = "mix_n_tokens.npy"
 ADDED_COLUMNS = ("n_tokens", "epoch")
 READ_BATCH_ROWS = 8192
+ACCOUNTING_RULE = ("docs_in counts input rows; each input row's first copy (epoch 0) is kept or rejected as "
+                   "not_sampled; repeats (epoch 1, 2, ...) are extra rows in data/repeat-*.parquet, so data/ holds "
+                   "kept + repeated_copies rows")  # fmt: skip
 
 
 class MixConfig(BaseModel):
@@ -150,6 +153,7 @@ class MixPlan:
             "renormalised_groups": self.allocation.short_groups,
             "rows_in_data": total_rows, "kept_first_copies": unique_rows, "repeated_copies": total_rows - unique_rows,
             "max_abs_share_error_pp": round(100 * max(abs(v["achieved"] - v["planned"]) for v in mix_shares.values()), 4),
+            "accounting_rule": ACCOUNTING_RULE,
         }  # fmt: skip
         return {"mix": summary, "mix_shares": mix_shares, "mix_by_domain": tables["domain"], "mix_by_source": tables["source"]}
 
