@@ -13,7 +13,7 @@ import pytest
 
 from corpus.cli import main
 from corpus.document import data_files, read_card, rejected_files
-from corpus.mix.plan import allocate, choose_copies, group_capacity
+from corpus.mix.plan import allocate, choose_copies, group_capacity, plan_copies, within_source_cap
 from corpus.tokenize.common import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -261,17 +261,24 @@ def test_planner_meets_shares_on_many_synthetic_corpora():
         source = (group * 2 + rng.integers(0, 2, n)).astype(np.int32)
         hashes = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
         shares = rng.dirichlet(np.ones(3))
-        budget = int(sizes.sum() * rng.uniform(0.1, 2.5))
-        capacity = group_capacity(sizes, group, source, 3, 3.0)
-        if capacity.sum() < budget:
-            continue
-        alloc = allocate(budget, shares, capacity, ["a", "b", "c"], "domain", False, 3.0, whole_units=False)
-        copies = choose_copies(sizes, group, source, hashes, alloc.units, 3.0, seed=trial)
+        epochs = float(rng.choice([1.0, 2.5, 3.0]))
+        budget = int(sizes.sum() * rng.uniform(0.1, epochs))
+        capacity = group_capacity(sizes, group, source, 3, epochs)
+        alloc = allocate(budget, shares, capacity, ["a", "b", "c"], "domain", False, epochs, whole_units=False)
+        copies = plan_copies(sizes, group, source, hashes, alloc, epochs, seed=trial, whole_units=False)
         taken = np.bincount(group, weights=sizes * copies, minlength=3)
         assert np.abs(taken / taken.sum() - alloc.planned_shares).max() <= TOLERANCE, trial
-        assert taken.sum() <= budget and copies.max() <= 3
+        assert taken.sum() <= budget and copies.max() <= np.ceil(epochs)
         per_source = np.bincount(source, weights=sizes * copies) / np.bincount(source, weights=sizes)
-        assert per_source.max() <= 3.0 + 1e-9
+        assert per_source.max() <= epochs + 1e-9, trial
+
+
+def test_fractional_epoch_caps_each_source_in_order():
+    sizes = np.array([5, 1, 2, 3, 4, 1, 1])
+    source = np.array([0, 1, 0, 1, 0, 1, 1])
+    # source 0 totals 11 (cap 5.5): 5 fits, 5+2 does not; source 1 totals 6 (cap 3): 1, 1+3 no
+    assert within_source_cap(sizes, source, 0.5).tolist() == [True, True, False, False, False, False, False]
+    assert within_source_cap(sizes, source, 1.0).all()
 
 
 def test_document_budgets_are_met_exactly_even_when_a_group_is_short():

@@ -153,6 +153,21 @@ def take_up_to(sizes: np.ndarray, eligible: np.ndarray, room: float) -> np.ndarr
     return chosen
 
 
+def within_source_cap(sizes: np.ndarray, source: np.ndarray, frac: float) -> np.ndarray:
+    """Documents (in the given order) whose source's running total stays within frac of the source."""
+    by_source = np.argsort(source, kind="stable")  # keeps the given order inside each source
+    grouped_sizes = sizes[by_source].astype(np.float64)
+    grouped_source = source[by_source]
+    running = np.cumsum(grouped_sizes)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(grouped_source)) + 1])
+    lengths = np.diff(np.concatenate([starts, [len(sizes)]]))
+    before = np.repeat(running[starts] - grouped_sizes[starts], lengths)
+    totals = np.repeat(np.add.reduceat(grouped_sizes, starts), lengths)
+    eligible = np.empty(len(sizes), bool)
+    eligible[by_source] = (running - before) <= frac * totals
+    return eligible
+
+
 def epoch_order(hashes: np.ndarray, seed: int, epoch: int) -> np.ndarray:
     """A seeded random order, different in each epoch, that depends only on the documents' ids."""
     keys = mix_seed(mix_seed(hashes, seed), epoch)
@@ -178,11 +193,7 @@ def choose_copies(sizes: np.ndarray, group: np.ndarray, source: np.ndarray, hash
         order = members[epoch_order(hashes[members], seed, whole)]
         eligible = np.ones(len(order), bool)
         if whole == full and frac > 0:  # the fractional epoch: each source gives at most frac of itself
-            src = source[order]
-            for s in np.unique(src):
-                mine = src == s
-                own = sizes[order] * mine
-                eligible &= ~mine | (np.cumsum(own) <= frac * own.sum())
+            eligible = within_source_cap(sizes[order], source[order], frac)
         chosen = take_up_to(sizes[order].astype(np.float64), eligible, room)
         copies[order[chosen]] += 1
     return copies
