@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="redo stages whose output is already finished")
     p.set_defaults(func=cmd_run)
     _tokenize_parsers(sub)
+    from corpus.mix.cli import add_mix_parser
+
+    add_mix_parser(sub)
     return parser
 
 

@@ -153,9 +153,10 @@ class PartWriter:
     no file that looks complete. `clear()` removes a previous attempt's files of the same task.
     """
 
-    def __init__(self, folder: Path, rank: int, max_rows_per_file: int = 200_000):
+    def __init__(self, folder: Path, rank: int, max_rows_per_file: int = 200_000, prefix: str = "part"):
         self.folder = Path(folder)
         self.rank = rank
+        self.prefix = prefix  # another prefix lets a second writer of the same task share the folder
         self.max_rows = max_rows_per_file
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
@@ -166,7 +167,7 @@ class PartWriter:
 
     def clear(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        for old in self.folder.glob(f"part-{self.rank:05d}-*"):
+        for old in self.folder.glob(f"{self.prefix}-{self.rank:05d}-*"):
             old.unlink()
 
     def write(self, table: pa.Table) -> None:
@@ -189,7 +190,7 @@ class PartWriter:
     def _open(self, schema: pa.Schema) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._schema = schema
-        final = self.folder / f"part-{self.rank:05d}-{self._index:04d}.parquet"
+        final = self.folder / f"{self.prefix}-{self.rank:05d}-{self._index:04d}.parquet"
         self._tmp_path = final.with_suffix(".parquet.tmp")
         self._writer = pq.ParquetWriter(self._tmp_path, schema, compression="zstd")
         self._rows_in_file = 0

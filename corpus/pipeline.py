@@ -25,6 +25,7 @@ from corpus.errors import CorpusError
 from corpus.execution import ExecutorConfig, run_stage
 from corpus.filter.length import LengthFilterConfig
 from corpus.ingest import FORMATS, ingest_job
+from corpus.mix.stage import MixConfig
 from corpus.progress import say
 from corpus.tokenize.stages import TokenizeStageConfig
 from corpus.tokenize.train_tokenizer import TokenizerTrainConfig
@@ -61,6 +62,7 @@ class IngestConfig(_Strict):
 STAGE_MODELS: dict[str, type[BaseModel]] = {"ingest": IngestConfig, "length_filter": LengthFilterConfig}
 STAGE_MODELS["tokenizer"] = TokenizerTrainConfig
 STAGE_MODELS["tokenize"] = TokenizeStageConfig
+STAGE_MODELS["mix"] = MixConfig
 
 
 class PipelineConfig(_Strict):
@@ -124,6 +126,24 @@ def load_pipeline(path: str | Path) -> tuple[PipelineConfig, list[tuple[str, Bas
     return config, stages
 
 
+def _mix_stage_job(options, written, out, name, base, executor, overwrite, progress, path):
+    """The mix stage reads the last dataset folder; its tokenizer is `tokenizer: PATH` or the
+    output of a `tokenizer` stage before it."""
+    from corpus.document import is_dataset
+    from corpus.mix.stage import mix_job
+    from corpus.tokenize.train_tokenizer import is_tokenizer_folder
+
+    datasets = [p for p in written if is_dataset(p)]
+    if not datasets:
+        raise CorpusError(f"{path}: stage 'mix' needs a dataset stage before it")
+    tokenizers = [p for p in written if is_tokenizer_folder(p)]
+    if options.tokenizer is not None:
+        options = options.model_copy(update={"tokenizer": str((base / options.tokenizer).resolve())})
+    elif tokenizers:
+        options = options.model_copy(update={"tokenizer": str(tokenizers[-1])})
+    return mix_job([str(datasets[-1])], name, options, out, executor, overwrite=overwrite, replace_stale=True, progress=progress)
+
+
 def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = True, command: list[str] | None = None) -> list[Path]:
     """Run every stage in order; returns the dataset folders written."""
     from corpus.crawl import crawl_source
@@ -147,6 +167,8 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
             job = ingest_job(sources, name, html_timeout=options.html_timeout, progress=progress)
         elif kind == "length_filter":
             job = length_filter_job([str(written[-1])], name, options, progress=progress)
+        elif kind == "mix":
+            job = _mix_stage_job(options, written, out, name, base, config.executor, overwrite, progress, path)
         elif kind in ("tokenizer", "tokenize"):  # their outputs are not dataset folders: no run_stage
             from corpus.tokenize.stages import run_tokenize_stage
 
