@@ -43,7 +43,7 @@ def _length_histogram(lf: pl.LazyFrame) -> list[dict]:
     bins = LENGTH_BINS
     labels = [f"{lo}-{hi}" for lo, hi in zip(bins, bins[1:])] + [f"{bins[-1]}+"]
     index = pl.sum_horizontal([(pl.col("_chars") >= edge).cast(pl.Int32) for edge in bins[1:]]).alias("bin")
-    found = dict(lf.select(index).group_by("bin").len().collect().iter_rows())
+    found = dict(lf.select(index).group_by("bin").len().collect(engine="streaming").iter_rows())
     return [{"chars": label, "docs": found.get(i, 0)} for i, label in enumerate(labels)]
 
 
@@ -65,10 +65,10 @@ def dataset_stats(folder: Path) -> dict:
     sums = [pl.len().alias("docs"), pl.col("_chars").sum().alias("chars"), pl.col("_words").sum().alias("words")]
     if token_col:
         sums.append(pl.col("_tokens").sum().alias("tokens"))
-    totals = lf.select(sums).collect().row(0, named=True)
+    totals = lf.select(sums).collect(engine="streaming").row(0, named=True)
 
     def grouped(column: str) -> dict:
-        df = lf.group_by(pl.col(column).fill_null("unknown")).agg(sums).sort(column).collect()
+        df = lf.group_by(pl.col(column).fill_null("unknown")).agg(sums).sort(column).collect(engine="streaming")
         out = {}
         for row in df.iter_rows(named=True):
             key = row.pop(column)
@@ -78,7 +78,7 @@ def dataset_stats(folder: Path) -> dict:
         return out
 
     quantiles = [0.0, 0.1, 0.5, 0.9, 0.99, 1.0]
-    qrow = lf.select([pl.col("_chars").quantile(q, "nearest").alias(f"p{int(q * 100)}") for q in quantiles]).collect()
+    qrow = lf.select([pl.col("_chars").quantile(q, "nearest").alias(f"p{int(q * 100)}") for q in quantiles]).collect(engine="streaming")
     stats = {k: (v or 0) for k, v in totals.items()}
     stats.update(
         by_domain=grouped("domain"),
@@ -106,7 +106,7 @@ def score_summary(folder: Path) -> dict:
         exprs += [col.min().alias(f"{n}|min"), col.quantile(0.1).alias(f"{n}|p10"), col.median().alias(f"{n}|p50"),
                   col.quantile(0.9).alias(f"{n}|p90"), col.max().alias(f"{n}|max"), col.mean().alias(f"{n}|mean"),
                   col.null_count().alias(f"{n}|nulls")]  # fmt: skip
-    row = lf.select(exprs).collect().row(0, named=True)
+    row = lf.select(exprs).collect(engine="streaming").row(0, named=True)
     out: dict[str, dict] = {}
     for key, value in row.items():
         name, stat = key.split("|")
@@ -115,20 +115,28 @@ def score_summary(folder: Path) -> dict:
 
 
 def examples(folder: Path, per_domain: int = 3, width: int = 200) -> dict:
+    """The first documents by id of each domain; ids are chosen before any text is read."""
     lf = _scan(data_files(folder))
     if lf is None:
         return {}
-    df = (
-        lf.select("domain", "id", pl.col("text").str.slice(0, width).alias("opening"))
-        .sort("id")
-        .group_by(pl.col("domain").fill_null("unknown"), maintain_order=True)
+    chosen = (
+        lf.select(pl.col("domain").fill_null("unknown"), "id")
+        .sort("domain", "id")
+        .group_by("domain", maintain_order=True)
         .head(per_domain)
-        .collect()
+        .collect(engine="streaming")
+    )
+    openings = dict(
+        lf.filter(pl.col("id").is_in(chosen["id"].implode()))
+        .select("id", pl.col("text").str.slice(0, width))
+        .unique("id", keep="first")
+        .collect(engine="streaming")
+        .iter_rows()
     )
     out: dict[str, list] = {}
-    for row in df.iter_rows(named=True):
-        out.setdefault(row["domain"], []).append({"id": row["id"], "opening": " ".join(row["opening"].split())})
-    return dict(sorted(out.items()))
+    for domain, doc_id in chosen.iter_rows():
+        out.setdefault(domain, []).append({"id": doc_id, "opening": " ".join(openings[doc_id].split())})
+    return out
 
 
 def file_entries(folder: Path) -> list[dict]:
