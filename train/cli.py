@@ -31,6 +31,7 @@ def _pretrain_parser(sub) -> None:
     g.add_argument("--warmup-steps", type=int, default=100)
     g.add_argument("--max-steps", type=int, default=1000, help="optimizer steps; the cosine ends here")
     g.add_argument("--stop-at", type=int, metavar="STEP", help="end this invocation at STEP with a checkpoint (resume later)")
+    g.add_argument("--time-limit", type=float, metavar="MINUTES", help="end this invocation after MINUTES with a checkpoint (resume later)")
     g.add_argument("--weight-decay", type=float, default=0.1)
     g.add_argument("--beta1", type=float, default=0.9)
     g.add_argument("--beta2", type=float, default=0.95)
@@ -45,6 +46,7 @@ def _pretrain_parser(sub) -> None:
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
     g = p.add_argument_group("hardware")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's, one per core)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--peak-tflops", type=float, help="the accelerator's peak bf16 TFLOP/s, for MFU (known GPUs: automatic)")
     g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the shards' sha256 check")
@@ -52,7 +54,7 @@ def _pretrain_parser(sub) -> None:
 
 
 PRETRAIN_KEYS = ("data", "tokenizer", "output", "preset", "model_file", "init_from", "resume", "seq_len", "batch_size",
-                 "grad_accum", "doc_mask", "lr", "min_lr", "warmup_steps", "max_steps", "stop_at", "weight_decay", "beta1",
+                 "grad_accum", "doc_mask", "lr", "min_lr", "warmup_steps", "max_steps", "stop_at", "time_limit", "weight_decay", "beta1",
                  "beta2", "grad_clip", "seed", "eval_every", "eval_windows", "save_every", "keep_last", "log_every",
                  "tensorboard", "device", "compile", "peak_tflops", "verify", "quiet")  # fmt: skip
 
@@ -70,6 +72,10 @@ def cmd_pretrain(args) -> int:
         flag = "-".join(str(p) for p in first["loc"]).replace("_", "-").replace("model-file", "model-config")
         message = first["msg"].removeprefix("Value error, ")
         raise CorpusError(f"--{flag}: {message}" if flag else message) from None
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     pretrain(config)
     return 0
 

@@ -67,6 +67,7 @@ class PretrainConfig(BaseModel):
     warmup_steps: int = Field(100, ge=0)
     max_steps: int = Field(1000, gt=0)
     stop_at: int | None = Field(None, gt=0, description="end this invocation after this step (a checkpoint is saved)")
+    time_limit: float | None = Field(None, gt=0, description="end this invocation after this many minutes of training (a checkpoint is saved)")
     weight_decay: float = Field(0.1, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
@@ -421,6 +422,11 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
     hf_logging.disable_progress_bar()  # save_pretrained's bar would break into ours
     run = Path(config.output)
     index, specials, vocab_size = check_inputs(config)
+    if config.doc_mask:
+        import transformers.masking_utils as masking
+
+        if not hasattr(masking, "find_packed_sequence_indices"):  # added in transformers 4.54
+            raise CorpusError("--doc-mask needs a newer transformers (one whose masking_utils builds per-document masks from position ids)")
     fingerprint = shards_fingerprint(index)
     checkpoint = resume_checkpoint(config)
     state = None
@@ -517,6 +523,7 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
     targets_since_log = 0.0
     t_loop = t_log = time.perf_counter()
     step = start_step
+    deadline = t_loop + config.time_limit * 60 if config.time_limit else None
     while step < stop:
         # One optimizer step: all its micro-batches are fetched first, so the loss can be divided by
         # the number of target tokens of the whole step (on every rank): sum of token losses / tokens,
@@ -544,6 +551,12 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         tokens_seen += step_tokens
+        if deadline is not None:
+            # Every rank must stop at the same step: rank 0's clock decides.
+            out_of_time = torch.tensor(float(time.perf_counter() > deadline and dist.main), device=dist.device)
+            if dist.all_sum(out_of_time).item() > 0 and step < stop:
+                stop = step
+                say(f"step {step}: --time-limit of {config.time_limit:g} minutes reached; continue with --resume auto", config, dist)
         loss_since_log += step_loss
         targets_since_log += n_targets
 
@@ -570,7 +583,7 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         if bar is not None:
             bar.update(1)
         t_pause = time.perf_counter()  # validation and saving do not count against tokens/s
-        if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps:
+        if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps or (step == stop and deadline):
             last_val = validate(step)
         if (config.save_every and step % config.save_every == 0) or step == stop:
             if dist.main:
