@@ -235,6 +235,23 @@ def test_validation_per_domain_logs_and_init_from(shards, tokdir, tmp_path, caps
     assert start["loss"] == pytest.approx(val[-1]["loss"], rel=1e-6)
 
 
+def test_model_yaml_and_time_limit_stop_with_a_checkpoint(shards, tokdir, tmp_path, capsys):
+    shape = tmp_path / "model.yaml"
+    shape.write_text("hidden_size: 64\nnum_hidden_layers: 2\nnum_attention_heads: 4\nnum_key_value_heads: 2\n"
+                     "intermediate_size: 128\nmax_position_embeddings: 64\n")  # fmt: skip
+    run = tmp_path / "run"
+    # a limit far shorter than one step: the run ends after its first step, validated and saved
+    assert pretrain(shards, tokdir, run, "--model-config", str(shape), "--max-steps", "5", "--eval-every", "0", "--time-limit", "1e-6") == 0
+    assert [r["step"] for r in records(run, "val")] == [1]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001"]
+    config = json.loads((run / "checkpoints" / "step-00000001" / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"], config["num_key_value_heads"]) == (64, 2, 2)
+    assert pretrain(shards, tokdir, run, "--model-config", str(shape), "--max-steps", "5", "--eval-every", "0", "--resume", "auto") == 0
+    assert [r["step"] for r in records(run, "train")] == [1, 2, 3, 4, 5]
+    assert pretrain(shards, tokdir, tmp_path / "long", "--model-config", str(shape), "--seq-len", "65") == 2
+    assert "longer than the model's 64 positions" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_on_gloo_match_one_process(shards, tokdir, tmp_path):
     """Two ranks x 2 windows read the single process's 4 windows, and their loss is the global mean."""
