@@ -252,6 +252,23 @@ def test_model_yaml_and_time_limit_stop_with_a_checkpoint(shards, tokdir, tmp_pa
     assert "longer than the model's 64 positions" in capsys.readouterr().err
 
 
+def test_init_from_grows_embeddings_for_an_extended_tokenizer(corpus_out, shards, tokdir, tmp_path):
+    base = tmp_path / "base"
+    assert pretrain(shards, tokdir, base, "--max-steps", "1", "--eval-every", "0") == 0
+    checkpoint = base / "checkpoints" / "step-00000001"
+    extended, ext_shards = tmp_path / "ext-tok", tmp_path / "ext-shards"
+    ingest = str(corpus_out / "00-ingest")
+    assert corpus_main(["-q", "tokenizer", "train", ingest, "-o", str(extended), "--vocab-size", "1100", "--extend", str(tokdir), "--no-compare"]) == 0
+    assert corpus_main(["-q", "tokenize", ingest, "-o", str(ext_shards), "--tokenizer", str(extended), "--min-val-docs-per-domain", "5"]) == 0
+    run = tmp_path / "continued"
+    assert pretrain(ext_shards, extended, run, "--init-from", str(checkpoint), "--max-steps", "1", "--eval-every", "0") == 0
+    grown = torch.load(run / "checkpoints" / "step-00000001" / "trainer_state.pt", weights_only=True)
+    assert json.loads((run / "checkpoints" / "step-00000001" / "config.json").read_text())["vocab_size"] == 1100
+    assert grown["step"] == 1 and np.isfinite(records(run, "train")[0]["loss"])
+    # the base model cannot be continued on these shards with the base tokenizer: they do not match
+    assert pretrain(ext_shards, tokdir, tmp_path / "mismatch", "--init-from", str(checkpoint)) == 2
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_on_gloo_match_one_process(shards, tokdir, tmp_path):
     """Two ranks x 2 windows read the single process's 4 windows, and their loss is the global mean."""

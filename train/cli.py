@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     except CorpusError as e:
         # Every problem with the inputs (shards, tokenizer, model, run folder) is found before the
         # first step and is the user's to fix: one line, exit code 2.
-        print(f"train: error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank finds it; one line is enough
+            print(f"train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("train: interrupted; continue from the last checkpoint with --resume auto", file=sys.stderr)
