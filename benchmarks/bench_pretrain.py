@@ -108,14 +108,14 @@ def run_plain(shards: Path, tokdir: Path, preset: str, warmup: int, steps: int, 
     return steps * batch * seq_len / (clock.read() - start)
 
 
-def loader_windows_per_s(shards: Path, seq_len: int, batch: int, doc_mask: bool, seconds: float = 2.0) -> float:
+def loader_windows_per_s(shards: Path, seq_len: int, batch: int, doc_mask: bool, clock: Clock, seconds: float = 2.0) -> float:
     loader = WindowLoader(shards, "train", seq_len, batch, seed=0, doc_mask=doc_mask)
     loader.next_batch()
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    n, start = 0, clock.read()
+    while clock.read() - start < seconds:
         loader.next_batch()
         n += batch
-    return n / (time.perf_counter() - start)
+    return n / (clock.read() - start)
 
 
 def main() -> None:
@@ -151,8 +151,8 @@ def main() -> None:
         batch, seq_len = SHAPES[preset]
         params, _ = count_parameters(new_model(PRESETS[preset], vocab, {}, seed=0))
         ours, plain = statistics.median(results[preset]["ours"]), statistics.median(results[preset]["plain"])
-        loader = loader_windows_per_s(shards, seq_len, batch, doc_mask=False)
-        loader_doc = loader_windows_per_s(shards, seq_len, batch, doc_mask=True)
+        loader = loader_windows_per_s(shards, seq_len, batch, doc_mask=False, clock=clock)
+        loader_doc = loader_windows_per_s(shards, seq_len, batch, doc_mask=True, clock=clock)
         consumed = ours / seq_len
         print(f"| {preset} | {params / 1e6:.1f}M | {batch} x {seq_len} | {ours:,.0f} | {plain:,.0f} | {ours / plain:.3f} "
               f"| {loader:,.0f} ({loader_doc:,.0f} with --doc-mask) | {consumed:,.1f} | {loader / consumed:,.0f}x "

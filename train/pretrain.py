@@ -425,7 +425,7 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
     if config.doc_mask:
         import transformers.masking_utils as masking
 
-        if not hasattr(masking, "find_packed_sequence_indices"):  # added in transformers 4.54
+        if not hasattr(masking, "find_packed_sequence_indices"):
             raise CorpusError("--doc-mask needs a newer transformers (one whose masking_utils builds per-document masks from position ids)")
     fingerprint = shards_fingerprint(index)
     checkpoint = resume_checkpoint(config)
