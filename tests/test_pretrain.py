@@ -270,8 +270,9 @@ def test_init_from_grows_embeddings_for_an_extended_tokenizer(corpus_out, shards
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_on_gloo_match_one_process(shards, tokdir, tmp_path):
-    """Two ranks x 2 windows read the single process's 4 windows, and their loss is the global mean."""
+def test_ddp_and_fsdp_two_processes_on_gloo_match_one_process(shards, tokdir, tmp_path):
+    """Two ranks x 2 windows read the single process's 4 windows, and their loss is the global mean;
+    with DDP and with FSDP (checkpoint and resume included)."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     common = ["--max-steps", "3", "--eval-every", "3"]
     assert pretrain(shards, tokdir, single, *common) == 0
@@ -288,6 +289,21 @@ def test_ddp_two_processes_on_gloo_match_one_process(shards, tokdir, tmp_path):
     assert json.loads((ddp / "run.json").read_text())["world_size"] == 2
     state = torch.load(ddp / "checkpoints" / "step-00000003" / "trainer_state.pt", weights_only=True)
     assert state["world_size"] == 2 and state["loader"]["position"] == 3 * 4
+
+    # FSDP: the same losses; stopped at step 2 and resumed, from a checkpoint gathered from the shards
+    fsdp = tmp_path / "fsdp"
+    launch = [arg if arg != str(ddp) else str(fsdp) for arg in torchrun] + ["--fsdp"]
+    for extra in (["--stop-at", "2"], ["--resume", "auto"]):
+        done = subprocess.run(launch + extra, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert done.returncode == 0, done.stderr[-2000:]
+    c = [r["loss"] for r in records(fsdp, "train")]
+    assert [r["step"] for r in records(fsdp, "train")] == [1, 2, 3] and np.allclose(a, c, rtol=1e-5, atol=0)
+    assert records(single, "val")[-1]["loss"] == pytest.approx(records(fsdp, "val")[-1]["loss"], rel=1e-5)
+    from transformers import AutoModelForCausalLM
+
+    gathered = AutoModelForCausalLM.from_pretrained(fsdp / "checkpoints" / "step-00000003")
+    assert type(gathered).__name__ == "LlamaForCausalLM"
+    assert sum(p.numel() for p in gathered.parameters()) == json.loads((single / "run.json").read_text())["parameters"]
 
 
 # ---------------------------------------------------------------- bad input

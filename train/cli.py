@@ -47,6 +47,7 @@ def _pretrain_parser(sub) -> None:
     g = p.add_argument_group("hardware")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's, one per core)")
+    g.add_argument("--fsdp", action="store_true", help="under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--peak-tflops", type=float, help="the accelerator's peak bf16 TFLOP/s, for MFU (known GPUs: automatic)")
     g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the shards' sha256 check")
@@ -56,7 +57,7 @@ def _pretrain_parser(sub) -> None:
 PRETRAIN_KEYS = ("data", "tokenizer", "output", "preset", "model_file", "init_from", "resume", "seq_len", "batch_size",
                  "grad_accum", "doc_mask", "lr", "min_lr", "warmup_steps", "max_steps", "stop_at", "time_limit", "weight_decay", "beta1",
                  "beta2", "grad_clip", "seed", "eval_every", "eval_windows", "save_every", "keep_last", "log_every",
-                 "tensorboard", "device", "compile", "peak_tflops", "verify", "quiet")  # fmt: skip
+                 "tensorboard", "device", "compile", "fsdp", "peak_tflops", "verify", "quiet")  # fmt: skip
 
 
 def cmd_pretrain(args) -> int:

@@ -214,7 +214,10 @@ class WindowLoader:
         return np.unique(np.linspace(0, self.num_windows - 1, max_windows).round().astype(np.int64))
 
     def eval_batches(self, max_windows: int | None = None):
-        """This rank's share of the evaluation windows, in batches."""
-        mine = self.eval_windows(max_windows)[self.rank :: self.world_size]
+        """This rank's share of the evaluation windows, in batches: the same number on every rank, since
+        a sharded (FSDP) model's forward pass is a collective."""
+        ids = self.eval_windows(max_windows)
+        ids = ids[: len(ids) - len(ids) % self.world_size]
+        mine = ids[self.rank :: self.world_size]
         for start in range(0, len(mine), self.batch_size):
             yield self.make_batch(mine[start : start + self.batch_size], with_domains=True)

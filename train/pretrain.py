@@ -46,7 +46,7 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G
 # Keys that decide which batches are read and how each step updates the weights: a resumed run must
 # keep them, or it would not continue the run it resumes.
 RESUME_KEYS = ("seq_len", "batch_size", "grad_accum", "seed", "doc_mask", "lr", "min_lr", "warmup_steps",
-               "weight_decay", "beta1", "beta2", "grad_clip")  # fmt: skip
+               "weight_decay", "beta1", "beta2", "grad_clip", "fsdp")  # fmt: skip
 
 
 class PretrainConfig(BaseModel):
@@ -79,6 +79,7 @@ class PretrainConfig(BaseModel):
     log_every: int = Field(10, gt=0)
     seed: int = 0
     compile: bool = False
+    fsdp: bool = Field(False, description="shard weights, gradients and optimizer state across processes (FSDP2) instead of DDP")
     doc_mask: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     tensorboard: bool = True
@@ -256,19 +257,40 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((kind, np.asarray(keys, np.uint32), pos, has_gauss, gauss))
 
 
-def save_checkpoint(run: Path, step: int, model, optimizer, scheduler, loader: WindowLoader, extra: dict, config: PretrainConfig) -> Path:
+def gather_state(model, optimizer, fsdp: bool) -> tuple[dict | None, dict]:
+    """(model state dict, optimizer state dict) to save; under FSDP every rank must call this, since
+    the full tensors are gathered from the shards (onto rank 0's CPU)."""
+    if not fsdp:
+        return None, optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def load_optimizer_state(model, optimizer, state: dict, fsdp: bool) -> None:
+    if not fsdp:
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
+
+
+def save_checkpoint(run: Path, step: int, model, model_state: dict | None, optimizer_state: dict, scheduler,
+                    loader: WindowLoader, extra: dict, config: PretrainConfig) -> Path:  # fmt: skip
     """Written under `.tmp` and renamed, so a checkpoint folder is either whole or absent."""
     final = run / CHECKPOINTS / f"step-{step:08d}"
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
+    model.save_pretrained(str(tmp), state_dict=model_state)
     for name in TOKENIZER_FILES:  # a checkpoint loads alone with AutoTokenizer/AutoModelForCausalLM
         if (Path(config.tokenizer) / name).is_file():
             shutil.copy2(Path(config.tokenizer) / name, tmp / name)
     torch.save(
         {
             "step": step,
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "scheduler": scheduler.state_dict(),
             "loader": loader.state_dict(),
             "rng": rng_state(),
@@ -463,19 +485,27 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
 
     model.to(dist.device)
     model.train()
+    if config.fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        # One all-gather per decoder layer in the forward pass, then the rest (embeddings, final
+        # norm, the tied head) as the root group. Before the optimizer: sharding replaces the parameters.
+        for layer in model.model.layers:
+            fully_shard(layer)
+        fully_shard(model)
     raw_model = model  # what is saved; `model` may become a compiled or DDP wrapper of it
     optimizer = make_optimizer(raw_model, config, fused=dist.device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     start_step, tokens_seen = 0, 0
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(raw_model, optimizer, state["optimizer"], config.fsdp)
         scheduler.load_state_dict(state["scheduler"])
         train_loader.load_state_dict(state["loader"])
         set_rng_state(state["rng"])
         start_step, tokens_seen = state["step"], state["tokens_seen"]
     if config.compile:
         model = torch.compile(model)
-    if dist.world_size > 1:
+    if dist.world_size > 1 and not config.fsdp:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
     use_bf16 = dist.device.type == "cuda"  # CPU trains in fp32: bf16 matmuls are slow there and not exact
 
@@ -537,7 +567,11 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         for i, batch in enumerate(micro_batches):
             batch = batch.to(dist.device)
             last = i == len(micro_batches) - 1
-            sync = contextlib.nullcontext() if (last or dist.world_size == 1) else model.no_sync()
+            if config.fsdp:
+                raw_model.set_requires_gradient_sync(last)  # reduce-scatter once per step
+                sync = contextlib.nullcontext()
+            else:
+                sync = contextlib.nullcontext() if (last or dist.world_size == 1) else model.no_sync()
             with sync:
                 with autocast():
                     logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids).logits  # (B, T, V)
@@ -586,9 +620,10 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps or (step == stop and deadline):
             last_val = validate(step)
         if (config.save_every and step % config.save_every == 0) or step == stop:
+            model_state, optimizer_state = gather_state(raw_model, optimizer, config.fsdp)
             if dist.main:
                 extra = {"tokens_seen": tokens_seen, "shards_fingerprint": fingerprint, "world_size": dist.world_size}
-                saved = save_checkpoint(run, step, raw_model, optimizer, scheduler, train_loader, extra, config)
+                saved = save_checkpoint(run, step, raw_model, model_state, optimizer_state, scheduler, train_loader, extra, config)
                 say(f"step {step}: checkpoint {saved}", config, dist)
             dist.barrier()
         t_log += time.perf_counter() - t_pause
