@@ -350,6 +350,7 @@ def test_bad_input_is_one_line_before_the_first_step(shards, tokdir, tmp_path, c
     fails("num_layers: Extra inputs are not permitted", "--model-config", str(bad_yaml))
     fails("--min-lr", "--lr", "1e-4", "--min-lr", "1e-3")
     fails("not a Hugging Face model folder", "--init-from", str(tmp_path))
+    fails("start it with torchrun", "--fsdp")
     # a run folder that already holds checkpoints is not overwritten without --resume
     done = tmp_path / "done"
     assert pretrain(shards, tokdir, done, "--max-steps", "1", "--eval-every", "0") == 0

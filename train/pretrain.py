@@ -443,6 +443,8 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
 
     hf_logging.disable_progress_bar()  # save_pretrained's bar would break into ours
     run = Path(config.output)
+    if config.fsdp and dist.world_size < 2:
+        raise CorpusError("--fsdp shards the model across processes: start it with torchrun --nproc_per_node N (N >= 2)")
     index, specials, vocab_size = check_inputs(config)
     if config.doc_mask:
         import transformers.masking_utils as masking
