@@ -269,6 +269,14 @@ def test_init_from_grows_embeddings_for_an_extended_tokenizer(corpus_out, shards
     assert pretrain(ext_shards, tokdir, tmp_path / "mismatch", "--init-from", str(checkpoint)) == 2
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_ddp_and_fsdp_two_processes_on_gloo_match_one_process(shards, tokdir, tmp_path):
     """Two ranks x 2 windows read the single process's 4 windows, and their loss is the global mean;
@@ -277,7 +285,7 @@ def test_ddp_and_fsdp_two_processes_on_gloo_match_one_process(shards, tokdir, tm
     common = ["--max-steps", "3", "--eval-every", "3"]
     assert pretrain(shards, tokdir, single, *common) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                 "-m", "train.cli", "-q", "pretrain", "--data", str(shards), "--tokenizer", str(tokdir), "-o", str(ddp),
                 *SMALL_RUN, "--batch-size", "2", *common, "--device", "cpu"]  # fmt: skip
     done = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -293,7 +301,9 @@ def test_ddp_and_fsdp_two_processes_on_gloo_match_one_process(shards, tokdir, tm
     # FSDP: the same losses; stopped at step 2 and resumed, from a checkpoint gathered from the shards
     fsdp = tmp_path / "fsdp"
     launch = [arg if arg != str(ddp) else str(fsdp) for arg in torchrun] + ["--fsdp"]
+    port = launch.index("--master_port") + 1
     for extra in (["--stop-at", "2"], ["--resume", "auto"]):
+        launch[port] = str(free_port())
         done = subprocess.run(launch + extra, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
         assert done.returncode == 0, done.stderr[-2000:]
     c = [r["loss"] for r in records(fsdp, "train")]
