@@ -44,6 +44,9 @@ class TokenShard:
             batch = reader.get_batch(0)
         except (OSError, pa.ArrowException) as e:
             raise CorpusError(f"{path}: not a readable token shard ({' '.join(str(e).split())[:120]})") from None
+        names = batch.schema.names
+        if "domain" not in names or "input_ids" not in names or not pa.types.is_list(batch.schema.field("input_ids").type):
+            raise CorpusError(f"{path}: not a token shard (needs a list column input_ids and a domain column)")
         input_ids = batch.column("input_ids")
         # Views into the mapped file: nothing is read until a window touches it.
         self.offsets = input_ids.offsets.to_numpy()  # (docs + 1,) int32
