@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from corpus.errors import CorpusError
 from corpus.execution import ExecutorConfig, run_stage
+from corpus.filter.config import FilterConfig
 from corpus.filter.length import LengthFilterConfig
 from corpus.ingest import FORMATS, ingest_job
 from corpus.progress import say
@@ -49,6 +50,7 @@ class IngestConfig(_Strict):
 
 # Each stage entry is a one-key mapping {stage_name: options}; later stages add their models here.
 STAGE_MODELS: dict[str, type[BaseModel]] = {"ingest": IngestConfig, "length_filter": LengthFilterConfig}
+STAGE_MODELS["filter"] = FilterConfig
 
 
 class PipelineConfig(_Strict):
@@ -132,6 +134,10 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
             job = ingest_job(sources, name, html_timeout=options.html_timeout, progress=progress)
         elif kind == "length_filter":
             job = length_filter_job([str(written[-1])], name, options, progress=progress)
+        elif kind == "filter":
+            from corpus.filter.stage import filter_job
+
+            job = filter_job([str(written[-1])], name, options, progress=progress)
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")
         card = run_stage(
