@@ -52,7 +52,7 @@ class BoilerplateConfig(_Strict):
     enabled: bool = True
     min_docs: int = Field(10, ge=2, description="a line is boilerplate when this many documents of a source have it")
     min_doc_fraction: float = Field(0.05, ge=0, le=1, description="... and at least this share of the source's documents")
-    min_line_chars: int = Field(8, ge=1, description="shorter lines are never treated as boilerplate")
+    min_line_chars: int = Field(8, ge=1, description="shorter lines, and lines with fewer than 3 letters, are never boilerplate")
 
 
 class SanitiseConfig(_Strict):
@@ -173,7 +173,10 @@ class QualityConfig(_Strict):
                     extra = set(values.get(key, {})) - set(getattr(base, key, {}) or {})
                     if extra:
                         raise ValueError(f"by_domain.{domain}.{rule}.{key}: n={sorted(extra)[0]} is not scored globally")
-                self.rule_for(rule, domain)  # validates the merged thresholds
+                try:
+                    self.rule_for(rule, domain)  # validates the merged thresholds
+                except ValidationError as e:
+                    raise ValueError(f"by_domain.{domain}.{rule}.{validation_message(e)}") from None
         return self
 
     def rule_for(self, rule: str, domain: str | None):

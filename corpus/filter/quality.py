@@ -436,8 +436,11 @@ def _threshold(rule_cfg, check: Check) -> float | None:
     return value
 
 
-def failing_masks(scores: pl.DataFrame, domains: pl.Series, decided: pl.Series, cfg: QualityConfig) -> list[tuple[Check, np.ndarray]]:
-    """For each check, which documents fail it (only rows where `decided` is true are judged)."""
+def failing_masks(
+    scores: pl.DataFrame, domains: pl.Series, decided: pl.Series, cfg: QualityConfig
+) -> list[tuple[Check, np.ndarray, np.ndarray]]:
+    """For each check: which documents fail it (only rows where `decided` is true are judged), and
+    the threshold each document was held to (NaN where the check is off)."""
     domain_names = [d for d in cfg.by_domain if d in set(domains.drop_nulls().unique().to_list())]
     decided_np = decided.fill_null(False).to_numpy()
     out = []
@@ -455,5 +458,5 @@ def failing_masks(scores: pl.DataFrame, domains: pl.Series, decided: pl.Series, 
             for domain in domain_names:
                 exclude_zero[(domains == domain).fill_null(False).to_numpy()] = cfg.rule_for("fineweb", domain).line_punct_exclude_zero
             fails &= ~((score == 0) & exclude_zero & (scores["fineweb_lines"].to_numpy() > 0))
-        out.append((check, fails & decided_np))
+        out.append((check, fails & decided_np, thresholds))
     return out

@@ -109,7 +109,8 @@ def find_boilerplate(files: list[str], cfg: BoilerplateConfig) -> pl.DataFrame:
         docs.select("doc", "source", pl.col("text").str.split("\n").alias("line"))
         .explode("line")
         .with_columns(pl.col("line").str.strip_chars())
-        .filter(pl.col("line").str.len_chars() >= cfg.min_line_chars)
+        # rule lines and bare markup (----, ====, ```) are structure, not boilerplate
+        .filter((pl.col("line").str.len_chars() >= cfg.min_line_chars) & (pl.col("line").str.count_matches(r"\p{L}") >= 3))
         .unique(["doc", "line"])
         .group_by("source", "line")
         .agg(pl.len().alias("docs"))
@@ -126,7 +127,7 @@ def remove_boilerplate(texts: pl.Series, sources: pl.Series, boilerplate: pl.Dat
     frame = pl.DataFrame({"text": texts, "source": sources.fill_null("")}).with_row_index("doc")
     lines = (
         frame.select("doc", "source", pl.col("text").str.split("\n").alias("raw"))
-        .with_columns(pl.int_range(pl.col("raw").list.len()).alias("pos"))
+        .with_columns(pl.int_ranges(0, pl.col("raw").list.len()).alias("pos"))
         .explode("raw", "pos")
         .with_columns(pl.col("raw").str.strip_chars().alias("line"))
         .join(boilerplate.select("source", "line", pl.lit(True).alias("boiler")), on=["source", "line"], how="left")

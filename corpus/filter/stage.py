@@ -83,8 +83,8 @@ class QualityFilter(PipelineStep):
         scores = quality_scores(texts, cfg.quality)
         domains = pl.Series("domain", table.column("domain")).cast(pl.String)
         decided = langs.is_null() | langs.is_in(cfg.quality.languages) if cfg.quality.languages is not None else pl.Series([True] * len(langs))
-        for check, fails in failing_masks(scores, domains, decided, cfg.quality):
-            detail = _details(scores[check.score], check, fails)
+        for check, fails, thresholds in failing_masks(scores, domains, decided, cfg.quality):
+            detail = _details(scores[check.score], check, fails, thresholds)
             table = reject_where(table, pa.array(fails), check.reason, detail)
         for name in scores.columns:
             if name == C4_TEXT:
@@ -116,12 +116,14 @@ class QualityFilter(PipelineStep):
         return reject_where(table, pa.array(restricted & ~rows_allowed), "langid_not_allowed", detail)
 
 
-def _details(score: pl.Series, check, fails: np.ndarray) -> pa.Array:
-    """`score=value op threshold` for the failing rows (the rest are never read)."""
+def _details(score: pl.Series, check, fails: np.ndarray, thresholds: np.ndarray) -> pa.Array:
+    """`score=value op threshold` for the failing rows (null elsewhere: those rows are never read)."""
     if not fails.any():
         return pa.nulls(len(fails), pa.string())
     values = score.cast(pl.Float64).round(4).cast(pl.String)
-    return pl.select(pl.when(pl.Series(fails)).then(pl.format(f"{check.score}={{}} {check.op} threshold", values))).to_series().cast(pl.String).to_arrow()
+    limits = pl.Series(thresholds).round(4).cast(pl.String)
+    text = pl.format(f"{check.score}={{}} {check.op} {{}}", values, limits)
+    return pl.select(pl.when(pl.Series(fails)).then(text)).to_series().cast(pl.String).to_arrow()
 
 
 def filter_job(inputs: list[str], name: str, config: FilterConfig, progress: bool = True):
@@ -192,7 +194,7 @@ def filter_card_facts(folder: Path, config: FilterConfig, bins: int = 20, exampl
         q = config.quality
         langs = frame["lang"].cast(pl.String) if "lang" in frame.columns else pl.Series([None] * docs, dtype=pl.String)
         decided = langs.is_null() | langs.is_in(q.languages) if q.languages is not None else pl.Series([True] * docs)
-        masks = {c.reason: m for c, m in failing_masks(frame, frame["domain"].cast(pl.String), decided, q)}
+        masks = {c.reason: m for c, m, _ in failing_masks(frame, frame["domain"].cast(pl.String), decided, q)}
     rejected = [str(f) for f in rejected_files(folder)]
     examples = (
         pl.scan_parquet(rejected)
