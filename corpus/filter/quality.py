@@ -72,16 +72,19 @@ def _gopher_quality(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Se
     # Word-level counts over the flat word column, summed per document with bincount.
     n_docs = len(frame)
     is_word = flat.values.str.contains(_NOT_PUNCTUATION).to_numpy()  # a "non-symbol word"
-    words = np.bincount(flat.doc, weights=is_word, minlength=n_docs)
-    word_chars = np.bincount(flat.doc, weights=flat.lengths * is_word, minlength=n_docs)
-    alpha = np.bincount(flat.doc, weights=flat.values.str.contains(r"\p{L}").to_numpy(), minlength=n_docs)
-    is_stop = flat.values.is_in(list(rule.stop_words)).to_numpy()
-    stop_pairs = pl.DataFrame({"doc": flat.doc[is_stop], "w": flat.values.filter(is_stop)}).unique()
-    stop_words = np.bincount(stop_pairs["doc"].to_numpy(), minlength=n_docs)
+    words = flat.per_doc_sum(is_word)
+    word_chars = flat.per_doc_sum(flat.lengths * is_word)
+    alpha = flat.per_doc_sum(flat.values.str.contains(r"\p{L}").to_numpy())
+    stop_list = list(dict.fromkeys(rule.stop_words))
+    stop_rows = np.flatnonzero(flat.values.is_in(stop_list).to_numpy()) if stop_list else np.zeros(0, np.int64)
+    which_stop = flat.values.gather(stop_rows).cast(pl.Enum(stop_list)).to_physical().to_numpy() if stop_list else stop_rows
+    present = np.zeros((n_docs, max(len(stop_list), 1)), dtype=bool)
+    present[flat.doc[stop_rows], which_stop] = True
+    stop_words = present.sum(axis=1)
     tokens = flat.counts.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return [
-            pl.Series("gopher_words", words.astype(np.int64)),
+            pl.Series("gopher_words", words),
             pl.Series("gopher_mean_word_length", word_chars / words).fill_nan(None),
             pl.Series("gopher_hash_ratio", per_doc["hashes"].to_numpy() / tokens).fill_nan(None),
             pl.Series("gopher_ellipsis_ratio", per_doc["ellipses"].to_numpy() / tokens).fill_nan(None),
@@ -177,6 +180,12 @@ class _FlatWords:
             hashes=values.hash(seed=0).to_numpy(),
             lengths=values.str.len_chars().to_numpy().astype(np.int64),
         )
+
+    def per_doc_sum(self, per_word: np.ndarray) -> np.ndarray:
+        """Sum of a per-word quantity over each document's words (contiguous, so a cumulative sum)."""
+        totals = np.zeros(len(per_word) + 1, np.int64)
+        np.cumsum(per_word, out=totals[1:])
+        return totals[self.offsets[1:]] - totals[self.offsets[:-1]]
 
 
 @numba.njit(cache=True)
@@ -276,48 +285,43 @@ def _c4(frame: pl.DataFrame, rule) -> list[pl.Series]:
     lines = (
         frame.select("doc", pl.col("text").str.replace_all(_LINE_BREAKS, "\n").str.split("\n").alias("raw"))
         .explode("raw")
-        .with_columns(pl.col("raw").fill_null(""))
+        .select("doc", pl.col("raw").fill_null("").str.strip_chars().alias("s"))
     )
-    stripped = pl.col("raw").str.strip_chars()
     # "at least k words" as one early-stopping regex instead of counting every word
     k = max(rule.min_words_per_line, 0)
-    enough = stripped.str.contains(r"^(?:\S+\s+){%d}\S" % (k - 1)) if k > 0 else pl.lit(True)
-    lines = lines.with_columns(stripped.alias("s"), enough.alias("enough_words"))
-    if rule.max_word_length != -1:
-        long_word = _has_long_word(lines["s"], rule.max_word_length)
-    else:
-        long_word = pl.Series([False] * len(lines))
+    enough_words = pl.col("s").str.contains(r"^(?:\S+\s+){%d}\S" % (k - 1)) if k > 0 else pl.lit(True)
+    long_word = _has_long_word(lines["s"], rule.max_word_length) if rule.max_word_length != -1 else pl.lit(False)
     line = pl.col("s").str.replace_all(_CITATION, "") if rule.remove_citations else pl.col("s")
-    lines = lines.with_columns(line.alias("line"), long_word.alias("long_word"))
-    line = pl.col("line")
-    lower = line.str.to_lowercase()
-    candidate = ~pl.col("long_word") & pl.col("enough_words")
+    candidate = enough_words & ~long_word
     if rule.filter_no_terminal_punct:
         candidate = candidate & line.str.contains(_C4_END_PUNCTUATION) & ~line.str.ends_with("...")
-    javascript = lower.str.contains("javascript", literal=True) if rule.filter_javascript else pl.lit(False)
-    policy = lower.str.contains_any(_POLICY_SUBSTRINGS) if rule.filter_policy else pl.lit(False)
-    kept = candidate & ~javascript & ~policy
+    # Only lines that pass the cheap checks are looked at further (most web lines do not).
+    candidates = lines.filter(candidate).select("doc", line.alias("line"))
+    line = pl.col("line")
+    javascript = line.str.contains("(?i)javascript") if rule.filter_javascript else pl.lit(False)
+    policy = line.str.to_lowercase().str.contains_any(_POLICY_SUBSTRINGS) if rule.filter_policy else pl.lit(False)
+    kept = ~javascript & ~policy
     sentences = line.str.count_matches(SENTENCE_END_PATTERN) + (~line.str.contains(ENDS_WITH_SENTENCE_END)).cast(pl.UInt32)
-    lines = lines.with_columns(
-        kept.alias("kept"),
-        (candidate & lower.str.contains("lorem ipsum", literal=True)).alias("lorem"),
-        (candidate & ~javascript & line.str.contains("{", literal=True)).alias("curly"),
-        pl.when(kept).then(sentences).otherwise(0).alias("sentences"),
-    )
     per_doc = (
-        lines.group_by("doc", maintain_order=True)
+        candidates.with_columns(kept.alias("kept"), javascript.alias("javascript"))
+        .group_by("doc")
         .agg(
-            pl.col("lorem").sum().alias("c4_lorem_ipsum_lines"),
-            pl.col("curly").sum().alias("c4_curly_bracket_lines"),
-            pl.col("sentences").sum().alias("c4_sentences"),
-            (~pl.col("kept")).sum().alias("c4_lines_dropped"),
-            pl.col("line").filter(pl.col("kept")).str.join("\n").str.strip_chars().alias(C4_TEXT),
+            line.str.contains("(?i)lorem ipsum").sum().alias("c4_lorem_ipsum_lines"),
+            (~pl.col("javascript") & line.str.contains("{", literal=True)).sum().alias("c4_curly_bracket_lines"),
+            sentences.filter(pl.col("kept")).sum().alias("c4_sentences"),
+            pl.col("kept").sum().alias("kept_lines"),
+            line.filter(pl.col("kept")).str.join("\n").str.strip_chars().alias(C4_TEXT),
         )
-        .sort("doc")
     )
-    return [per_doc[c].cast(pl.Int64) for c in ("c4_lorem_ipsum_lines", "c4_curly_bracket_lines", "c4_sentences", "c4_lines_dropped")] + [
-        per_doc[C4_TEXT].fill_null("")
+    n_lines = frame.select(
+        "doc", (pl.col("text").str.replace_all(_LINE_BREAKS, "\n").str.count_matches("\n", literal=True) + 1).alias("n_lines")
+    )
+    per_doc = n_lines.join(per_doc, on="doc", how="left").sort("doc")
+    counts = [
+        per_doc[c].fill_null(0).cast(pl.Int64) for c in ("c4_lorem_ipsum_lines", "c4_curly_bracket_lines", "c4_sentences")
     ]
+    dropped = (per_doc["n_lines"].cast(pl.Int64) - per_doc["kept_lines"].fill_null(0).cast(pl.Int64)).alias("c4_lines_dropped")
+    return counts + [dropped, per_doc[C4_TEXT].fill_null("")]
 
 
 def _has_long_word(lines: pl.Series, limit: int) -> pl.Series:

@@ -84,8 +84,9 @@ class QualityFilter(PipelineStep):
         domains = pl.Series("domain", table.column("domain")).cast(pl.String)
         decided = langs.is_null() | langs.is_in(cfg.quality.languages) if cfg.quality.languages is not None else pl.Series([True] * len(langs))
         for check, fails, thresholds in failing_masks(scores, domains, decided, cfg.quality):
-            detail = _details(scores[check.score], check, fails, thresholds)
-            table = reject_where(table, pa.array(fails), check.reason, detail)
+            if fails.any():  # most checks fail no document of a batch
+                detail = _details(scores[check.score], check, fails, thresholds)
+                table = reject_where(table, pa.array(fails), check.reason, detail)
         for name in scores.columns:
             if name == C4_TEXT:
                 if cfg.quality.c4.enabled and cfg.quality.c4.rewrite_text:
