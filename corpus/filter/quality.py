@@ -79,7 +79,7 @@ def _gopher_quality(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Se
     stop_rows = np.flatnonzero(flat.values.is_in(stop_list).to_numpy()) if stop_list else np.zeros(0, np.int64)
     which_stop = flat.values.gather(stop_rows).cast(pl.Enum(stop_list)).to_physical().to_numpy() if stop_list else stop_rows
     present = np.zeros((n_docs, max(len(stop_list), 1)), dtype=bool)
-    present[flat.doc[stop_rows], which_stop] = True
+    present[flat.doc_of(stop_rows), which_stop] = True
     stop_words = present.sum(axis=1)
     tokens = flat.counts.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -157,12 +157,11 @@ def _gopher_repetition(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl
 
 @dataclass
 class _FlatWords:
-    """Every word of a batch in one column: per-document offsets, owner, hash and length."""
+    """Every word of a batch in one column: per-document offsets, each word's hash and length."""
 
     values: pl.Series
     offsets: np.ndarray  # (docs + 1,)
     counts: np.ndarray  # (docs,) words per document
-    doc: np.ndarray  # (words,) the document of each word
     hashes: np.ndarray  # (words,) uint64
     lengths: np.ndarray  # (words,) characters
 
@@ -176,16 +175,20 @@ class _FlatWords:
             values=values,
             offsets=offsets,
             counts=counts,
-            doc=np.repeat(np.arange(len(words)), counts),
             hashes=values.hash(seed=0).to_numpy(),
             lengths=values.str.len_chars().to_numpy().astype(np.int64),
         )
 
+    def doc_of(self, word_rows: np.ndarray) -> np.ndarray:
+        """The document each of these word positions belongs to."""
+        return np.searchsorted(self.offsets, word_rows, side="right") - 1
+
     def per_doc_sum(self, per_word: np.ndarray) -> np.ndarray:
         """Sum of a per-word quantity over each document's words (contiguous, so a cumulative sum)."""
-        totals = np.zeros(len(per_word) + 1, np.int64)
-        np.cumsum(per_word, out=totals[1:])
-        return totals[self.offsets[1:]] - totals[self.offsets[:-1]]
+        padded = np.zeros(len(per_word) + 1, np.int64)  # a trailing 0 keeps every start index in range
+        padded[:-1] = per_word
+        sums = np.add.reduceat(padded, self.offsets[:-1])
+        return np.where(self.counts > 0, sums, 0)  # reduceat gives an empty segment its next value
 
 
 @numba.njit(cache=True)
@@ -204,11 +207,17 @@ def _ngram_repetition(offsets, hashes, lengths, top_ns, dup_ns):
     top: characters of the most frequent n-gram (words joined by spaces) times its count, ties going
     to the n-gram seen first; dup: characters of n-grams (words joined without spaces) that repeat an
     earlier one, skipping past each repeat as datatrove's find_all_duplicate does. An n-gram is keyed
-    by a 64-bit hash of its word hashes; one hash table, cleared slot by slot, serves every document.
+    by a hash of its word hashes, extended word by word as n grows; one open-addressing table,
+    cleared slot by slot, serves every document.
     """
     n_docs = len(offsets) - 1
     top = np.zeros((n_docs, len(top_ns)), np.float64)
     dup = np.zeros((n_docs, len(dup_ns)), np.float64)
+    max_n = 0
+    for n in top_ns:
+        max_n = max(max_n, n)
+    for n in dup_ns:
+        max_n = max(max_n, n)
     longest = 1
     for d in range(n_docs):
         longest = max(longest, offsets[d + 1] - offsets[d])
@@ -220,62 +229,62 @@ def _ngram_repetition(offsets, hashes, lengths, top_ns, dup_ns):
     table_used = np.zeros(capacity, np.bool_)
     table_counts = np.zeros(capacity, np.int64)
     slots = np.empty(longest, np.uint64)
+    keys = np.empty(longest, np.uint64)  # keys[i]: hash of words[i:i+n] for the current n
+    chars = np.empty(longest, np.int64)  # chars[i]: characters of words[i:i+n]
     prime = np.uint64(1099511628211)
     basis = np.uint64(14695981039346656037)
     for d in range(n_docs):
         start, stop = offsets[d], offsets[d + 1]
         n_words = stop - start
-        for j in range(len(top_ns)):
-            n = top_ns[j]
+        for i in range(n_words):
+            keys[i] = basis
+            chars[i] = 0
+        for n in range(1, max_n + 1):
             if n_words < n:
-                continue
+                break
             n_grams = n_words - n + 1
-            best = 0
             for i in range(n_grams):
-                h = basis
-                for k in range(n):
-                    h = (h ^ hashes[start + i + k]) * prime
-                slot = _slot(table_keys, table_used, mask, h)
-                if not table_used[slot]:
-                    table_used[slot] = True
-                    table_keys[slot] = h
-                    table_counts[slot] = 0
-                table_counts[slot] += 1
-                best = max(best, table_counts[slot])
-                slots[i] = slot
-            for i in range(n_grams):
-                if table_counts[slots[i]] == best:
-                    chars = n - 1
-                    for k in range(n):
-                        chars += lengths[start + i + k]
-                    top[d, j] = chars * best
-                    break
-            for i in range(n_grams):
-                table_used[slots[i]] = False
-        for j in range(len(dup_ns)):
-            n = dup_ns[j]
-            used = 0
-            repeated = 0
-            i = 0
-            while i < n_words - n + 1:
-                h = basis
-                chars = 0
-                for k in range(n):
-                    h = (h ^ hashes[start + i + k]) * prime
-                    chars += lengths[start + i + k]
-                slot = _slot(table_keys, table_used, mask, h)
-                if table_used[slot]:
-                    repeated += chars
-                    i += n
-                else:
-                    table_used[slot] = True
-                    table_keys[slot] = h
-                    slots[used] = slot
-                    used += 1
-                    i += 1
-            for i in range(used):
-                table_used[slots[i]] = False
-            dup[d, j] = repeated
+                keys[i] = (keys[i] ^ hashes[start + i + n - 1]) * prime
+                chars[i] += lengths[start + i + n - 1]
+            for j in range(len(top_ns)):
+                if top_ns[j] != n:
+                    continue
+                best = 0
+                for i in range(n_grams):
+                    slot = _slot(table_keys, table_used, mask, keys[i])
+                    if not table_used[slot]:
+                        table_used[slot] = True
+                        table_keys[slot] = keys[i]
+                        table_counts[slot] = 0
+                    table_counts[slot] += 1
+                    best = max(best, table_counts[slot])
+                    slots[i] = slot
+                for i in range(n_grams):
+                    if table_counts[slots[i]] == best:
+                        top[d, j] = (chars[i] + n - 1) * best
+                        break
+                for i in range(n_grams):
+                    table_used[slots[i]] = False
+            for j in range(len(dup_ns)):
+                if dup_ns[j] != n:
+                    continue
+                used = 0
+                repeated = 0
+                i = 0
+                while i < n_grams:
+                    slot = _slot(table_keys, table_used, mask, keys[i])
+                    if table_used[slot]:
+                        repeated += chars[i]
+                        i += n
+                    else:
+                        table_used[slot] = True
+                        table_keys[slot] = keys[i]
+                        slots[used] = slot
+                        used += 1
+                        i += 1
+                for i in range(used):
+                    table_used[slots[i]] = False
+                dup[d, j] = repeated
     return top, dup
 
 
