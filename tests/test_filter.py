@@ -191,6 +191,12 @@ def test_filter_stage_language_id_scores_and_card(tmp_path):
         assert both[column].null_count() < both.height  # scores are columns of kept and rejected rows
     # Spanish pages are allowed for this source but the rules are English-only: scored, not decided
     assert "es-privacy" in kept["id"].to_list()
+    kept_text = dict(zip(kept["id"], kept["text"]))
+    assert "# Política de privacidad" in kept_text["es-privacy"]  # not judged by C4, so not rewritten
+    english = kept.filter(pl.col("lang") == "en")
+    assert english.height > 0
+    for text in english["text"]:  # C4 rewrote the kept English documents to the lines it keeps
+        assert all(line.rstrip().endswith((".", "?", "!", '"', "'")) for line in text.split("\n"))
     assert rejected["reason"].null_count() == 0 and rejected["detail"].null_count() == 0
     facts = card["stage_facts"]
     assert set(facts["rules"]) >= {"gopher_short_doc", "c4_too_few_sentences", "fineweb_char_dup_ratio", "langid_not_allowed"}

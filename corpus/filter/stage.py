@@ -89,9 +89,14 @@ class QualityFilter(PipelineStep):
                 table = reject_where(table, pa.array(fails), check.reason, detail)
         for name in scores.columns:
             if name == C4_TEXT:
-                if cfg.quality.c4.enabled and cfg.quality.c4.rewrite_text:
-                    # only kept documents are rewritten: a rejected one shows the text that was judged
-                    kept = pc.is_null(table.column("reason"))
+                if cfg.quality.c4.rewrite_text:
+                    # only kept documents that C4 judged are rewritten: a rejected one shows the text
+                    # that was judged, and a language or domain C4 does not decide keeps its lines
+                    c4_on = np.full(len(domains), cfg.quality.c4.enabled)
+                    for domain in cfg.quality.by_domain:
+                        c4_on[(domains == domain).fill_null(False).to_numpy()] = cfg.quality.rule_for("c4", domain).enabled
+                    judged = pa.array(decided.fill_null(False).to_numpy() & c4_on)
+                    kept = pc.and_(pc.is_null(table.column("reason")), judged)
                     cleaned = pc.cast(scores[name].to_arrow(), table.schema.field("text").type)
                     table = _set_column(table, "text", pc.if_else(kept, cleaned, table.column("text")))
                 continue
