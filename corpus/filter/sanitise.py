@@ -43,7 +43,7 @@ def pii_patterns(cfg: PiiConfig) -> dict[str, str]:
 
 
 def sanitise_texts(texts: pl.Series, sources: pl.Series, cfg: SanitiseConfig, boilerplate: pl.DataFrame | None) -> tuple[pl.Series, dict]:
-    """Sanitised texts and the batch's counts: PII per kind, boilerplate lines removed, characters changed."""
+    """Sanitised texts and the batch's counts: PII per kind, boilerplate lines removed, characters before and after."""
     counts: Counter = Counter()
     before_chars = texts.str.len_chars().sum() or 0
     if boilerplate is not None and boilerplate.height and cfg.boilerplate.enabled:
@@ -91,7 +91,8 @@ def sanitise_texts(texts: pl.Series, sources: pl.Series, cfg: SanitiseConfig, bo
                 token = placeholder.replace("{KIND}", kind.upper()).replace("{kind}", kind)
                 frame = frame.select(pl.col("t").str.replace_all(pattern, token.replace("$", "$$")))
     out = frame["t"].alias(texts.name)
-    counts["chars_removed"] += before_chars - (out.str.len_chars().sum() or 0)
+    counts["chars_before"] += before_chars
+    counts["chars_after"] += out.str.len_chars().sum() or 0
     return out, dict(counts)
 
 
