@@ -69,7 +69,8 @@ class QualityFilter(PipelineStep):
             texts, batch_counts = sanitise_texts(texts, sources, cfg.sanitise, boilerplate)
             counts.update(batch_counts)
             table = _set_column(table, "text", texts)
-        table = reject_where(table, pl.Series(texts.str.contains(r"^\s*$")).to_arrow(), "empty")
+        no_text = texts.str.contains(r"^\s*$").to_arrow()
+        table = reject_where(table, no_text, "empty", pa.array(["no text left after sanitising"] * len(texts), pa.string()))
 
         if cfg.langid.enabled:
             from corpus.filter.langid import identify
