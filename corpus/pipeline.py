@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from corpus.crawl.config import CrawlConfig
 from corpus.errors import CorpusError
 from corpus.execution import ExecutorConfig, run_stage
+from corpus.filter.config import FilterConfig
 from corpus.filter.length import LengthFilterConfig
 from corpus.ingest import FORMATS, ingest_job
 from corpus.mix.stage import MixConfig
@@ -63,6 +64,7 @@ STAGE_MODELS: dict[str, type[BaseModel]] = {"ingest": IngestConfig, "length_filt
 STAGE_MODELS["tokenizer"] = TokenizerTrainConfig
 STAGE_MODELS["tokenize"] = TokenizeStageConfig
 STAGE_MODELS["mix"] = MixConfig
+STAGE_MODELS["filter"] = FilterConfig
 
 
 class PipelineConfig(_Strict):
@@ -174,6 +176,10 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
 
             written.append(run_tokenize_stage(kind, options, written, out, name, base, overwrite, command, str(path)))
             continue
+        elif kind == "filter":
+            from corpus.filter.stage import filter_job
+
+            job = filter_job([str(written[-1])], name, options, progress=progress)
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")
         card = run_stage(

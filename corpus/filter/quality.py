@@ -1,0 +1,475 @@
+"""Gopher quality, Gopher repetition, C4 and FineWeb rules: scores as columns, decisions separate.
+
+`quality_scores` computes every score of a batch with polars expressions over the whole batch (and
+one numba kernel for the n-gram repetition scores, whose greedy skip is sequential by nature).
+`quality_rules` lists the named checks in datatrove's order; `decide` turns scores and thresholds
+(with per-domain overrides) into the first failing rule of each document.
+
+The scores reproduce datatrove 0.10.1's filters given the same word splitting (corpus.filter.words),
+including its quirks: Gopher counts symbols as words in its ratios, C4 drops lines before FineWeb
+sees the text, FineWeb measures lines of the C4-cleaned text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION
+
+from corpus.filter.config import QualityConfig
+from corpus.filter.words import ENDS_WITH_SENTENCE_END, SENTENCE_END_PATTERN, WORD_PATTERN, char_class
+
+_NOT_PUNCTUATION = char_class(PUNCTUATION_SET, negate=True)
+# str.splitlines() breaks on these too; we map them to \n before counting lines the way it does.
+_LINE_BREAKS = r"\r\n|[\r\x0B\x0C\x1C\x1D\x1E\x85\u2028\u2029]"
+_CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
+_C4_END_PUNCTUATION = r"[.?!\"']$"
+_POLICY_SUBSTRINGS = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
+
+C4_TEXT = "_c4_text"  # the text with C4's dropped lines removed (what datatrove passes on)
+
+
+# ---------------------------------------------------------------- scores
+
+
+def quality_scores(texts: pl.Series, cfg: QualityConfig) -> pl.DataFrame:
+    """One row per document, one column per score (and C4_TEXT when C4 is scored)."""
+    frame = pl.DataFrame({"text": texts.cast(pl.String)}).with_row_index("doc")
+    columns: list[pl.Series] = []
+    if cfg.scored("gopher_quality") or cfg.scored("gopher_repetition"):
+        flat = _FlatWords.of(frame.select(pl.col("text").str.extract_all(WORD_PATTERN))["text"])
+    if cfg.scored("gopher_quality"):
+        columns += _gopher_quality(frame, flat, cfg.gopher_quality)
+    if cfg.scored("gopher_repetition"):
+        columns += _gopher_repetition(frame, flat, cfg.gopher_repetition)
+    text_for_fineweb = frame["text"]
+    if cfg.scored("c4"):
+        c4_columns = _c4(frame, cfg.c4)
+        text_for_fineweb = c4_columns[-1]
+        columns += c4_columns
+    if cfg.scored("fineweb"):
+        columns += _fineweb(text_for_fineweb, cfg.fineweb)
+    return pl.DataFrame(columns) if columns else pl.DataFrame({"_none": pl.Series([None] * len(texts), dtype=pl.Null)})
+
+
+def _gopher_quality(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Series]:
+    text = pl.col("text")
+    lines = text.str.replace_all(_LINE_BREAKS, "\n")
+    n_lines = pl.when(text == "").then(0).otherwise(
+        lines.str.count_matches("\n", literal=True) + (~lines.str.ends_with("\n")).cast(pl.UInt32)
+    )
+    per_doc = frame.select(
+        n_lines.cast(pl.Float64).alias("n_lines"),
+        text.str.count_matches("#", literal=True).alias("hashes"),
+        (text.str.count_matches("...", literal=True) + text.str.count_matches("…", literal=True)).alias("ellipses"),
+        lines.str.count_matches(r"(?m)^[^\S\n]*[•\-]").alias("bullet_lines"),
+        lines.str.count_matches(r"(?m)(?:\.\.\.|…)[^\S\n]*$").alias("ellipsis_lines"),
+    )
+    # Word-level counts over the flat word column, summed per document with bincount.
+    n_docs = len(frame)
+    is_word = flat.values.str.contains(_NOT_PUNCTUATION).to_numpy()  # a "non-symbol word"
+    words = flat.per_doc_sum(is_word)
+    word_chars = flat.per_doc_sum(flat.lengths * is_word)
+    alpha = flat.per_doc_sum(flat.values.str.contains(r"\p{L}").to_numpy())
+    stop_list = list(dict.fromkeys(rule.stop_words))
+    stop_rows = np.flatnonzero(flat.values.is_in(stop_list).to_numpy()) if stop_list else np.zeros(0, np.int64)
+    which_stop = flat.values.gather(stop_rows).cast(pl.Enum(stop_list)).to_physical().to_numpy() if stop_list else stop_rows
+    present = np.zeros((n_docs, max(len(stop_list), 1)), dtype=bool)
+    present[flat.doc_of(stop_rows), which_stop] = True
+    stop_words = present.sum(axis=1)
+    tokens = flat.counts.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return [
+            pl.Series("gopher_words", words),
+            pl.Series("gopher_mean_word_length", word_chars / words).fill_nan(None),
+            pl.Series("gopher_hash_ratio", per_doc["hashes"].to_numpy() / tokens).fill_nan(None),
+            pl.Series("gopher_ellipsis_ratio", per_doc["ellipses"].to_numpy() / tokens).fill_nan(None),
+            (per_doc["bullet_lines"] / per_doc["n_lines"]).fill_nan(None).alias("gopher_bullet_lines_ratio"),
+            (per_doc["ellipsis_lines"] / per_doc["n_lines"]).fill_nan(None).alias("gopher_end_ellipsis_lines_ratio"),
+            pl.Series("gopher_alpha_words_ratio", alpha / tokens).fill_nan(None),
+            pl.Series("gopher_stop_words", stop_words.astype(np.int64)),
+        ]
+
+
+def _duplicates(pieces: pl.DataFrame, piece: str) -> pl.DataFrame:
+    """Per doc: how many pieces repeat an earlier piece of the same doc, and their characters."""
+    dup = ~pl.struct("doc", piece).is_first_distinct()
+    return pieces.group_by("doc").agg(
+        pl.len().alias("n"),
+        dup.sum().alias("dups"),
+        (pl.col(piece).str.len_chars() * dup).sum().alias("dup_chars"),
+    )
+
+
+def _gopher_repetition(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Series]:
+    text = pl.col("text")
+    chars = frame.select(text.str.len_chars().cast(pl.Float64))["text"]
+    # datatrove splits paragraphs on \n{2,} after strip(); runs of 3+ become 2 so a literal split matches.
+    paragraphs = frame.select(
+        "doc", text.str.strip_chars().str.replace_all(r"\n{3,}", "\n\n").str.split("\n\n").alias("p")
+    ).explode("p")
+    para = _duplicates(paragraphs, "p")
+    # Lines split on \n+: the non-empty pieces, plus an empty first/last piece when the text
+    # starts/ends with a newline (the second of those two repeats the first).
+    lines = frame.select("doc", text.str.split("\n").alias("l")).explode("l").filter(pl.col("l") != "")
+    line = _duplicates(lines, "l")
+    edges = frame.select(
+        "doc",
+        text.str.starts_with("\n").cast(pl.Int64).alias("lead"),
+        text.str.ends_with("\n").cast(pl.Int64).alias("trail"),
+    )
+    per_doc = (
+        frame.select("doc")
+        .join(para.rename({"n": "pn", "dups": "pd", "dup_chars": "pc"}), on="doc", how="left")
+        .join(line, on="doc", how="left")
+        .join(edges, on="doc", how="left")
+        .fill_null(0)
+        .sort("doc")
+    )
+    n_lines = per_doc["n"] + per_doc["lead"] + per_doc["trail"]
+    line_dups = per_doc["dups"] + per_doc["lead"] * per_doc["trail"]
+    out = [
+        (per_doc["pd"] / per_doc["pn"]).alias("gopher_rep_dup_para_frac"),
+        (per_doc["pc"] / chars).alias("gopher_rep_dup_para_char_frac"),
+        (line_dups / n_lines).alias("gopher_rep_dup_line_frac"),
+        (per_doc["dup_chars"] / chars).alias("gopher_rep_dup_line_char_frac"),
+    ]
+    top_ns = sorted(rule.top_n_grams)
+    dup_ns = sorted(rule.dup_n_grams)
+    if top_ns or dup_ns:
+        top_chars, dup_chars = _ngram_repetition(
+            flat.offsets, flat.hashes, flat.lengths, np.array(top_ns, np.int64), np.array(dup_ns, np.int64)
+        )
+        chars_np = chars.to_numpy()
+        n_words = flat.counts
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for j, n in enumerate(top_ns):
+                frac = np.where(n_words >= n, top_chars[:, j] / chars_np, np.nan)
+                out.append(pl.Series(f"gopher_rep_top_{n}_gram_char_frac", frac).fill_nan(None))
+            for j, n in enumerate(dup_ns):
+                out.append(pl.Series(f"gopher_rep_dup_{n}_gram_char_frac", dup_chars[:, j] / chars_np).fill_nan(None))
+    return out
+
+
+@dataclass
+class _FlatWords:
+    """Every word of a batch in one column: per-document offsets, each word's hash and length."""
+
+    values: pl.Series
+    offsets: np.ndarray  # (docs + 1,)
+    counts: np.ndarray  # (docs,) words per document
+    hashes: np.ndarray  # (words,) uint64
+    lengths: np.ndarray  # (words,) characters
+
+    @classmethod
+    def of(cls, words: pl.Series) -> "_FlatWords":
+        values = words.explode().drop_nulls()  # an empty list explodes to one null; words are never null
+        counts = words.list.len().to_numpy().astype(np.int64)
+        offsets = np.zeros(len(words) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return cls(
+            values=values,
+            offsets=offsets,
+            counts=counts,
+            hashes=values.hash(seed=0).to_numpy(),
+            lengths=values.str.len_chars().to_numpy().astype(np.int64),
+        )
+
+    def doc_of(self, word_rows: np.ndarray) -> np.ndarray:
+        """The document each of these word positions belongs to."""
+        return np.searchsorted(self.offsets, word_rows, side="right") - 1
+
+    def per_doc_sum(self, per_word: np.ndarray) -> np.ndarray:
+        """Sum of a per-word quantity over each document's words (contiguous, so a cumulative sum)."""
+        padded = np.zeros(len(per_word) + 1, np.int64)  # a trailing 0 keeps every start index in range
+        padded[:-1] = per_word
+        sums = np.add.reduceat(padded, self.offsets[:-1])
+        return np.where(self.counts > 0, sums, 0)  # reduceat gives an empty segment its next value
+
+
+@numba.njit(cache=True)
+def _slot(table_keys, table_used, mask, key):
+    """Open-addressing lookup: the slot holding `key`, or the empty slot where it would go."""
+    slot = (key ^ (key >> np.uint64(29))) & mask
+    while table_used[slot] and table_keys[slot] != key:
+        slot = (slot + np.uint64(1)) & mask
+    return slot
+
+
+@numba.njit(cache=True)
+def _ngram_repetition(offsets, hashes, lengths, top_ns, dup_ns):
+    """Gopher's n-gram repetition in characters, per document and n.
+
+    top: characters of the most frequent n-gram (words joined by spaces) times its count, ties going
+    to the n-gram seen first; dup: characters of n-grams (words joined without spaces) that repeat an
+    earlier one, skipping past each repeat as datatrove's find_all_duplicate does. An n-gram is keyed
+    by a hash of its word hashes, extended word by word as n grows; one open-addressing table,
+    cleared slot by slot, serves every document.
+    """
+    n_docs = len(offsets) - 1
+    top = np.zeros((n_docs, len(top_ns)), np.float64)
+    dup = np.zeros((n_docs, len(dup_ns)), np.float64)
+    max_n = 0
+    for n in top_ns:
+        max_n = max(max_n, n)
+    for n in dup_ns:
+        max_n = max(max_n, n)
+    longest = 1
+    for d in range(n_docs):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    capacity = 1
+    while capacity < 2 * longest:
+        capacity *= 2
+    mask = np.uint64(capacity - 1)
+    table_keys = np.zeros(capacity, np.uint64)
+    table_used = np.zeros(capacity, np.bool_)
+    table_counts = np.zeros(capacity, np.int64)
+    slots = np.empty(longest, np.uint64)
+    keys = np.empty(longest, np.uint64)  # keys[i]: hash of words[i:i+n] for the current n
+    chars = np.empty(longest, np.int64)  # chars[i]: characters of words[i:i+n]
+    prime = np.uint64(1099511628211)
+    basis = np.uint64(14695981039346656037)
+    for d in range(n_docs):
+        start, stop = offsets[d], offsets[d + 1]
+        n_words = stop - start
+        for i in range(n_words):
+            keys[i] = basis
+            chars[i] = 0
+        for n in range(1, max_n + 1):
+            if n_words < n:
+                break
+            n_grams = n_words - n + 1
+            for i in range(n_grams):
+                keys[i] = (keys[i] ^ hashes[start + i + n - 1]) * prime
+                chars[i] += lengths[start + i + n - 1]
+            for j in range(len(top_ns)):
+                if top_ns[j] != n:
+                    continue
+                best = 0
+                for i in range(n_grams):
+                    slot = _slot(table_keys, table_used, mask, keys[i])
+                    if not table_used[slot]:
+                        table_used[slot] = True
+                        table_keys[slot] = keys[i]
+                        table_counts[slot] = 0
+                    table_counts[slot] += 1
+                    best = max(best, table_counts[slot])
+                    slots[i] = slot
+                for i in range(n_grams):
+                    if table_counts[slots[i]] == best:
+                        top[d, j] = (chars[i] + n - 1) * best
+                        break
+                for i in range(n_grams):
+                    table_used[slots[i]] = False
+            for j in range(len(dup_ns)):
+                if dup_ns[j] != n:
+                    continue
+                used = 0
+                repeated = 0
+                i = 0
+                while i < n_grams:
+                    slot = _slot(table_keys, table_used, mask, keys[i])
+                    if table_used[slot]:
+                        repeated += chars[i]
+                        i += n
+                    else:
+                        table_used[slot] = True
+                        table_keys[slot] = keys[i]
+                        slots[used] = slot
+                        used += 1
+                        i += 1
+                for i in range(used):
+                    table_used[slots[i]] = False
+                dup[d, j] = repeated
+    return top, dup
+
+
+def _c4(frame: pl.DataFrame, rule) -> list[pl.Series]:
+    """C4's line pass: which lines survive, whether a surviving-so-far line holds lorem ipsum or a
+    curly bracket (either drops the document), and sentences counted over the kept lines."""
+    lines = (
+        frame.select("doc", pl.col("text").str.replace_all(_LINE_BREAKS, "\n").str.split("\n").alias("raw"))
+        .explode("raw")
+        .select("doc", pl.col("raw").fill_null("").str.strip_chars().alias("s"))
+    )
+    # "at least k words" as one early-stopping regex instead of counting every word
+    k = max(rule.min_words_per_line, 0)
+    enough_words = pl.col("s").str.contains(r"^(?:\S+\s+){%d}\S" % (k - 1)) if k > 0 else pl.lit(True)
+    long_word = _has_long_word(lines["s"], rule.max_word_length) if rule.max_word_length != -1 else pl.lit(False)
+    line = pl.col("s").str.replace_all(_CITATION, "") if rule.remove_citations else pl.col("s")
+    candidate = enough_words & ~long_word
+    if rule.filter_no_terminal_punct:
+        candidate = candidate & line.str.contains(_C4_END_PUNCTUATION) & ~line.str.ends_with("...")
+    # Only lines that pass the cheap checks are looked at further (most web lines do not).
+    candidates = lines.filter(candidate).select("doc", line.alias("line"))
+    line = pl.col("line")
+    javascript = line.str.contains("(?i)javascript") if rule.filter_javascript else pl.lit(False)
+    policy = line.str.to_lowercase().str.contains_any(_POLICY_SUBSTRINGS) if rule.filter_policy else pl.lit(False)
+    kept = ~javascript & ~policy
+    sentences = line.str.count_matches(SENTENCE_END_PATTERN) + (~line.str.contains(ENDS_WITH_SENTENCE_END)).cast(pl.UInt32)
+    per_doc = (
+        candidates.with_columns(kept.alias("kept"), javascript.alias("javascript"))
+        .group_by("doc")
+        .agg(
+            line.str.contains("(?i)lorem ipsum").sum().alias("c4_lorem_ipsum_lines"),
+            (~pl.col("javascript") & line.str.contains("{", literal=True)).sum().alias("c4_curly_bracket_lines"),
+            sentences.filter(pl.col("kept")).sum().alias("c4_sentences"),
+            pl.col("kept").sum().alias("kept_lines"),
+            line.filter(pl.col("kept")).str.join("\n").str.strip_chars().alias(C4_TEXT),
+        )
+    )
+    n_lines = frame.select(
+        "doc", (pl.col("text").str.replace_all(_LINE_BREAKS, "\n").str.count_matches("\n", literal=True) + 1).alias("n_lines")
+    )
+    per_doc = n_lines.join(per_doc, on="doc", how="left").sort("doc")
+    counts = [
+        per_doc[c].fill_null(0).cast(pl.Int64) for c in ("c4_lorem_ipsum_lines", "c4_curly_bracket_lines", "c4_sentences")
+    ]
+    dropped = (per_doc["n_lines"].cast(pl.Int64) - per_doc["kept_lines"].fill_null(0).cast(pl.Int64)).alias("c4_lines_dropped")
+    return counts + [dropped, per_doc[C4_TEXT].fill_null("")]
+
+
+def _has_long_word(lines: pl.Series, limit: int) -> pl.Series:
+    """Whether a line has a whitespace-separated word over `limit` characters. Only lines longer than
+    the limit can, and they are rare, so only those few are split."""
+    out = np.zeros(len(lines), dtype=bool)
+    long_rows = np.flatnonzero((lines.str.len_chars() > limit).to_numpy())
+    for row in long_rows:
+        out[row] = max(map(len, lines[int(row)].split()), default=0) > limit
+    return pl.Series(out)
+
+
+def _fineweb(texts: pl.Series, rule) -> list[pl.Series]:
+    stop_chars = char_class(rule.stop_chars if rule.stop_chars is not None else TERMINAL_PUNCTUATION)
+    frame = pl.DataFrame({"text": texts}).with_row_index("doc")
+    lines = (
+        frame.select("doc", pl.col("text").str.split("\n").alias("l"))
+        .explode("l")
+        .filter(pl.col("l").str.strip_chars() != "")
+        .with_columns(
+            pl.col("l").str.contains(stop_chars + "$").alias("punct"),
+            (pl.col("l").str.len_chars() <= rule.short_line_length).alias("short"),
+        )
+    )
+    per_line = lines.group_by("doc").agg(pl.col("punct").sum(), pl.col("short").sum())
+    dups = _duplicates(lines.select("doc", "l"), "l")
+    per_doc = (
+        frame.select(
+            "doc",
+            pl.col("text").str.count_matches("\n", literal=True).alias("newlines"),
+            pl.col("text").str.len_chars().alias("chars"),
+            pl.col("text").str.count_matches(WORD_PATTERN).alias("words"),
+        )
+        .join(per_line, on="doc", how="left")
+        .join(dups, on="doc", how="left")
+        .fill_null(0)
+        .sort("doc")
+    )
+    n = per_doc["n"].cast(pl.Float64)
+    # no non-blank line: datatrove rejects as "empty"; a zero punctuation ratio rejects it here too
+    punct_ratio = pl.Series(np.where(n.to_numpy() > 0, per_doc["punct"] / n.to_numpy(), 0.0))
+    return [
+        punct_ratio.alias("fineweb_line_punct_ratio"),
+        (per_doc["short"] / n).alias("fineweb_short_line_ratio"),
+        (per_doc["dup_chars"] / (per_doc["chars"] - per_doc["newlines"]).cast(pl.Float64)).alias("fineweb_char_dup_ratio"),
+        (per_doc["newlines"] / per_doc["words"].cast(pl.Float64)).alias("fineweb_list_ratio"),
+        per_doc["n"].cast(pl.Int64).alias("fineweb_lines"),
+    ]
+
+
+# ---------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check: reject when `score op threshold` (a null score or threshold never rejects)."""
+
+    reason: str
+    rule: str  # the rule family in QualityConfig
+    score: str  # the score column
+    op: str  # "<" or ">"
+    threshold: str  # the option of the rule holding the threshold
+    key: int | None = None  # for n-gram dicts: which n
+
+
+def quality_checks(cfg: QualityConfig) -> list[Check]:
+    """Every check, in datatrove's order (the first failing one becomes the reason)."""
+    checks = [
+        Check("gopher_short_doc", "gopher_quality", "gopher_words", "<", "min_doc_words"),
+        Check("gopher_long_doc", "gopher_quality", "gopher_words", ">", "max_doc_words"),
+        Check("gopher_below_avg_threshold", "gopher_quality", "gopher_mean_word_length", "<", "min_avg_word_length"),
+        Check("gopher_above_avg_threshold", "gopher_quality", "gopher_mean_word_length", ">", "max_avg_word_length"),
+        Check("gopher_too_many_hashes", "gopher_quality", "gopher_hash_ratio", ">", "max_symbol_word_ratio"),
+        Check("gopher_too_many_ellipsis", "gopher_quality", "gopher_ellipsis_ratio", ">", "max_symbol_word_ratio"),
+        Check("gopher_too_many_bullets", "gopher_quality", "gopher_bullet_lines_ratio", ">", "max_bullet_lines_ratio"),
+        Check("gopher_too_many_end_ellipsis", "gopher_quality", "gopher_end_ellipsis_lines_ratio", ">", "max_ellipsis_lines_ratio"),
+        Check("gopher_below_alpha_threshold", "gopher_quality", "gopher_alpha_words_ratio", "<", "min_alpha_words_ratio"),
+        Check("gopher_enough_stop_words", "gopher_quality", "gopher_stop_words", "<", "min_stop_words"),
+        Check("gopher_rep_dup_para_frac", "gopher_repetition", "gopher_rep_dup_para_frac", ">", "dup_para_frac"),
+        Check("gopher_rep_dup_para_char_frac", "gopher_repetition", "gopher_rep_dup_para_char_frac", ">", "dup_para_char_frac"),
+        Check("gopher_rep_dup_line_frac", "gopher_repetition", "gopher_rep_dup_line_frac", ">", "dup_line_frac"),
+        Check("gopher_rep_dup_line_char_frac", "gopher_repetition", "gopher_rep_dup_line_char_frac", ">", "dup_line_char_frac"),
+    ]
+    rep = cfg.gopher_repetition
+    checks += [
+        Check(f"gopher_rep_top_{n}_gram", "gopher_repetition", f"gopher_rep_top_{n}_gram_char_frac", ">", "top_n_grams", n)
+        for n in sorted(rep.top_n_grams)
+    ]
+    checks += [
+        Check(f"gopher_rep_duplicated_{n}_n_grams", "gopher_repetition", f"gopher_rep_dup_{n}_gram_char_frac", ">", "dup_n_grams", n)
+        for n in sorted(rep.dup_n_grams)
+    ]
+    checks += [
+        Check("c4_lorem_ipsum", "c4", "c4_lorem_ipsum_lines", ">", "filter_lorem_ipsum"),
+        Check("c4_curly_bracket", "c4", "c4_curly_bracket_lines", ">", "filter_curly_bracket"),
+        Check("c4_too_few_sentences", "c4", "c4_sentences", "<", "min_num_sentences"),
+        Check("fineweb_line_punct_ratio", "fineweb", "fineweb_line_punct_ratio", "<", "line_punct_thr"),
+        Check("fineweb_short_line_ratio", "fineweb", "fineweb_short_line_ratio", ">", "short_line_thr"),
+        Check("fineweb_char_dup_ratio", "fineweb", "fineweb_char_dup_ratio", ">", "char_duplicates_ratio"),
+        Check("fineweb_list_ratio", "fineweb", "fineweb_list_ratio", ">", "new_line_ratio"),
+    ]
+    return [c for c in checks if cfg.scored(c.rule)]
+
+
+def _threshold(rule_cfg, check: Check) -> float | None:
+    """The threshold of a check under one rule config; None when the check is off."""
+    if not rule_cfg.enabled:
+        return None
+    value = getattr(rule_cfg, check.threshold)
+    if check.key is not None:
+        value = (value or {}).get(check.key)
+    if check.threshold in ("filter_lorem_ipsum", "filter_curly_bracket"):
+        return 0 if value else None  # a boolean rule: reject when any such line survives
+    if check.threshold == "min_num_sentences" and value == -1:
+        return None
+    return value
+
+
+def failing_masks(
+    scores: pl.DataFrame, domains: pl.Series, decided: pl.Series, cfg: QualityConfig
+) -> list[tuple[Check, np.ndarray, np.ndarray]]:
+    """For each check: which documents fail it (only rows where `decided` is true are judged), and
+    the threshold each document was held to (NaN where the check is off)."""
+    domain_names = [d for d in cfg.by_domain if d in set(domains.drop_nulls().unique().to_list())]
+    decided_np = decided.fill_null(False).to_numpy()
+    out = []
+    for check in quality_checks(cfg):
+        base = _threshold(getattr(cfg, check.rule), check)
+        thresholds = np.full(len(scores), np.nan if base is None else float(base))
+        for domain in domain_names:
+            value = _threshold(cfg.rule_for(check.rule, domain), check)
+            thresholds[(domains == domain).fill_null(False).to_numpy()] = np.nan if value is None else float(value)
+        score = scores[check.score].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        with np.errstate(invalid="ignore"):
+            fails = score < thresholds if check.op == "<" else score > thresholds
+        if check.reason == "fineweb_line_punct_ratio":
+            exclude_zero = np.full(len(scores), cfg.fineweb.line_punct_exclude_zero)
+            for domain in domain_names:
+                exclude_zero[(domains == domain).fill_null(False).to_numpy()] = cfg.rule_for("fineweb", domain).line_punct_exclude_zero
+            fails &= ~((score == 0) & exclude_zero & (scores["fineweb_lines"].to_numpy() > 0))
+        out.append((check, fails & decided_np, thresholds))
+    return out
