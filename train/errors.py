@@ -1,0 +1,7 @@
+"""Errors a user can act on. The CLI prints them as `train: error: MESSAGE` and exits with their code."""
+
+
+class TrainError(Exception):
+    """Bad input or configuration (a bad data row names FILE:LINE): exit code 2."""
+
+    exit_code = 2
