@@ -71,12 +71,31 @@ def _sft_parser(sub) -> None:
     p.set_defaults(func=cmd_sft)
 
 
+def cmd_dpo(args) -> int:
+    from train.align import DPOOptions, run_dpo
+
+    values = _run_values(args)
+    options = _options(DPOOptions, beta=args.beta, **values)
+    run_dpo(args.model, args.data, args.output, options, overwrite=args.overwrite, command=args.argv, log=_say)
+    return 0
+
+
+def _dpo_parser(sub) -> None:
+    p = sub.add_parser("dpo", help="preference alignment (TRL DPOTrainer) on prompt/chosen/rejected pairs")
+    _common_run_args(p)
+    p.add_argument("--data", required=True, nargs="+", metavar="FILE", help="JSON or JSONL preference files (gzip allowed)")
+    p.add_argument("--lr", type=float, default=1e-6)
+    p.add_argument("--beta", type=float, default=0.1, help="DPO temperature: strength of the pull toward the reference")
+    p.set_defaults(func=cmd_dpo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train", description="Pretrain and instruction-tune on corpus token shards.")
     parser.add_argument("--version", action="version", version=f"train {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _sft_parser(sub)
+    _dpo_parser(sub)
     return parser
 
 
