@@ -89,6 +89,62 @@ def _dpo_parser(sub) -> None:
     p.set_defaults(func=cmd_dpo)
 
 
+def cmd_generate(args) -> int:
+    from train.generate import run_generate
+
+    run_generate(args.model_dir, args.prompts, args.output, args.max_new_tokens, args.temperature)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from train.generate import run_chat
+
+    return run_chat(args.model_dir, args.system, args.max_new_tokens, args.temperature)
+
+
+def cmd_eval(args) -> int:
+    from train.evaluate import run_eval
+
+    run_eval(args.models, args.output, shards=args.shards, split=args.split, sft_test=args.sft_test,
+             prompts_file=args.prompts, judge_spec=args.judge, seq_len=args.seq_len, max_tokens=args.max_tokens,
+             max_new_tokens=args.max_new_tokens, worst=args.worst, log=_say)  # fmt: skip
+    return 0
+
+
+def _generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (repeatable)")
+
+
+def _inference_parsers(sub) -> None:
+    p = sub.add_parser("generate", help="answer every prompt of a file (JSONL out)")
+    p.add_argument("model_dir", metavar="DIR", help="model folder, .gguf file, or 'smollm2'")
+    p.add_argument("--prompts", required=True, metavar="FILE", help=".txt (one a line) or JSON/JSONL ({prompt} or any SFT shape)")
+    p.add_argument("-o", "--output", metavar="OUT.jsonl", help="default: stdout")
+    _generation_args(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", help="talk to a model (reads stdin; /reset, /exit)")
+    p.add_argument("model_dir", metavar="DIR", help="model folder, .gguf file, or 'smollm2'")
+    p.add_argument("--system", help="a system message at the start of every conversation")
+    _generation_args(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("eval", help="perplexity per domain, SFT test loss, side-by-side win rate and Elo")
+    p.add_argument("models", nargs="+", metavar="DIR", help="model folders (two or more for --prompts)")
+    p.add_argument("-o", "--output", metavar="REPORT_DIR", help="write report.json and report.md here")
+    p.add_argument("--shards", metavar="SHARDS", help="`corpus tokenize` output: perplexity per domain")
+    p.add_argument("--split", default="val", help="shard split for perplexity (default val)")
+    p.add_argument("--sft-test", nargs="+", metavar="FILE", help="SFT data (e.g. RUN/data/test.jsonl): loss on assistant tokens")
+    p.add_argument("--prompts", metavar="FILE", help="prompts with reference answers: side-by-side comparison")
+    p.add_argument("--judge", default="overlap", help="overlap (token F1 with the reference) or MODULE:ATTRIBUTE")
+    p.add_argument("--seq-len", type=int, default=512, help="window for perplexity, cut-off for SFT loss")
+    p.add_argument("--max-tokens", type=int, default=200_000, help="most tokens per domain for perplexity")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--worst", type=int, default=10, help="worst answers listed per model")
+    p.set_defaults(func=cmd_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train", description="Pretrain and instruction-tune on corpus token shards.")
     parser.add_argument("--version", action="version", version=f"train {__version__}")
@@ -96,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _sft_parser(sub)
     _dpo_parser(sub)
+    _inference_parsers(sub)
     return parser
 
 
