@@ -114,6 +114,13 @@ def load_model(source: ModelSource, dtype=None):
         model = AutoModelForCausalLM.from_pretrained(str(source.folder), dtype=dtype or torch.float32, **kwargs)
     except (OSError, ValueError) as e:
         raise TrainError(f"{source.describe()}: cannot load the model ({' '.join(str(e).split())[:200]})") from None
+    if source.gguf_file:
+        # transformers dequantizes GGUF tensors to `dtype` on load, so the weights are ordinary
+        # float tensors; only the GGUF marker is left, and it makes Trainer refuse to train.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     if source.adapter:
         from peft import PeftModel
 
