@@ -24,6 +24,7 @@ from corpus.errors import CorpusError
 from corpus.execution import ExecutorConfig, run_stage
 from corpus.filter.length import LengthFilterConfig
 from corpus.ingest import FORMATS, ingest_job
+from corpus.instruct import InstructConfig
 from corpus.progress import say
 from corpus.tokenize.stages import TokenizeStageConfig
 from corpus.tokenize.train_tokenizer import TokenizerTrainConfig
@@ -53,6 +54,7 @@ class IngestConfig(_Strict):
 STAGE_MODELS: dict[str, type[BaseModel]] = {"ingest": IngestConfig, "length_filter": LengthFilterConfig}
 STAGE_MODELS["tokenizer"] = TokenizerTrainConfig
 STAGE_MODELS["tokenize"] = TokenizeStageConfig
+STAGE_MODELS["instruct"] = InstructConfig
 
 
 class PipelineConfig(_Strict):
@@ -140,6 +142,17 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
             from corpus.tokenize.stages import run_tokenize_stage
 
             written.append(run_tokenize_stage(kind, options, written, out, name, base, overwrite, command, str(path)))
+            continue
+        elif kind == "instruct":  # reads the latest dataset folder (a tokenizer or shards folder is not one)
+            from corpus.document import is_dataset
+            from corpus.instruct import build_instructions
+
+            source = next((p for p in reversed(written) if is_dataset(p)), None)
+            if source is None:
+                raise CorpusError(f"{path}: stage instruct needs a dataset folder before it")
+            # Rebuilding takes seconds, so a rerun always rebuilds its own output.
+            build_instructions([str(source)], out, options, overwrite=True, command=command, name=name)
+            written.append(out)
             continue
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")

@@ -59,6 +59,21 @@ def test_rules_per_page_kind():
     assert page == [("title_body", "Tell me about Getting started.", "Body text here.")]
 
 
+def test_instruct_is_a_pipeline_stage(tmp_path):
+    glossary = REPO / "sample" / "insurance" / "healthcare-gov-2013" / "glossary"
+    (tmp_path / "p.yaml").write_text(f"""
+name: gl
+output: out
+sources: [{{path: {glossary}, source: hc, domain: insurance}}]
+stages:
+  - ingest: {{}}
+  - instruct: {{rules: [glossary_term]}}
+""", encoding="utf-8")
+    assert corpus_main(["-q", "run", str(tmp_path / "p.yaml")]) == 0
+    card = json.loads((tmp_path / "out" / "01-instruct" / "card.json").read_text(encoding="utf-8"))
+    assert card["by_rule"] == {"glossary_term": card["pairs"]} and card["pairs"] > 300
+
+
 def test_unknown_rule_is_a_clear_error(tmp_path, capsys):
     rc = corpus_main(["instruct", str(tmp_path), "-o", str(tmp_path / "o"), "--rules", "title_body,guess"])
     assert rc == 2 and "unknown rule(s) guess" in capsys.readouterr().err
