@@ -319,6 +319,8 @@ def load_examples(paths: list[str | Path], shapes: dict, skip_invalid: bool = Fa
             try:
                 if isinstance(row, RowError):
                     raise row
+                if shapes is SFT_SHAPES and isinstance(row, dict) and {"chosen", "rejected"} <= row.keys():
+                    raise RowError("a preference row (chosen/rejected) is data for `train dpo`, not `train sft`", "preference_row")
                 shape = detect_shape(row, shapes)
                 if file_shape is None:
                     file_shape = shape
