@@ -11,6 +11,7 @@ they do not depend on how a trainer averages over batches:
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -155,8 +156,6 @@ def run_dpo(model_path: str, data: list[str], output: str, options: DPOOptions, 
         "held_out_after": after,
     }
     write_json(run / RUN_JSON, summary)
-    import shutil
-
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
     final = target.finish()
     shown = (f"held-out reward accuracy {after['reward_accuracy']}, margin {after['reward_margin']}" if after else "no held-out pairs")

@@ -18,6 +18,7 @@ checks that packed and unpacked losses agree).
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -254,8 +255,6 @@ def run_sft(model_path: str, data: list[str], output: str, options: SFTOptions, 
         "test_after": after,
     }
     write_json(run / RUN_JSON, summary)
-    import shutil
-
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
     final = target.finish()
     shown = f"test loss {before['loss']} -> {after['loss']}" if after else "no test split"
