@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from corpus.dedup import DedupConfig
 from corpus.errors import CorpusError
 from corpus.execution import ExecutorConfig, run_stage
 from corpus.filter.length import LengthFilterConfig
@@ -49,6 +50,7 @@ class IngestConfig(_Strict):
 
 # Each stage entry is a one-key mapping {stage_name: options}; later stages add their models here.
 STAGE_MODELS: dict[str, type[BaseModel]] = {"ingest": IngestConfig, "length_filter": LengthFilterConfig}
+STAGE_MODELS["dedup"] = DedupConfig
 
 
 class PipelineConfig(_Strict):
@@ -132,6 +134,11 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
             job = ingest_job(sources, name, html_timeout=options.html_timeout, progress=progress)
         elif kind == "length_filter":
             job = length_filter_job([str(written[-1])], name, options, progress=progress)
+        elif kind == "dedup":
+            from corpus.dedup import dedup_job
+
+            options = options.model_copy(update={"against": [str((base / p).resolve()) for p in options.against]})
+            job = dedup_job([str(written[-1])], name, options, progress=progress)
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")
         card = run_stage(
