@@ -86,7 +86,7 @@ def write_index(out_dir: Path, work_dedup: Path, config, nodes: pl.DataFrame, re
     tmp = Path(out_dir) / (INDEX_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "bands").mkdir(parents=True)
-    kept = nodes.filter(~pl.col("row_key").is_in(pl.Series(removed_keys, dtype=pl.Int64)))
+    kept = nodes.filter(~pl.col("row_key").is_in(pl.Series(removed_keys, dtype=pl.Int64).implode()))
     kept.select("id", "source", "exact_hash").write_parquet(tmp / "ids.parquet")
     kept_keys = kept["row_key"].to_numpy()
     if config.mode in ("minhash", "both"):
