@@ -7,6 +7,7 @@ tokeniser, given to datatrove as a regex word tokenizer (so it needs no spacy) a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -298,7 +299,8 @@ def measured_run(cmd: list[str]) -> tuple[float, int, int]:
 # ---------------------------------------------------------------- synthetic corpora from real sentences
 
 
-def real_sentences() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def real_sentences() -> tuple[str, ...]:
     """Sentences of the real insurance and Python-docs texts (../shared/data)."""
     out = []
     for folder in (SHARED / "insurance", SHARED / "general"):
@@ -310,7 +312,12 @@ def real_sentences() -> list[str]:
                 s = " ".join(s.split())
                 if 40 <= len(s) <= 400:
                     out.append(s)
-    return sorted(set(out))
+    return tuple(sorted(set(out)))
+
+
+@functools.lru_cache(maxsize=1)
+def _vocab() -> list[str]:
+    return sorted({w for s in real_sentences()[:5000] for w in s.split()})
 
 
 def synthetic_docs(count: int, seed: int = 0, target_chars: int = 2200, dup_fraction: float = 0.1) -> tuple[list[str], list[str]]:
@@ -318,7 +325,7 @@ def synthetic_docs(count: int, seed: int = 0, target_chars: int = 2200, dup_frac
     them are near copies (a few words substituted) of an earlier one."""
     rng = random.Random(seed)
     pool = real_sentences()
-    vocab = sorted({w for s in pool[:5000] for w in s.split()})
+    vocab = _vocab()
     texts: list[str] = []
     for i in range(count):
         if texts and rng.random() < dup_fraction:
@@ -334,3 +341,35 @@ def synthetic_docs(count: int, seed: int = 0, target_chars: int = 2200, dup_frac
             size += len(s) + 1
         texts.append(" ".join(parts))
     return [f"doc{i:08d}" for i in range(count)], texts
+
+
+def synthetic_dataset(folder: Path, count: int, files: int, seed: int = 0, target_chars: int = 2000) -> Path:
+    """Like write_dataset(synthetic_docs(...)) but generated file by file, so 1M documents never sit
+    in the generating process's memory at once (near copies are of documents of the same file)."""
+    from corpus.document import document_id
+
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "data").mkdir(parents=True)
+    per_file = -(-count // files)
+    for f in range(files):
+        n = min(per_file, count - f * per_file)
+        if n <= 0:
+            break
+        _, texts = synthetic_docs(n, seed=seed * 1000 + f, target_chars=target_chars)
+        table = pa.table(
+            {
+                "id": [document_id(t) for t in texts],
+                "text": pa.array(texts, pa.large_string()),
+                "source": ["bench"] * n,
+                "domain": ["bench"] * n,
+                "url": [f"doc{f:03d}-{i:07d}" for i in range(n)],
+                "lang": pa.nulls(n, pa.string()),
+                "lang_score": pa.nulls(n, pa.float32()),
+                "metadata": ["{}"] * n,
+            }
+        )
+        pq.write_table(table, folder / "data" / f"part-{f:05d}-0000.parquet", compression="zstd")
+        del table, texts
+    (folder / "card.json").write_text(json.dumps({"name": folder.name, "stage": "benchmark", "accounting": []}))
+    return folder

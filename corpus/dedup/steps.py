@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
-from corpus.dedup import minhash
 from corpus.document import reject_where, to_working
 from corpus.execution import READ_BATCH_ROWS, DatasetReader, conform, unified_schema
 from corpus.progress import task_progress
@@ -101,6 +100,8 @@ class SignatureWriter(PipelineStep):
         self.with_signatures = with_signatures
 
     def run(self, data: Iterator[pa.Table], rank: int = 0, world_size: int = 1) -> Iterator:
+        from corpus.dedup import minhash  # numba: only the signature pass pays for loading it
+
         cfg = self.config
         root = Path(self.dedup_dir)
         use_minhash = cfg.mode in ("minhash", "both")
