@@ -274,3 +274,31 @@ def test_pipeline_stage(tmp_path):
     acc = card(tmp_path / "out" / "01-dedup")["accounting"][-1]
     assert acc["docs_in"] == 4 and acc["kept"] == 2
     assert acc["rejected"] == {"exact_duplicate": 1, "near_duplicate": 1}
+
+
+def test_interrupted_run_resumes_from_the_clustering(tmp_path, monkeypatch):
+    from corpus.dedup import clusters, steps
+
+    a, b, c = real_texts(3)
+    src = ingest(tmp_path, "in", [a, a, edit_words(a, 3, 2), b, c])
+    out = tmp_path / "out"
+    real_run = steps.DuplicateMarker.run
+
+    def crash(self, data, rank=0, world_size=1):
+        raise RuntimeError("simulated crash in the marking pass")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(steps.DuplicateMarker, "run", crash)
+    assert main(["-q", "dedup", str(src), "-o", str(out)]) == 1  # one task, so it runs in this process
+    decisions = out.with_name("out.partial") / "_work" / "dedup" / "decisions.parquet"
+    assert decisions.is_file() and not out.exists()
+
+    def must_not_recluster(*args, **kwargs):
+        raise AssertionError("the finished clustering should be reused")
+
+    monkeypatch.setattr(clusters, "near_duplicate_clusters", must_not_recluster)
+    monkeypatch.setattr(steps.DuplicateMarker, "run", real_run)
+    assert main(["-q", "dedup", str(src), "-o", str(out)]) == 0
+    assert card(out)["accounting"][-1]["rejected"] == {"exact_duplicate": 1, "near_duplicate": 1}
+    assert "## Duplicates" in (out / "README.md").read_text()
+    assert not out.with_name("out.partial").exists()

@@ -92,6 +92,32 @@ def example_clusters(out_dir: Path, decisions: pl.DataFrame, count: int = 3) -> 
     return out
 
 
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def readme_section(facts: dict) -> str:
+    """The card's Markdown section: rates, cluster sizes, examples side by side."""
+    lines = ["## Duplicates", ""]
+    lines.append(f"{facts['docs_in_clusters']:,} documents are in {facts['clusters']:,} clusters of two or more (mode `{facts['mode']}`).")
+    if facts.get("removed_against_index"):
+        lines.append(f"{facts['removed_against_index']:,} documents were removed as copies of a `--against` dataset.")
+    lines += ["", "| source | documents | removed | dedup rate |", "|---|---:|---:|---:|"]
+    lines += [f"| {k} | {v['docs']:,} | {v['removed']:,} | {v['dedup_rate']:.2%} |" for k, v in facts["by_source"].items()]
+    lines += ["", "| domain | documents | removed | dedup rate |", "|---|---:|---:|---:|"]
+    lines += [f"| {k} | {v['docs']:,} | {v['removed']:,} | {v['dedup_rate']:.2%} |" for k, v in facts["by_domain"].items()]
+    hist = facts["cluster_size_histogram"]
+    lines += ["", "| cluster size | " + " | ".join(hist) + " |", "|---|" + "---:|" * len(hist)]
+    lines.append("| clusters | " + " | ".join(f"{v:,}" for v in hist.values()) + " |")
+    if facts["example_clusters"]:
+        lines += ["", "Example clusters, where the kept and a removed text first differ:", ""]
+        lines += ["| cluster (size, reason) | kept | removed |", "|---|---|---|"]
+        for ex in facts["example_clusters"]:
+            head = f"`{ex['cluster_id'][:12]}` ({ex['cluster_size']}, {ex['reason']})"
+            lines.append(f"| {head} | {_cell(ex['kept'])} | {_cell(ex['removed'])} |")
+    return "\n".join(lines)
+
+
 def dedup_card_facts(out_dir: Path, dedup_dir: Path, config) -> dict:
     dedup_dir = Path(dedup_dir)
     nodes = pl.read_parquet(dedup_dir / NODES_DIR / "*.parquet", columns=["row_key", "source", "domain"])
@@ -99,15 +125,14 @@ def dedup_card_facts(out_dir: Path, dedup_dir: Path, config) -> dict:
     facts_path = dedup_dir / "cluster_facts.json"
     cluster_facts = json.loads(facts_path.read_text(encoding="utf-8")) if facts_path.exists() else {}
     clusters = decisions.group_by("cluster_id").agg(pl.col("cluster_size").first())
-    return {
-        "dedup": {
-            "mode": config.mode,
-            "clusters": clusters.height,
-            "docs_in_clusters": decisions.height,
-            "cluster_size_histogram": size_histogram(clusters["cluster_size"]),
-            "by_source": _rates(nodes, decisions, "source"),
-            "by_domain": _rates(nodes, decisions, "domain"),
-            "example_clusters": example_clusters(Path(out_dir), decisions),
-            **cluster_facts,
-        }
+    facts = {
+        "mode": config.mode,
+        "clusters": clusters.height,
+        "docs_in_clusters": decisions.height,
+        "cluster_size_histogram": size_histogram(clusters["cluster_size"]),
+        "by_source": _rates(nodes, decisions, "source"),
+        "by_domain": _rates(nodes, decisions, "domain"),
+        "example_clusters": example_clusters(Path(out_dir), decisions),
+        **cluster_facts,
     }
+    return {"dedup": facts, "readme_sections": [readme_section(facts)]}
