@@ -302,3 +302,12 @@ def test_interrupted_run_resumes_from_the_clustering(tmp_path, monkeypatch):
     assert card(out)["accounting"][-1]["rejected"] == {"exact_duplicate": 1, "near_duplicate": 1}
     assert "## Duplicates" in (out / "README.md").read_text()
     assert not out.with_name("out.partial").exists()
+
+
+def test_damaged_data_file_is_named(tmp_path, capsys):
+    src = ingest(tmp_path, "in", real_texts(2))
+    damaged = sorted((src / "data").glob("*.parquet"))[0]
+    damaged.write_bytes(b"not parquet at all")
+    assert main(["-q", "dedup", str(src), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and damaged.name in err[0]

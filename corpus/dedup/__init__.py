@@ -61,9 +61,6 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
     from corpus.execution import WORK_DIR, StageJob, build_executor, dataset_inputs, unified_schema
 
     files, lineage = dataset_inputs(inputs)
-    schema = unified_schema(files)
-    if config.quality_column and config.quality_column not in schema.names:
-        raise CorpusError(f"{', '.join(inputs)}: no column {config.quality_column!r} for quality_column (columns: {', '.join(schema.names)})")
     against = [SavedIndex(path, config) for path in config.against]
     lineage = lineage + [saved.lineage() for saved in against]
     row_counts = []
@@ -72,6 +69,9 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
             row_counts.append(pq.ParquetFile(f).metadata.num_rows)
         except Exception as e:  # a damaged data file: name it
             raise CorpusError(f"{f}: not a readable Parquet file ({e})") from None
+    schema = unified_schema(files)
+    if config.quality_column and config.quality_column not in schema.names:
+        raise CorpusError(f"{', '.join(inputs)}: no column {config.quality_column!r} for quality_column (columns: {', '.join(schema.names)})")
     row_starts = [sum(row_counts[:i]) for i in range(len(row_counts))]
     total_rows = sum(row_counts)
     with_signatures = config.threshold is not None and config.mode != "exact"
