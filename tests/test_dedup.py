@@ -311,3 +311,11 @@ def test_damaged_data_file_is_named(tmp_path, capsys):
     assert main(["-q", "dedup", str(src), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and damaged.name in err[0]
+
+
+def test_exact_hash_applies_nfc_only_where_it_matters():
+    decomposed, composed = "cafe\u0301 cre\u0300me", "caf\u00e9 cr\u00e8me"
+    texts = pa.array([decomposed, composed, "plain ascii", "\u212b ngstr\u00f6m", "\u00c5 ngstr\u00f6m", "\u1100\u1161", "\uac00"])
+    h = minhash.exact_hashes(texts, "whitespace")
+    assert h[0] == h[1] and h[3] == h[4] and h[5] == h[6]
+    assert len({h[1], h[2], h[4], h[6]}) == 4

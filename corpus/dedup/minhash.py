@@ -55,6 +55,24 @@ def _unspaced_script(cp: int) -> bool:
 
 
 _tables: tuple[np.ndarray, np.ndarray] | None = None
+_nfc_unstable: np.ndarray | None = None
+
+
+def nfc_unstable_table() -> np.ndarray:
+    """True for code points that NFC may change (or that may combine with a neighbour): combining
+    marks, Hangul jamo and characters that are not NFC on their own. A text with none is NFC."""
+    global _nfc_unstable
+    if _nfc_unstable is None:
+        table = np.zeros(_TABLE_SIZE, dtype=np.bool_)  # above: no character NFC changes
+        for cp in range(0x300, _TABLE_SIZE):
+            if 0xD800 <= cp <= 0xDFFF:
+                continue
+            ch = chr(cp)
+            if unicodedata.category(ch)[0] == "M" or not unicodedata.is_normalized("NFC", ch):
+                table[cp] = True
+        table[0x1100:0x1200] = True  # Hangul jamo compose into syllables
+        _nfc_unstable = table
+    return _nfc_unstable
 
 
 def char_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -210,6 +228,24 @@ def _band_hashes(sig, bands, rows, out):
 
 
 @numba.njit(cache=True)
+def _needs_nfc(data, offsets, unstable, out):
+    for d in range(offsets.shape[0] - 1):
+        found = False
+        i = offsets[d]
+        end = offsets[d + 1]
+        while i < end:
+            if data[i] < 0xCC:  # ASCII, continuation bytes and 2-byte leads below U+0300
+                i += 1
+                continue
+            cp, width = _next_code_point(data, i, end)
+            i += width
+            if cp < unstable.shape[0] and unstable[cp]:
+                found = True
+                break
+        out[d] = found
+
+
+@numba.njit(cache=True)
 def _string_hashes(data, offsets, out):
     # FNV-1a over the bytes, then mixed: the exact-duplicate key of a normalised text
     for d in range(offsets.shape[0] - 1):
@@ -266,6 +302,13 @@ def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return out
 
 
+def _needs_nfc_mask(texts: pa.Array) -> np.ndarray:
+    offsets, data = string_buffers(texts)
+    needs = np.empty(len(texts), dtype=np.bool_)
+    _needs_nfc(data, offsets, nfc_unstable_table(), needs)
+    return needs
+
+
 EXACT_NORMALISATIONS = ("whitespace", "lowercase", "letters", "none")
 
 
@@ -276,13 +319,25 @@ def exact_hashes(texts, normalisation: str) -> np.ndarray:
     `lowercase`: that, lower-cased; `letters`: lower-cased words (letters, marks, digits) separated by
     single spaces, punctuation ignored; `none`: the raw UTF-8 bytes.
     """
-    if normalisation != "none":
-        texts = pc.utf8_normalize(pc.fill_null(texts, ""), "NFC")
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
+    texts = pc.fill_null(texts, "")
+    if normalisation == "none":
+        offsets, data = string_buffers(texts)
+        out = np.empty(offsets.shape[0] - 1, dtype=np.uint64)
+        _string_hashes(data, offsets, out)
+        return out
+    out = _normalised_hashes(texts, normalisation)
+    # NFC (Arrow's kernel is slow) only for the few texts it can change; their hashes are redone
+    idx = np.flatnonzero(_needs_nfc_mask(texts))
+    if len(idx):
+        out[idx] = _normalised_hashes(pc.utf8_normalize(texts.take(pa.array(idx)), "NFC"), normalisation)
+    return out
+
+
+def _normalised_hashes(texts: pa.Array, normalisation: str) -> np.ndarray:
     offsets, data = string_buffers(texts)
     out = np.empty(offsets.shape[0] - 1, dtype=np.uint64)
-    if normalisation == "none":
-        _string_hashes(data, offsets, out)
-    else:
-        kinds, lower = char_tables()
-        _normalised_text_hashes(data, offsets, kinds, lower, normalisation != "whitespace", normalisation == "letters", out)
+    kinds, lower = char_tables()
+    _normalised_text_hashes(data, offsets, kinds, lower, normalisation != "whitespace", normalisation == "letters", out)
     return out
