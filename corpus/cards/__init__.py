@@ -64,13 +64,22 @@ def examples(folder: Path, per_domain: int = 2, width: int = 200) -> dict:
     lf = _scan(data_files(folder))
     if lf is None:
         return {}
-    df = (
-        lf.select("domain", "id", pl.col("text").str.slice(0, width).alias("opening"))
+    # choose the ids from the small columns first, then read only their texts: a large dataset's
+    # texts need not fit in memory
+    chosen = (
+        lf.select("domain", "id")
         .sort("id")
         .group_by(pl.col("domain").fill_null("unknown"), maintain_order=True)
         .head(per_domain)
         .collect()
     )
+    openings = (
+        lf.filter(pl.col("id").is_in(chosen["id"].implode()))
+        .select("id", pl.col("text").str.slice(0, width).alias("opening"))
+        .unique("id", keep="first")
+        .collect()
+    )
+    df = chosen.join(openings, on="id", how="left", maintain_order="left")
     out: dict[str, list] = {}
     for row in df.iter_rows(named=True):
         out.setdefault(row["domain"], []).append({"id": row["id"], "opening": " ".join(row["opening"].split())})
