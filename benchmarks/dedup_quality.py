@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/make_neardup_set.py --out benchmarks/out/neardup.jsonl
     .venv/bin/python benchmarks/dedup_quality.py --set benchmarks/out/neardup.jsonl
 
+Needs datasketch and psutil in the venv (benchmark-only: `.venv/bin/pip install datasketch psutil`).
+
 A predicted pair is two documents in the same cluster. The truth of a pair is "true Jaccard of its
 word 5-gram shingles >= --truth" (default 0.7, about the 14x8 S-curve's midpoint 0.72), computed
 for every pair within a generated family and every pair any method predicts; pairs nobody proposes
