@@ -90,7 +90,7 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
                 f.truncate(total_rows * config.bands * config.rows * 4)
         steps = [
             RowKeyedReader(files, row_starts, str(work), "dedup signatures", progress, read_columns, "signature_reader"),
-            SignatureWriter(str(dedup_dir), config, config.quality_column, total_rows, with_signatures),
+            SignatureWriter(str(dedup_dir), config, config.quality_column, with_signatures),
         ]
         runner = build_executor(executor, steps, str(dedup_dir / "logs"))
         runner.run()

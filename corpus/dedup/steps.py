@@ -91,12 +91,11 @@ class SignatureWriter(PipelineStep):
     name = "dedup signatures"
     type = "dedup"
 
-    def __init__(self, dedup_dir: str, config, quality_column: str | None, total_rows: int, with_signatures: bool):
+    def __init__(self, dedup_dir: str, config, quality_column: str | None, with_signatures: bool):
         super().__init__()
         self.dedup_dir = dedup_dir
         self.config = config
         self.quality_column = quality_column
-        self.total_rows = total_rows
         self.with_signatures = with_signatures
 
     def run(self, data: Iterator[pa.Table], rank: int = 0, world_size: int = 1) -> Iterator:
