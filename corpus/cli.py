@@ -61,6 +61,33 @@ def cmd_filter(args) -> int:
     return 0
 
 
+def cmd_dedup(args) -> int:
+    from pydantic import ValidationError
+
+    from corpus.dedup import DedupConfig, dedup_job
+    from corpus.execution import run_stage
+
+    try:
+        config = DedupConfig(
+            mode=args.mode,
+            ngram=args.ngram,
+            bands=args.bands,
+            rows=args.rows,
+            threshold=args.threshold,
+            seed=args.seed,
+            exact_normalisation=args.normalisation,
+            source_priority=args.source_priority or [],
+            quality_column=args.quality_column,
+            against=[os.path.abspath(p) for p in args.against or []],
+        )
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise CorpusError(f"--{'-'.join(map(str, first['loc']))}: {first['msg']}".replace("--: ", "")) from None
+    job = dedup_job(args.inputs, args.name or os.path.basename(os.path.normpath(args.output)), config)
+    run_stage(job, args.output, _executor(args), overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])
+    return 0
+
+
 def cmd_run(args) -> int:
     from corpus.pipeline import run_pipeline
 
@@ -329,6 +356,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     _executor_args(p)
     p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("dedup", help="remove exact and near-duplicate documents (MinHash LSH)")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="dataset folders (deduplicated together)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("--mode", choices=["exact", "minhash", "both"], default="both")
+    p.add_argument("--ngram", type=int, default=5, help="words per shingle (default 5)")
+    p.add_argument("--bands", type=int, default=14, help="LSH bands (default 14)")
+    p.add_argument("--rows", type=int, default=8, help="permutations per band (default 8)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="verify candidates: keep a pair only if its estimated Jaccard is at least T (default: no check)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the MinHash permutations")
+    p.add_argument("--normalisation", choices=["whitespace", "lowercase", "letters", "none"], default="whitespace",
+                   help="what exact matching ignores (default: whitespace differences)")
+    p.add_argument("--source-priority", nargs="+", metavar="SOURCE", help="keep these sources' copies first, in order")
+    p.add_argument("--quality-column", help="numeric column: higher is kept first (before length)")
+    p.add_argument("--against", action="append", metavar="DIR", help="dataset folder with a saved dedup index (repeatable)")
+    p.add_argument("--name")
+    _executor_args(p)
+    p.set_defaults(func=cmd_dedup)
 
     p = sub.add_parser("run", help="run a pipeline YAML (sources and stages)")
     p.add_argument("pipeline", metavar="PIPELINE.yaml")

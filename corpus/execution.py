@@ -254,6 +254,9 @@ class StageJob:
     make_steps: Callable[[str, str], list[PipelineStep]]  # (out_dir, work_dir) -> steps before the writer
     extra_card: dict = field(default_factory=dict)  # stage facts known before running (skipped files ...)
     finalize_hook: Callable[[Path, dict], dict] | None = None  # adds stage facts to the card after running
+    # runs before the main pass, e.g. a parallel pre-pass and a global step whose results the main
+    # pass reads from the work folder: (partial_dir, work_dir, executor) -> None; must resume itself
+    prepare: Callable[[Path, Path, ExecutorConfig], None] | None = None
 
 
 def fingerprint(job: StageJob, executor: ExecutorConfig) -> str:
@@ -295,6 +298,16 @@ def run_stage(
     work.mkdir(parents=True, exist_ok=True)
     (work / "fingerprint").write_text(fp)
 
+    if job.prepare is not None:
+        try:
+            job.prepare(partial, work, executor)
+        except CorpusError:
+            raise
+        except Exception as e:
+            raise StageFailed(
+                f"{job.stage}: the preparing pass failed ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                f"logs in {work}; rerun the same command to resume"
+            ) from e
     steps = job.make_steps(str(partial), str(work))
     steps.append(DatasetWriter(str(partial), str(work)))
     runner = build_executor(executor, steps, str(work / "logs"))

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corpus.crawl.config import CrawlConfig
+from corpus.dedup import DedupConfig
 from corpus.errors import CorpusError
 from corpus.execution import ExecutorConfig, run_stage
 from corpus.filter.config import FilterConfig
@@ -67,6 +68,7 @@ STAGE_MODELS["tokenize"] = TokenizeStageConfig
 STAGE_MODELS["mix"] = MixConfig
 STAGE_MODELS["filter"] = FilterConfig
 STAGE_MODELS["instruct"] = InstructConfig
+STAGE_MODELS["dedup"] = DedupConfig
 
 
 class PipelineConfig(_Strict):
@@ -193,6 +195,11 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
             build_instructions([str(source)], out, options, overwrite=True, command=command, name=name)
             written.append(out)
             continue
+        elif kind == "dedup":
+            from corpus.dedup import dedup_job
+
+            options = options.model_copy(update={"against": [str((base / p).resolve()) for p in options.against]})
+            job = dedup_job([str(written[-1])], name, options, progress=progress)
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")
         card = run_stage(

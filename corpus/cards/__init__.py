@@ -57,11 +57,17 @@ def dataset_stats(folder: Path) -> dict:
     lf = _scan(files)
     names = lf.collect_schema().names()
     token_col = "n_tokens" if "n_tokens" in names else None
-    lf = lf.with_columns(
-        pl.col("text").str.len_chars().alias("_chars"),
-        pl.col("text").str.count_matches(r"\S+").alias("_words"),
-        (pl.col(token_col) if token_col else pl.lit(None, pl.Int64)).alias("_tokens"),
-    )
+    # one streamed pass over the texts keeps the small per-document columns; every statistic comes from those
+    lf = (
+        lf.select(
+            "domain", "source", "lang",
+            pl.col("text").str.len_chars().alias("_chars"),
+            pl.col("text").str.count_matches(r"\S+").alias("_words"),
+            (pl.col(token_col) if token_col else pl.lit(None, pl.Int64)).alias("_tokens"),
+        )
+        .collect(engine="streaming")
+        .lazy()
+    )  # fmt: skip
     sums = [pl.len().alias("docs"), pl.col("_chars").sum().alias("chars"), pl.col("_words").sum().alias("words")]
     if token_col:
         sums.append(pl.col("_tokens").sum().alias("tokens"))

@@ -164,6 +164,8 @@ def render_readme(card: dict, previous: str = "") -> str:
             for item in items:
                 parts.append(f"- **{domain}** `{item['id'][:12]}`: {item['opening']}")
         parts.append("")
+    for section in card.get("stage_facts", {}).get("readme_sections", []):  # a stage's own Markdown sections
+        parts.append(section + "\n")
     parts.append(LIMITATIONS_HEADING + "\n")
     parts.append(_kept_limitations(previous) + "\n")
     return "\n".join(parts)

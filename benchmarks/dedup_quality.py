@@ -1,0 +1,129 @@
+"""Precision, recall and F1 of duplicate pairs: ours, datatrove 0.10.1 MinHash, datasketch MinHashLSH.
+
+    .venv/bin/python benchmarks/make_neardup_set.py --out benchmarks/out/neardup.jsonl
+    .venv/bin/python benchmarks/dedup_quality.py --set benchmarks/out/neardup.jsonl
+
+Needs datasketch and psutil in the venv (benchmark-only: `.venv/bin/pip install datasketch psutil`).
+
+A predicted pair is two documents in the same cluster. The truth of a pair is "true Jaccard of its
+word 5-gram shingles >= --truth" (default 0.7, about the 14x8 S-curve's midpoint 0.72), computed
+for every pair within a generated family and every pair any method predicts; pairs nobody proposes
+and outside a family are taken as negatives. The same is run on the Clough & Stevenson corpus,
+where the labels say which answers were cut/lightly/heavily edited from the Wikipedia original.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dedup_common import (  # noqa: E402
+    SHARED,
+    cluster_pairs,
+    datatrove_clusters,
+    jaccard,
+    ours_clusters,
+    prf,
+    run_datasketch,
+    run_datatrove,
+    run_ours,
+    shingles,
+    write_dataset,
+)
+
+
+def evaluate(name: str, keys: list[str], texts: list[str], families: dict[str, object], args, work: Path) -> dict:
+    dataset = write_dataset(work / f"{name}-in", keys, texts)
+    common = ["--ngram", str(args.ngram), "--bands", str(args.bands), "--rows", str(args.rows)]
+    methods: dict[str, dict[str, str]] = {}
+    run_ours(dataset, work / f"{name}-ours", ["--mode", "minhash", *common])
+    methods["ours (minhash)"] = ours_clusters(work / f"{name}-ours")
+    run_ours(dataset, work / f"{name}-ours-v", ["--mode", "minhash", "--threshold", str(args.verify), *common])
+    methods[f"ours (minhash, --threshold {args.verify})"] = ours_clusters(work / f"{name}-ours-v")
+    run_datatrove(dataset, work / f"{name}-datatrove", args.ngram, args.bands, args.rows)
+    methods["datatrove 0.10.1"] = datatrove_clusters(work / f"{name}-datatrove")
+    methods["datasketch MinHashLSH"], _ = run_datasketch(keys, texts, args.ngram, args.bands, args.rows)
+
+    predicted = {m: cluster_pairs(c) for m, c in methods.items()}
+    by_family = defaultdict(list)
+    for key in keys:
+        by_family[families[key]].append(key)
+    candidates = set().union(*predicted.values())
+    for members in by_family.values():
+        candidates |= {tuple(sorted(p)) for p in itertools.combinations(members, 2)}
+    text_of = dict(zip(keys, texts))
+    cache: dict[str, set] = {}
+
+    def sh(key):
+        if key not in cache:
+            cache[key] = shingles(text_of[key], args.ngram)
+        return cache[key]
+
+    truth = {p for p in candidates if jaccard(sh(p[0]), sh(p[1])) >= args.truth}
+    results = {m: prf(pairs, truth) for m, pairs in predicted.items()}
+    return {"docs": len(keys), "candidate_pairs": len(candidates), "true_pairs": len(truth), "methods": results, "clusters": methods}
+
+
+def print_table(title: str, report: dict) -> None:
+    print(f"\n### {title}: {report['docs']} documents, {report['true_pairs']} true pairs of {report['candidate_pairs']} candidates\n")
+    print("| method | predicted pairs | precision | recall | F1 |")
+    print("|---|---:|---:|---:|---:|")
+    for m, r in report["methods"].items():
+        print(f"| {m} | {r['pairs']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |")
+
+
+def clough_stevenson(args, work: Path) -> None:
+    folder = SHARED / "neardup" / "clough-stevenson"
+    labels = {}
+    with open(folder / "file_information.csv", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            labels[row["File"]] = (row["Task"], row["Category"])
+    keys, texts, families = [], [], {}
+    for path in sorted(folder.glob("*.txt")):
+        keys.append(path.name)
+        texts.append(path.read_text(encoding="utf-8", errors="replace"))
+        families[path.name] = path.name.split("_")[1].split(".")[0][-1] if path.name.startswith("orig") else labels[path.name][0]
+    report = evaluate("clough", keys, texts, families, args, work)
+    print_table(f"Clough & Stevenson (truth: true Jaccard >= {args.truth})", report)
+    # the corpus's own labels: is each answer clustered with its task's original?
+    print("\nShare of answers put in the same cluster as their original, by the corpus's label:\n")
+    categories = ["cut", "light", "heavy", "non"]
+    print("| method | " + " | ".join(categories) + " |")
+    print("|---|" + "---:|" * len(categories))
+    for m, clusters in report["clusters"].items():
+        cells = []
+        for cat in categories:
+            answers = [k for k, (task, c) in labels.items() if c == cat]
+            hit = sum(1 for k in answers if k in clusters and clusters.get(f"orig_task{labels[k][0]}.txt") == clusters[k])
+            cells.append(f"{hit}/{len(answers)}")
+        print(f"| {m} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="dedup quality: ours vs datatrove vs datasketch")
+    parser.add_argument("--set", required=True, help="JSONL from make_neardup_set.py")
+    parser.add_argument("--work", default="benchmarks/out/quality")
+    parser.add_argument("--ngram", type=int, default=5)
+    parser.add_argument("--bands", type=int, default=14)
+    parser.add_argument("--rows", type=int, default=8)
+    parser.add_argument("--truth", type=float, default=0.7, help="a pair is a duplicate if its true Jaccard is at least this")
+    parser.add_argument("--verify", type=float, default=0.7, help="our --threshold in the verified run")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in open(args.set, encoding="utf-8")]
+    keys = [r["url"] for r in rows]
+    report = evaluate("generated", keys, [r["text"] for r in rows], {r["url"]: r["family"] for r in rows}, args, work)
+    print(f"n-gram {args.ngram}, {args.bands} bands x {args.rows} rows = {args.bands * args.rows} permutations")
+    print_table(f"Generated near-duplicates (truth: true Jaccard >= {args.truth})", report)
+    clough_stevenson(args, work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""End-to-end dedup speed, ours vs datatrove 0.10.1's four MinHash stages, same documents, 2 workers.
+
+    .venv/bin/python benchmarks/dedup_speed.py --docs 20000 200000
+
+Documents are about 2.2 KB, made of random real sentences from ../shared/data (10% near copies).
+Both read the same Parquet files and write Parquet; both use 5-grams and 14 x 8 permutations.
+Ours runs before and after datatrove (the machine is shared: the two timings show the noise) and
+the ratio uses their mean. datasketch (one process, it has no executor) runs on --datasketch-max
+documents at most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dedup_common import run_datasketch, run_datatrove, run_ours, synthetic_docs, write_dataset  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="dedup speed: ours vs datatrove")
+    parser.add_argument("--docs", type=int, nargs="+", default=[20_000, 200_000])
+    parser.add_argument("--work", default="benchmarks/out/speed")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--datasketch-max", type=int, default=20_000)
+    args = parser.parse_args()
+    work = Path(args.work)
+    rows = []
+    for n in args.docs:
+        keys, texts = synthetic_docs(n, seed=n)
+        mean_kb = sum(len(t.encode()) for t in texts) / n / 1024
+        dataset = write_dataset(work / f"in-{n}", keys, texts, files=2 * args.workers)
+        first = run_ours(dataset, work / f"ours-{n}", ["--mode", "minhash"], tasks=args.workers, workers=args.workers)
+        datatrove = run_datatrove(dataset, work / f"datatrove-{n}", 5, 14, 8, tasks=args.workers, workers=args.workers)
+        second = run_ours(dataset, work / f"ours-{n}", ["--mode", "minhash"], tasks=args.workers, workers=args.workers)
+        both = run_ours(dataset, work / f"ours-both-{n}", ["--mode", "both"], tasks=args.workers, workers=args.workers)
+        sketch = run_datasketch(keys, texts, 5, 14, 8)[1] if n <= args.datasketch_max else None
+        ours = (first + second) / 2
+        rows.append((n, mean_kb, first, second, both, datatrove, sketch, ours))
+        print(
+            f"{n} docs ({mean_kb:.2f} KB): ours minhash {first:.1f}s / {second:.1f}s, ours both {both:.1f}s, "
+            f"datatrove {datatrove:.1f}s" + (f", datasketch {sketch:.1f}s" if sketch else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"\n{args.workers} workers; documents per second, end to end (signatures to filtered Parquet output)\n")
+    print("| docs | KB/doc | ours minhash (2 runs) | ours exact+minhash | datatrove 0.10.1 | datasketch | ours / datatrove |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n, kb, first, second, both, datatrove, sketch, ours in rows:
+        sk = f"{n / sketch:,.0f}" if sketch else "not run"
+        print(
+            f"| {n:,} | {kb:.2f} | {n / first:,.0f} / {n / second:,.0f} | {n / both:,.0f} | {n / datatrove:,.0f} | {sk} | "
+            f"{datatrove / ours:.1f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()

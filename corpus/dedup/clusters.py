@@ -1,0 +1,187 @@
+"""The global step of dedup: candidate pairs from band buckets, connected components, keep rule.
+
+Buckets are read one band at a time from the Parquet files pass 1 wrote; within a bucket every
+member is linked to the bucket's smallest node (a star, not all pairs: the same components with
+`size - 1` edges). Edges of all bands are de-duplicated and handed to scipy's connected components,
+so no Python object exists per document. Memory is one band's (hash, node) columns plus the edges,
+which grow with the number of duplicates, not with the corpus.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from corpus.dedup.index import SavedIndex, write_index
+from corpus.dedup.steps import DECISIONS_FILE, NODES_DIR, SIGNATURES_FILE, band_dir
+from corpus.errors import StageFailed
+
+# Nodes of a saved index (`--against`) are numbered after this run's rows and rank before them.
+AGAINST_PRIORITY = -1
+
+
+def star_edges(buckets: pl.DataFrame, key: str) -> pl.DataFrame:
+    """(src, dst) linking each member of a bucket of 2+ to the bucket's smallest node."""
+    return (
+        buckets.lazy()
+        .with_columns(pl.col("node").min().over(key).alias("src"))
+        .filter(pl.col("node") != pl.col("src"))
+        .select("src", pl.col("node").alias("dst"))
+        .collect()
+    )
+
+
+def verified(edges: pl.DataFrame, signatures: np.ndarray, threshold: float, rows: int) -> pl.DataFrame:
+    """Keep the edges whose signatures agree on at least `threshold` of the permutations.
+
+    Edges that touch a saved index's nodes (beyond the signature file) are kept unverified.
+    """
+    if edges.height == 0:
+        return edges
+    src = edges["src"].to_numpy()
+    dst = edges["dst"].to_numpy()
+    inside = (src < rows) & (dst < rows)
+    keep = np.ones(len(src), dtype=bool)
+    idx = np.flatnonzero(inside)
+    for start in range(0, len(idx), 65_536):  # bounded memory on huge clusters
+        chunk = idx[start : start + 65_536]
+        agreement = (signatures[src[chunk]] == signatures[dst[chunk]]).mean(axis=1)
+        keep[chunk] = agreement >= threshold
+    return edges.filter(pl.Series(keep))
+
+
+def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows: int, against: list[SavedIndex]) -> dict:
+    """Cluster, decide, write decisions.parquet (and the output index); returns facts for the card."""
+    work_dedup = Path(work_dedup)
+    decisions_path = work_dedup / DECISIONS_FILE
+    nodes = pl.read_parquet(work_dedup / NODES_DIR / "*.parquet").sort("row_key")
+    if nodes.height != total_rows or (nodes.height and nodes["row_key"][-1] != total_rows - 1):
+        raise StageFailed(f"dedup: signatures cover {nodes.height} of {total_rows} rows; rerun to resume")
+
+    # the nodes of saved indexes, numbered after ours
+    offset = total_rows
+    index_nodes = []
+    for saved in against:
+        ids = saved.ids().with_row_index("node", offset=offset).with_columns(pl.col("node").cast(pl.Int64))
+        index_nodes.append(ids)
+        saved.node_offset = offset
+        offset += ids.height
+    n_nodes = offset
+
+    edge_parts: list[pl.DataFrame] = []
+    if config.mode in ("exact", "both"):
+        exact = [nodes.select("exact_hash", pl.col("row_key").alias("node"))]
+        exact += [ids.select("exact_hash", "node") for ids in index_nodes]
+        edge_parts.append(star_edges(pl.concat(exact), "exact_hash"))
+    signatures = None
+    if config.threshold is not None and config.mode in ("minhash", "both") and total_rows:
+        n_perm = config.bands * config.rows
+        signatures = np.memmap(work_dedup / SIGNATURES_FILE, dtype=np.uint32, mode="r", shape=(total_rows, n_perm))
+    if config.mode in ("minhash", "both"):
+        for band in range(config.bands):
+            files = sorted(band_dir(work_dedup, band).glob("*.parquet"))
+            parts = [pl.read_parquet(f).select("band_hash", pl.col("row_key").alias("node")) for f in files]
+            parts += [saved.band(band) for saved in against]
+            parts = [p for p in parts if p.height]
+            if not parts:
+                continue
+            edges = star_edges(pl.concat(parts), "band_hash")
+            if signatures is not None:
+                edges = verified(edges, signatures, config.threshold, total_rows)
+            edge_parts.append(edges)
+            if len(edge_parts) > 4:  # keep the running edge list small
+                edge_parts = [pl.concat(edge_parts).unique()]
+    edges = pl.concat(edge_parts).unique() if edge_parts else pl.DataFrame({"src": [], "dst": []}, schema={"src": pl.Int64, "dst": pl.Int64})
+
+    # connected components over the nodes that have an edge, renumbered densely
+    linked = np.unique(np.concatenate([edges["src"].to_numpy(), edges["dst"].to_numpy()]))
+    src = np.searchsorted(linked, edges["src"].to_numpy())
+    dst = np.searchsorted(linked, edges["dst"].to_numpy())
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(len(linked), len(linked)))
+    _, labels = connected_components(graph, directed=False)
+    members = pl.DataFrame({"node": linked.astype(np.int64), "component": labels.astype(np.int64)})
+
+    priority = {name: i for i, name in enumerate(config.source_priority)}
+    attributes = nodes.select(
+        pl.col("row_key").alias("node"),
+        "id",
+        "source",
+        "domain",
+        "exact_hash",
+        "quality",
+        "n_chars",
+        pl.col("source").replace_strict(priority, default=len(priority), return_dtype=pl.Int64).alias("priority"),
+    )
+    if index_nodes:
+        attributes = pl.concat(
+            [
+                attributes,
+                *[
+                    ids.select(
+                        "node", "id", "source", pl.lit(None, pl.String).alias("domain"), "exact_hash",
+                        pl.lit(None, pl.Float64).alias("quality"), pl.lit(None, pl.Int64).alias("n_chars"),
+                        pl.lit(AGAINST_PRIORITY, pl.Int64).alias("priority"),
+                    )
+                    for ids in index_nodes
+                ],
+            ]
+        )
+    # keep rule: saved index first, then source priority, then quality, then length, then id
+    ranked = (
+        members.join(attributes, on="node", how="left")
+        .sort(
+            ["component", "priority", "quality", "n_chars", "id", "node"],
+            descending=[False, False, True, True, False, False],
+            nulls_last=True,
+        )
+        .with_columns(
+            pl.col("id").first().over("component").alias("keeper_id"),
+            pl.col("exact_hash").first().over("component").alias("keeper_hash"),
+            pl.col("node").first().over("component").alias("keeper_node"),
+            pl.len().over("component").alias("cluster_size"),
+        )
+    )
+    removed_reason = (
+        pl.when(pl.col("node") == pl.col("keeper_node"))
+        .then(None)
+        .when((pl.col("exact_hash") == pl.col("keeper_hash")) | pl.lit(config.mode == "exact"))
+        .then(pl.lit("exact_duplicate"))
+        .otherwise(pl.lit("near_duplicate"))
+    )
+    decisions = (
+        ranked.filter(pl.col("node") < total_rows)
+        .select(
+            pl.col("node").alias("row_key"),
+            pl.col("keeper_id").alias("cluster_id"),
+            pl.col("cluster_size").cast(pl.Int64),
+            pl.when(pl.col("node") == pl.col("keeper_node")).then(None).otherwise(pl.col("keeper_id")).alias("duplicate_of"),
+            removed_reason.alias("reason"),
+            (pl.col("keeper_node") >= total_rows).alias("against_index"),
+            "source",
+            "domain",
+        )
+        .sort("row_key")
+    )
+
+    removed_keys = decisions.filter(pl.col("reason").is_not_null())["row_key"].to_numpy()
+    index_facts = write_index(out_dir, work_dedup, config, nodes, removed_keys)
+
+    tmp = decisions_path.with_suffix(".parquet.tmp")
+    decisions.select("row_key", "cluster_id", "cluster_size", "duplicate_of", "reason").write_parquet(tmp)
+    os.replace(tmp, decisions_path)
+    return {
+        "candidate_edges": edges.height,
+        "index": index_facts,
+        "removed_against_index": int(decisions.filter(pl.col("against_index") & pl.col("reason").is_not_null()).height),
+    }
+
+
+def read_decisions(work_dedup: Path) -> pa.Table:
+    return pq.read_table(Path(work_dedup) / DECISIONS_FILE)

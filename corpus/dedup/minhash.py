@@ -1,0 +1,343 @@
+"""Shingles, MinHash signatures, LSH band hashes and exact-text hashes, vectorised.
+
+numba kernels walk the UTF-8 bytes of each batch's Arrow text buffer once: a word is a run of
+Unicode letters, marks and digits (classes from a per-process table built from unicodedata), it is
+lower-cased and hashed, characters of scripts written without spaces (Han, kana, Thai, Lao, Khmer,
+Myanmar) become words of their own so a Chinese paragraph is not one giant word, consecutive
+`ngram` words are combined into a 64-bit shingle hash, and every shingle goes through `bands*rows`
+seeded permutations `x -> a*x + b (mod 2**64)` (a odd, so each is a bijection of 64-bit words)
+followed by an xor-shift that folds the well-mixed high bits into the low ones. The signature is the
+minimum per permutation; a band hash is a hash of `rows` consecutive minima.
+
+Every hash here is our own arithmetic on bytes (no Python `hash`, no library whose output may change
+between versions), so a saved index stays valid for later runs with the same settings.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numba
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Bumped whenever tokenisation or hashing changes: a saved index records it and refuses a mismatch.
+HASH_VERSION = 1
+
+_U64 = np.uint64
+_NO_SHINGLE = np.iinfo(np.uint64).max
+
+
+@numba.njit(cache=True, inline="always")
+def _mix64(x):
+    # splitmix64's finaliser: a bijection that spreads every input bit over the output
+    x = (x ^ (x >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+# Character classes of the tokeniser (from unicodedata, built once per process)
+_SEPARATOR, _WORD, _UNSPACED, _SPACE = 0, 1, 2, 3
+_TABLE_SIZE = 0x30000  # above: rare planes, treated as word characters and not lower-cased
+
+
+def _unspaced_script(cp: int) -> bool:
+    # scripts written without spaces between words: each character is a token of its own
+    return (
+        0x0E00 <= cp <= 0x0EFF  # Thai, Lao
+        or 0x1000 <= cp <= 0x109F  # Myanmar
+        or 0x1780 <= cp <= 0x17FF  # Khmer
+        or 0x2E80 <= cp <= 0x9FFF  # CJK radicals, kana, CJK unified ideographs
+        or 0xF900 <= cp <= 0xFAFF  # CJK compatibility ideographs
+        or 0x20000 <= cp  # CJK extensions B and later
+    )
+
+
+_tables: tuple[np.ndarray, np.ndarray] | None = None
+_nfc_unstable: np.ndarray | None = None
+
+
+def nfc_unstable_table() -> np.ndarray:
+    """True for code points that NFC may change (or that may combine with a neighbour): combining
+    marks, Hangul jamo and characters that are not NFC on their own. A text with none is NFC."""
+    global _nfc_unstable
+    if _nfc_unstable is None:
+        table = np.zeros(_TABLE_SIZE, dtype=np.bool_)  # above: no character NFC changes
+        for cp in range(0x300, _TABLE_SIZE):
+            if 0xD800 <= cp <= 0xDFFF:
+                continue
+            ch = chr(cp)
+            if unicodedata.category(ch)[0] == "M" or not unicodedata.is_normalized("NFC", ch):
+                table[cp] = True
+        table[0x1100:0x1200] = True  # Hangul jamo compose into syllables
+        _nfc_unstable = table
+    return _nfc_unstable
+
+
+def char_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(class per code point uint8, lower-case code point int64) for code points below 0x30000.
+
+    Word characters are Unicode letters, marks and digits; everything else separates words.
+    """
+    global _tables
+    if _tables is None:
+        kinds = np.zeros(_TABLE_SIZE, dtype=np.uint8)
+        lower = np.arange(_TABLE_SIZE, dtype=np.int64)
+        for cp in range(_TABLE_SIZE):
+            ch = chr(cp)
+            cat = unicodedata.category(ch)
+            if cat[0] in "LMN":
+                kinds[cp] = _UNSPACED if _unspaced_script(cp) and cat[0] == "L" else _WORD
+                low = ch.lower()
+                if len(low) == 1:
+                    lower[cp] = ord(low)
+            elif ch.isspace():
+                kinds[cp] = _SPACE
+        _tables = (kinds, lower)
+    return _tables
+
+
+@numba.njit(cache=True, inline="always")
+def _next_code_point(data, i, end):
+    """(code point, byte width) of the UTF-8 sequence at data[i]; a truncated one is its first byte."""
+    b0 = np.int64(data[i])
+    width = 1 if b0 < 0x80 else (2 if b0 < 0xE0 else (3 if b0 < 0xF0 else 4))
+    if width == 1 or i + width > end:
+        return b0, min(width, end - i)
+    if width == 2:
+        return ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
+    if width == 3:
+        return ((b0 & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
+    cp = (
+        ((b0 & 0x07) << 18)
+        | ((np.int64(data[i + 1]) & 0x3F) << 12)
+        | ((np.int64(data[i + 2]) & 0x3F) << 6)
+        | (np.int64(data[i + 3]) & 0x3F)
+    )
+    return cp, 4
+
+
+@numba.njit(cache=True)
+def _token_hashes(data, offsets, kinds, lower, out_tokens, out_doc_offsets):
+    """Hashes of each document's lower-cased words, in order; returns the number written.
+
+    A word is a run of letters, marks and digits; a character of an unspaced script is a word.
+    """
+    n_tokens = 0
+    n_docs = offsets.shape[0] - 1
+    fnv_offset = _U64(0xCBF29CE484222325)
+    fnv_prime = _U64(0x100000001B3)
+    table_size = kinds.shape[0]
+    for d in range(n_docs):
+        out_doc_offsets[d] = n_tokens
+        h = fnv_offset
+        run = 0
+        i = offsets[d]
+        end = offsets[d + 1]
+        while i < end:
+            cp, width = _next_code_point(data, i, end)
+            i += width
+            kind = kinds[cp] if cp < table_size else 1
+            if kind == 1:
+                low = lower[cp] if cp < table_size else cp
+                h = (h ^ _U64(low)) * fnv_prime
+                run += 1
+                continue
+            if run:
+                out_tokens[n_tokens] = _mix64(h)
+                n_tokens += 1
+                h = fnv_offset
+                run = 0
+            if kind == 2:
+                out_tokens[n_tokens] = _mix64((fnv_offset ^ _U64(cp)) * fnv_prime)
+                n_tokens += 1
+        if run:
+            out_tokens[n_tokens] = _mix64(h)
+            n_tokens += 1
+    out_doc_offsets[n_docs] = n_tokens
+    return n_tokens
+
+
+@numba.njit(cache=True)
+def _normalised_text_hashes(data, offsets, kinds, lower, to_lower, letters_only, out):
+    """Hash of each text with whitespace runs collapsed and trimmed; optionally lower-cased, and
+    optionally with every run of non-word characters (punctuation too) read as one space."""
+    table_size = kinds.shape[0]
+    fnv_prime = _U64(0x100000001B3)
+    for d in range(offsets.shape[0] - 1):
+        h = _U64(0xCBF29CE484222325)
+        pending_space = False
+        started = False
+        length = 0
+        i = offsets[d]
+        end = offsets[d + 1]
+        while i < end:
+            cp, width = _next_code_point(data, i, end)
+            i += width
+            kind = kinds[cp] if cp < table_size else 1
+            if kind == 3 or (letters_only and kind == 0):
+                pending_space = started
+                continue
+            if pending_space:
+                h = (h ^ _U64(32)) * fnv_prime
+                length += 1
+                pending_space = False
+            if to_lower and cp < table_size:
+                cp = lower[cp]
+            h = (h ^ _U64(cp)) * fnv_prime
+            length += 1
+            started = True
+        out[d] = _mix64(h ^ _U64(length))
+
+
+@numba.njit(cache=True)
+def _signatures(tokens, doc_offsets, ngram, perm_a, perm_b, out_sig, out_shingles):
+    """MinHash of each document's word n-gram shingles; a document shorter than `ngram` words has
+    one shingle of all its words, an empty one has none (its signature stays all-max)."""
+    n_docs = doc_offsets.shape[0] - 1
+    n_perm = perm_a.shape[0]
+    sig = np.empty(n_perm, dtype=np.uint64)
+    for d in range(n_docs):
+        start = doc_offsets[d]
+        n = doc_offsets[d + 1] - start
+        sig[:] = _NO_SHINGLE
+        n_shingles = 0 if n == 0 else max(1, n - ngram + 1)
+        width = min(ngram, n)
+        for s in range(n_shingles):
+            h = _U64(0x9E3779B97F4A7C15) * _U64(width)
+            for k in range(width):
+                h = _mix64(h ^ tokens[start + s + k])
+            for p in range(n_perm):
+                v = perm_a[p] * h + perm_b[p]
+                v ^= v >> _U64(32)
+                if v < sig[p]:
+                    sig[p] = v
+        out_sig[d, :] = sig
+        out_shingles[d] = n_shingles
+
+
+@numba.njit(cache=True)
+def _band_hashes(sig, bands, rows, out):
+    for d in range(sig.shape[0]):
+        for b in range(bands):
+            h = _U64(b + 1)
+            for r in range(rows):
+                h = _mix64(h ^ sig[d, b * rows + r])
+            out[d, b] = h
+
+
+@numba.njit(cache=True)
+def _needs_nfc(data, offsets, unstable, out):
+    for d in range(offsets.shape[0] - 1):
+        found = False
+        i = offsets[d]
+        end = offsets[d + 1]
+        while i < end:
+            if data[i] < 0xCC:  # ASCII, continuation bytes and 2-byte leads below U+0300
+                i += 1
+                continue
+            cp, width = _next_code_point(data, i, end)
+            i += width
+            if cp < unstable.shape[0] and unstable[cp]:
+                found = True
+                break
+        out[d] = found
+
+
+@numba.njit(cache=True)
+def _string_hashes(data, offsets, out):
+    # FNV-1a over the bytes, then mixed: the exact-duplicate key of a normalised text
+    for d in range(offsets.shape[0] - 1):
+        h = _U64(0xCBF29CE484222325)
+        for i in range(offsets[d], offsets[d + 1]):
+            h = (h ^ _U64(data[i])) * _U64(0x100000001B3)
+        out[d] = _mix64(h ^ _U64(offsets[d + 1] - offsets[d]))
+
+
+def permutations(seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded affine permutations: odd multipliers, any offsets."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    a = rng.integers(0, 2**64 - 1, size=count, dtype=np.uint64, endpoint=True) | np.uint64(1)
+    b = rng.integers(0, 2**64 - 1, size=count, dtype=np.uint64, endpoint=True)
+    return a, b
+
+
+def string_buffers(strings: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 offsets, uint8 bytes) of a string array, zero-copy where Arrow allows."""
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks() if strings.num_chunks != 1 else strings.chunk(0)
+    if strings.null_count:
+        strings = pc.fill_null(strings, "")
+    if pa.types.is_string(strings.type):
+        strings = strings.cast(pa.large_string())
+    _, offsets_buf, data_buf = strings.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[strings.offset : strings.offset + len(strings) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+def token_hashes(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(token hashes, per-document offsets into them) of the texts' lower-cased words."""
+    offsets, data = string_buffers(texts)
+    kinds, lower = char_tables()
+    tokens = np.empty(max(int(offsets[-1] - offsets[0]), 1), dtype=np.uint64)  # at most one per byte
+    doc_offsets = np.empty(len(texts) + 1, dtype=np.int64)
+    n = _token_hashes(data, offsets, kinds, lower, tokens, doc_offsets)
+    return tokens[:n], doc_offsets
+
+
+def minhash_signatures(texts, ngram: int, perm_a: np.ndarray, perm_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(signatures (docs, permutations) uint64, shingle count per document int64)."""
+    tokens, doc_offsets = token_hashes(texts)
+    sig = np.empty((len(texts), perm_a.shape[0]), dtype=np.uint64)
+    shingles = np.empty(len(texts), dtype=np.int64)
+    _signatures(tokens, doc_offsets, ngram, perm_a, perm_b, sig, shingles)
+    return sig, shingles
+
+
+def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    out = np.empty((sig.shape[0], bands), dtype=np.uint64)
+    _band_hashes(np.ascontiguousarray(sig), bands, rows, out)
+    return out
+
+
+def _needs_nfc_mask(texts: pa.Array) -> np.ndarray:
+    offsets, data = string_buffers(texts)
+    needs = np.empty(len(texts), dtype=np.bool_)
+    _needs_nfc(data, offsets, nfc_unstable_table(), needs)
+    return needs
+
+
+EXACT_NORMALISATIONS = ("whitespace", "lowercase", "letters", "none")
+
+
+def exact_hashes(texts, normalisation: str) -> np.ndarray:
+    """64-bit hash of each text after normalisation, the key of exact duplicates.
+
+    `whitespace`: NFC, whitespace runs collapsed to one space, trimmed (the rule document ids use);
+    `lowercase`: that, lower-cased; `letters`: lower-cased words (letters, marks, digits) separated by
+    single spaces, punctuation ignored; `none`: the raw UTF-8 bytes.
+    """
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
+    texts = pc.fill_null(texts, "")
+    if normalisation == "none":
+        offsets, data = string_buffers(texts)
+        out = np.empty(offsets.shape[0] - 1, dtype=np.uint64)
+        _string_hashes(data, offsets, out)
+        return out
+    out = _normalised_hashes(texts, normalisation)
+    # NFC (Arrow's kernel is slow) only for the few texts it can change; their hashes are redone
+    idx = np.flatnonzero(_needs_nfc_mask(texts))
+    if len(idx):
+        out[idx] = _normalised_hashes(pc.utf8_normalize(texts.take(pa.array(idx)), "NFC"), normalisation)
+    return out
+
+
+def _normalised_hashes(texts: pa.Array, normalisation: str) -> np.ndarray:
+    offsets, data = string_buffers(texts)
+    out = np.empty(offsets.shape[0] - 1, dtype=np.uint64)
+    kinds, lower = char_tables()
+    _normalised_text_hashes(data, offsets, kinds, lower, normalisation != "whitespace", normalisation == "letters", out)
+    return out
