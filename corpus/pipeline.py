@@ -17,12 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corpus.crawl.config import CrawlConfig
 from corpus.dedup import DedupConfig
 from corpus.errors import CorpusError
+from corpus.yaml_file import read_yaml
 from corpus.execution import ExecutorConfig, run_stage
 from corpus.filter.config import FilterConfig
 from corpus.filter.length import LengthFilterConfig
@@ -103,16 +103,7 @@ def _format_error(path: Path, err: ValidationError) -> str:
 
 def load_pipeline(path: str | Path) -> tuple[PipelineConfig, list[tuple[str, BaseModel]]]:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: no such pipeline file") from None
-    except OSError as e:
-        raise CorpusError(f"{path}: cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise CorpusError(f"{path}:{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    raw = read_yaml(path, "pipeline file")
     if not isinstance(raw, dict):
         raise CorpusError(f"{path}: a pipeline is a YAML mapping with name, output, sources and stages")
     try:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corpus.errors import CorpusError
+from corpus.yaml_file import read_yaml
 
 
 class _Strict(BaseModel):
@@ -207,16 +207,7 @@ def load_filter_config(path: str | Path | None) -> FilterConfig:
     if path is None:
         return FilterConfig()
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise CorpusError(f"{path}: no such config file") from None
-    except OSError as e:
-        raise CorpusError(f"{path}: cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise CorpusError(f"{path}:{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    raw = read_yaml(path, "config file") or {}
     if isinstance(raw, dict) and set(raw) == {"filter"}:
         raw = raw["filter"] or {}
     if not isinstance(raw, dict):
