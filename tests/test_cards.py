@@ -178,3 +178,23 @@ def test_html_card_renders_in_chromium_with_every_image(two_stages, tmp_path):
     assert title == "filtered - data card"
     assert "Accounting per stage" in headings
     assert (tmp_path / "card.png").stat().st_size > 10_000
+
+
+def test_card_commands_on_tokenizer_and_shards_folders(two_stages, tmp_path):
+    _, filtered = two_stages
+    tok, shards = tmp_path / "tok", tmp_path / "shards"
+    assert run_cli("tokenizer", "train", str(filtered), "-o", str(tok), "--vocab-size", "400", "--no-compare").returncode == 0
+    assert run_cli("tokenize", str(filtered), "-o", str(shards), "--tokenizer", str(tok)).returncode == 0
+    for folder in (tok, shards):
+        show = run_cli("card", "show", str(folder))
+        assert show.returncode == 0 and "Traceback" not in show.stderr, show.stderr
+        assert run_cli("card", "validate", str(folder)).returncode == 0
+        chain = run_cli("card", "lineage", str(folder)).stdout.splitlines()
+        assert chain[1].strip().startswith("filtered [length_filter]")
+    shard = sorted(shards.glob("train-*.arrow"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    proc = run_cli("card", "validate", str(shards))
+    assert proc.returncode == 1
+    assert shard.name in proc.stdout

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from corpus.cards import CARD_JSON, card_hash, computed_facts
-from corpus.document import CARD_README
+from corpus.document import CARD_README, is_dataset
 from corpus.errors import CorpusError
 
 
@@ -36,6 +36,9 @@ def show(folder: str | Path, console=None) -> None:
 
     card = load_card(folder)
     console = console or Console()
+    if not is_dataset(Path(folder)):
+        _show_other(folder, card, console)
+        return
     stats, acc = card["stats"], card["accounting"][-1]
     measure = "tokens" if "tokens" in stats else "words"
     console.print(Panel.fit(
@@ -95,6 +98,43 @@ def show(folder: str | Path, console=None) -> None:
             console.print(f"[dim]{domain}[/dim] {item['opening'][:150]}")
 
 
+def _show_other(folder, card: dict, console) -> None:
+    """Tokenizer, token-shards, crawl and instruction folders: their card's headline facts."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    console.print(Panel.fit(
+        f"[bold]{card.get('name')}[/bold]  stage [cyan]{card.get('stage')}[/cyan]  created {card.get('created')}\n"
+        f"corpus {card.get('tool', {}).get('version')} · card {str(card.get('card_sha256', ''))[:12]}",
+        title=str(folder),
+    ))  # fmt: skip
+    acc = card.get("accounting")
+    rows = acc if isinstance(acc, list) else [acc] if isinstance(acc, dict) else []
+    if rows:
+        t = Table(title="Accounting")
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        for k in keys:
+            t.add_column(k)
+        for r in rows:
+            t.add_row(*[_short(r.get(k)) for k in keys])
+        console.print(t)
+    for key in ("stats", "report", "tokenizer"):
+        value = card.get(key)
+        if isinstance(value, dict):
+            t = Table(title=key)
+            t.add_column("field")
+            t.add_column("value")
+            for k, v in value.items():
+                t.add_row(str(k), _short(v))
+            console.print(t)
+    console.print(f"(full card: {Path(folder) / CARD_README})")
+
+
+def _short(value) -> str:
+    text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else json.dumps(value, default=str, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
 # ---------------------------------------------------------------- html
 
 
@@ -150,6 +190,8 @@ def validate(folder: str | Path) -> list[str]:
     problems = []
     if card_hash(card) != card.get("card_sha256"):
         problems.append(f"{folder / CARD_JSON}: card_sha256 does not match the card's content (card.json was edited)")
+    if not is_dataset(folder):
+        return problems + _validate_other(folder, card)
     listed = {f["path"]: f for f in card.get("files", [])}
     present = {f"{kind}/{p.name}" for kind in ("data", "rejected") for p in (folder / kind).glob("*.parquet")}
     for path in sorted(set(listed) - present):
@@ -180,6 +222,29 @@ def validate(folder: str | Path) -> list[str]:
         problems.append(f"{folder}: accounting's rejected counts differ from rejected/ ({recomputed['rejected_stats']['by_reason']})")
     if acc["docs_in"] != acc["kept"] + sum(acc["rejected"].values()):
         problems.append(f"{folder}: accounting does not add up: {acc['docs_in']} in != kept + rejected")
+    return problems
+
+
+def _validate_other(folder: Path, card: dict) -> list[str]:
+    """Token shards: checksums and counts against index.json; other folders: the files the card lists."""
+    from corpus.document import file_sha256
+
+    problems = []
+    if (folder / "index.json").is_file():
+        from corpus.tokenize.verify import verify_shards
+
+        try:
+            verify_shards(folder)
+        except CorpusError as e:
+            problems.append(str(e))
+    for entry in card.get("files") or []:
+        if not isinstance(entry, dict) or "sha256" not in entry or "path" not in entry:
+            continue
+        path = folder / entry["path"]
+        if not path.is_file():
+            problems.append(f"{path}: listed in the card but missing")
+        elif file_sha256(path) != entry["sha256"]:
+            problems.append(f"{path}: sha256 differs from the card's {entry['sha256'][:12]}")
     return problems
 
 
@@ -268,11 +333,15 @@ def lineage(folder: str | Path) -> list[str]:
         except CorpusError as e:
             lines.append(f"{pad}{path}: missing ({e})")
             return
-        acc = card["accounting"][-1]
-        lines.append(f"{pad}{card['name']} [{card['stage']}] {card['stats']['docs']:,} docs "
-                     f"(in {acc['docs_in']:,}, rejected {sum(acc['rejected'].values()):,}) card {card['card_sha256'][:12]} at {path}")  # fmt: skip
+        acc = card.get("accounting")
+        if is_dataset(path) and isinstance(acc, list):
+            acc = acc[-1]
+            lines.append(f"{pad}{card['name']} [{card['stage']}] {card['stats']['docs']:,} docs "
+                         f"(in {acc['docs_in']:,}, rejected {sum(acc['rejected'].values()):,}) card {card['card_sha256'][:12]} at {path}")  # fmt: skip
+        else:
+            lines.append(f"{pad}{card.get('name')} [{card.get('stage')}] card {str(card.get('card_sha256', ''))[:12]} at {path}")
         for item in card.get("inputs", []):
-            if item.get("kind") == "dataset":
+            if item.get("kind") == "dataset" or (item.get("path") and (path / item["path"] / CARD_JSON).is_file()):
                 walk((path / item["path"]), depth + 1, seen)
             else:
                 lines.append(f"{'  ' * (depth + 1)}raw {item.get('format')} files: {item.get('files', 0):,} files, "
