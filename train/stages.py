@@ -178,10 +178,12 @@ def _pretrain_stage(options: PretrainStageConfig, written, out: Path, base: Path
         if int(latest.name.split("-")[1]) >= options.max_steps:
             say(f"pretrain: {out} is finished ({latest.name}; same inputs and config); nothing to do")
             return out
+    from corpus.progress import quiet
     from train.pretrain import PretrainConfig, pretrain
 
     try:
-        config = PretrainConfig(data=str(shards), tokenizer=str(tokdir), output=str(out), resume="auto", **settings)
+        config = PretrainConfig(data=str(shards), tokenizer=str(tokdir), output=str(out), resume="auto", quiet=quiet(),
+                                **settings)  # fmt: skip
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(map(str, first["loc"])) or "pretrain"
