@@ -94,6 +94,15 @@ def _card_sha(folder: Path) -> str | None:
         return None
 
 
+def _file_sha(path: Path) -> str:
+    """By content: `instruct` rebuilds its output on every run (a new card, the same pairs)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -200,7 +209,7 @@ def _sft_stage(options: SFTStageConfig, written, out: Path, overwrite: bool, com
     model = _latest_checkpoint(run)
     pairs = _need(_latest(written, is_instruct_folder), "an 'instruct' stage", "sft", pipeline_file) / PAIRS_FILE
     fp = _fingerprint({"stage": "sft", "config": options.model_dump(), "model": str(model),
-                       "model_fingerprint": _stored_fingerprint(run), "pairs": _card_sha(pairs.parent)})  # fmt: skip
+                       "model_fingerprint": _stored_fingerprint(run), "pairs": _file_sha(pairs)})  # fmt: skip
     if not overwrite and _is_sft_run(out) and _stored_fingerprint(out) == fp:
         say(f"sft: {out} is up to date (same model, pairs and config); nothing to do")
         return out
