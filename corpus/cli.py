@@ -94,7 +94,10 @@ def cmd_run(args) -> int:
     written = run_pipeline(args.pipeline, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])
     if written:
         last = written[-1]
-        print(f"output: {last}\ncard:   {last / 'README.md'} (and card.json)")
+        if (last / "README.md").is_file():
+            print(f"output: {last}\ncard:   {last / 'README.md'} (and card.json)")
+        else:  # a run folder (pretrain, sft) or an evaluation: no data card
+            print(f"output: {last}" + (f"\nreport: {last / 'report.md'}" if (last / "report.md").is_file() else ""))
     return 0
 
 

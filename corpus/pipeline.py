@@ -32,6 +32,7 @@ from corpus.instruct import InstructConfig
 from corpus.progress import say
 from corpus.tokenize.stages import TokenizeStageConfig
 from corpus.tokenize.train_tokenizer import TokenizerTrainConfig
+from train.stages import EvalStageConfig, PretrainStageConfig, SFTStageConfig
 
 
 class _Strict(BaseModel):
@@ -69,6 +70,9 @@ STAGE_MODELS["mix"] = MixConfig
 STAGE_MODELS["filter"] = FilterConfig
 STAGE_MODELS["instruct"] = InstructConfig
 STAGE_MODELS["dedup"] = DedupConfig
+STAGE_MODELS["pretrain"] = PretrainStageConfig
+STAGE_MODELS["sft"] = SFTStageConfig
+STAGE_MODELS["eval"] = EvalStageConfig
 
 
 class PipelineConfig(_Strict):
@@ -170,6 +174,11 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
             from corpus.tokenize.stages import run_tokenize_stage
 
             written.append(run_tokenize_stage(kind, options, written, out, name, base, overwrite, command, str(path)))
+            continue
+        elif kind in ("pretrain", "sft", "eval"):  # run folders, not dataset folders: no run_stage
+            from train.stages import run_train_stage
+
+            written.append(run_train_stage(kind, options, written, out, name, base, overwrite, command, str(path)))
             continue
         elif kind == "filter":
             from corpus.filter.stage import filter_job

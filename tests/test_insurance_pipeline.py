@@ -1,0 +1,97 @@
+"""pipelines/insurance.yaml: the whole case (ingest ... pretrain, instruct, sft, eval) as one pipeline.
+
+The end-to-end test runs the real pipeline file with its budgets shrunk (fewer tokens, steps and
+prompts), so a change to the file's stages or keys is exercised here too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, SAMPLE, run_cli
+
+PIPELINE = REPO / "pipelines" / "insurance.yaml"
+
+# Stage -> options replacing the demo's, so the chain runs in about a minute.
+SHRINK = {
+    "tokenizer": {"vocab_size": 1024, "compare": False},
+    "mix": {"budget_tokens": 120_000},
+    "pretrain": {"max_steps": 30, "warmup_steps": 5, "eval_every": 0, "eval_windows": 16, "save_every": 0,
+                 "time_limit": None, "log_every": 10, "tensorboard": False},  # fmt: skip
+    "sft": {"max_steps": 4, "batch_size": 8, "max_seq_len": 128, "logging_steps": 2},
+    "eval": {"max_tokens": 4000, "prompts": 3, "max_new_tokens": 8, "worst": 2},
+}
+
+
+def _shrunken_copy(tmp_path):
+    shutil.copytree(SAMPLE, tmp_path / "sample")
+    (tmp_path / "pipelines").mkdir()
+    pipeline = yaml.safe_load(PIPELINE.read_text(encoding="utf-8"))
+    for entry in pipeline["stages"]:
+        (kind,) = entry
+        if kind in SHRINK:
+            entry[kind] = {**(entry[kind] or {}), **SHRINK[kind]}
+    path = tmp_path / "pipelines" / "insurance.yaml"
+    path.write_text(yaml.safe_dump(pipeline, sort_keys=False), encoding="utf-8")
+    return path, [next(iter(e)) for e in pipeline["stages"]]
+
+
+@pytest.mark.slow
+def test_insurance_pipeline_end_to_end(tmp_path):
+    path, kinds = _shrunken_copy(tmp_path)
+    assert kinds[-3:] == ["pretrain", "sft", "eval"] and "instruct" in kinds and "tokenize" in kinds
+    proc = run_cli("run", str(path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out" / "insurance"
+    folders = {kind: out / f"{i:02d}-{kind}" for i, kind in enumerate(kinds)}
+
+    for kind in ("ingest", "length_filter", "filter", "dedup", "mix", "tokenizer", "tokenize", "instruct"):
+        assert (folders[kind] / "card.json").is_file(), kind
+    assert (folders["instruct"] / "pairs.jsonl").stat().st_size > 0
+    checkpoints = sorted((folders["pretrain"] / "checkpoints").glob("step-*"))
+    assert [c.name for c in checkpoints] == ["step-00000030"]
+    assert (checkpoints[-1] / "config.json").is_file() and (checkpoints[-1] / "tokenizer.json").is_file()
+    sft = json.loads((folders["sft"] / "run.json").read_text())
+    assert sft["kind"] == "sft" and sft["training"]["steps"] == 4
+    assert sft["base_model"] == str(checkpoints[-1].resolve())
+    assert sft["data"] == [str((folders["instruct"] / "pairs.jsonl").resolve())]
+    assert (folders["sft"] / "config.json").is_file() and (folders["sft"] / "data" / "test.jsonl").is_file()
+
+    report = json.loads((folders["eval"] / "report.json").read_text())
+    names = list(report["models"])
+    assert report["models"] == {names[0]: str(checkpoints[-1]), names[1]: str(folders["sft"])}
+    for name in names:
+        assert set(report["perplexity"][name]) == {"general", "insurance"}
+        assert all(v["perplexity"] > 1 and v["tokens"] > 0 for v in report["perplexity"][name].values())
+        assert report["sft_test"][name]["examples"] > 0
+    sbs = report["side_by_side"]
+    assert sbs["prompts"] == 3 and set(sbs["elo"]) == set(names)
+    (pair,) = sbs["pairwise"]
+    assert pair["a_wins"] + pair["ties"] + pair["b_wins"] == 3
+    markdown = (folders["eval"] / "report.md").read_text()
+    assert "## Perplexity on token shards" in markdown and "A win rate" in markdown
+    assert f"report: {folders['eval'] / 'report.md'}" in proc.stdout
+
+    # A rerun with the same inputs and options leaves the training stages' outputs as they are.
+    marks = [checkpoints[-1] / "trainer_state.pt", folders["sft"] / "run.json", folders["eval"] / "report.json"]
+    before = [m.stat().st_mtime_ns for m in marks]
+    again = run_cli("run", str(path))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [m.stat().st_mtime_ns for m in marks] == before
+
+def test_insurance_pipeline_unknown_key_is_one_line(tmp_path):
+    pipeline = yaml.safe_load(PIPELINE.read_text(encoding="utf-8"))
+    for entry in pipeline["stages"]:
+        if "sft" in entry:
+            entry["sft"]["epoch"] = 3  # a typo of `epochs`
+    path = tmp_path / "insurance.yaml"
+    path.write_text(yaml.safe_dump(pipeline, sort_keys=False), encoding="utf-8")
+    proc = run_cli("run", str(path))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert str(path) in lines[0] and "sft.epoch: unknown key" in lines[0]

@@ -1,0 +1,252 @@
+"""The `pretrain`, `sft` and `eval` stages of a pipeline YAML (pipelines/insurance.yaml).
+
+    stages:
+      - ...
+      - tokenizer: {vocab_size: 4096}
+      - tokenize: {val_fraction: 0.05}
+      - pretrain: {preset: tiny, seq_len: 128, max_steps: 300}   # latest shards + tokenizer
+      - instruct: {domains: [insurance]}
+      - sft: {epochs: 2, lr: 3e-4}      # latest pretrain checkpoint + latest instruct pairs
+      - eval: {prompts: 8}              # the pretrained checkpoint against the SFT model
+
+Each stage finds its inputs among the folders the pipeline wrote before it, as `tokenize` does. A
+finished stage whose inputs and options are unchanged is left as it is on a rerun; `pretrain`
+resumes an unfinished run (`resume auto`) and starts over when its inputs or options changed.
+The fingerprint of what a stage was run with is kept in OUT/stage.json.
+
+Only pydantic is imported at module level: the corpus CLI validates a pipeline without torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from corpus.document import CARD_JSON
+from corpus.errors import CorpusError
+from corpus.progress import say
+from train.sft import SFTOptions
+
+STAGE_JSON = "stage.json"
+
+
+class PretrainStageConfig(BaseModel):
+    """The `train pretrain` options a pipeline may set; data, tokenizer and output come from the pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["tiny", "small", "125m", "1b"] | None = "tiny"
+    model_file: str | None = None  # relative to the pipeline file
+    init_from: str | None = None  # relative to the pipeline file
+    seq_len: int = Field(512, gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    lr: float | None = Field(None, gt=0)
+    min_lr: float | None = Field(None, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    max_steps: int = Field(1000, gt=0)
+    time_limit: float | None = Field(None, gt=0, description="minutes; a rerun resumes the run")
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    eval_every: int = Field(100, ge=0)
+    eval_windows: int = Field(256, ge=0)
+    save_every: int = Field(500, ge=0)
+    keep_last: int = Field(3, gt=0)
+    log_every: int = Field(10, gt=0)
+    seed: int = 0
+    doc_mask: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    tensorboard: bool = True
+
+
+class SFTStageConfig(SFTOptions):
+    """`train sft`'s options (SFTOptions); model and data come from the pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EvalStageConfig(BaseModel):
+    """What `train eval` runs on the pretrained checkpoint and the SFT model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: Literal["train", "val"] = "val"
+    seq_len: int = Field(128, gt=0, description="window for perplexity; longest SFT test example")
+    max_tokens: int = Field(100_000, gt=0, description="most shard tokens per domain for perplexity")
+    prompts: int = Field(8, ge=0, description="held-out SFT prompts run side by side (0: no side-by-side)")
+    max_new_tokens: int = Field(48, gt=0)
+    worst: int = Field(5, ge=0, description="worst answers listed for error analysis")
+    judge: str | None = Field(None, description="module:attribute; unset: token-overlap F1 with the reference")
+
+
+# ---------------------------------------------------------------- inputs and fingerprints
+
+
+def _card_sha(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / CARD_JSON).read_text(encoding="utf-8")).get("card_sha256")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _file_sha(path: Path) -> str:
+    """By content: `instruct` rebuilds its output on every run (a new card, the same pairs)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fingerprint(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _stored_fingerprint(out: Path) -> str | None:
+    try:
+        return json.loads((out / STAGE_JSON).read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _store_fingerprint(out: Path, kind: str, fingerprint: str, inputs: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"stage": kind, "fingerprint": fingerprint, "inputs": {k: str(v) for k, v in inputs.items()}}
+    (out / STAGE_JSON).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def _latest(written: list[Path], test) -> Path | None:
+    return next((p for p in reversed(written) if test(p)), None)
+
+
+def _is_pretrain_run(path: Path) -> bool:
+    folder = Path(path) / "checkpoints"
+    return folder.is_dir() and any(p.is_dir() and not p.name.endswith(".tmp") for p in folder.glob("step-*"))
+
+
+def _latest_checkpoint(run: Path) -> Path:
+    found = sorted(
+        (p for p in (run / "checkpoints").glob("step-*") if p.is_dir() and not p.name.endswith(".tmp") and (p / "config.json").is_file()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    if not found:
+        raise CorpusError(f"{run}: no finished checkpoint")
+    return found[-1]
+
+
+def _is_sft_run(path: Path) -> bool:
+    try:
+        return json.loads((Path(path) / "run.json").read_text(encoding="utf-8")).get("kind") == "sft"
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def _need(found: Path | None, what: str, kind: str, pipeline_file: str) -> Path:
+    if found is None:
+        raise CorpusError(f"{pipeline_file}: stage {kind!r} needs {what} before it")
+    return found
+
+
+# ---------------------------------------------------------------- the stages
+
+
+def run_train_stage(kind: str, options, written: list[Path], out: Path, name: str, base: Path,
+                    overwrite: bool, command: list[str] | None, pipeline_file: str) -> Path:  # fmt: skip
+    if kind == "pretrain":
+        return _pretrain_stage(options, written, out, base, overwrite, pipeline_file)
+    if kind == "sft":
+        return _sft_stage(options, written, out, overwrite, command, pipeline_file)
+    if kind == "eval":
+        return _eval_stage(options, written, out, overwrite, pipeline_file)
+    raise CorpusError(f"{pipeline_file}: stage {kind!r} is not a training stage")
+
+
+def _pretrain_stage(options: PretrainStageConfig, written, out: Path, base: Path, overwrite: bool, pipeline_file: str) -> Path:
+    from corpus.tokenize.shards import is_shards_folder
+    from corpus.tokenize.train_tokenizer import is_tokenizer_folder
+
+    shards = _need(_latest(written, is_shards_folder), "a 'tokenize' stage (token shards)", "pretrain", pipeline_file)
+    tokdir = _need(_latest(written, is_tokenizer_folder), "a 'tokenizer' stage", "pretrain", pipeline_file)
+    settings = options.model_dump()
+    for key in ("model_file", "init_from"):
+        if settings[key] is not None:
+            settings[key] = str((base / settings[key]).resolve())
+    if settings["model_file"] is not None or settings["init_from"] is not None:
+        settings["preset"] = None
+    fp = _fingerprint({"stage": "pretrain", "config": settings, "inputs": [_card_sha(shards), _card_sha(tokdir)]})
+    if out.exists() and (overwrite or _stored_fingerprint(out) != fp):
+        say(f"pretrain: {out}: {'--overwrite' if overwrite else 'inputs or options changed'}; starting a new run")
+        shutil.rmtree(out)
+    if _is_pretrain_run(out):
+        latest = _latest_checkpoint(out)
+        if int(latest.name.split("-")[1]) >= options.max_steps:
+            say(f"pretrain: {out} is finished ({latest.name}; same inputs and config); nothing to do")
+            return out
+    from corpus.progress import quiet
+    from train.pretrain import PretrainConfig, pretrain
+
+    try:
+        config = PretrainConfig(data=str(shards), tokenizer=str(tokdir), output=str(out), resume="auto", quiet=quiet(),
+                                **settings)  # fmt: skip
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "pretrain"
+        raise CorpusError(f"{pipeline_file}: pretrain: {where}: {first['msg']}") from None
+    _store_fingerprint(out, "pretrain", fp, {"shards": shards, "tokenizer": tokdir})
+    pretrain(config)
+    return out
+
+
+def _sft_stage(options: SFTStageConfig, written, out: Path, overwrite: bool, command, pipeline_file: str) -> Path:
+    from corpus.instruct import PAIRS_FILE, is_instruct_folder
+
+    run = _need(_latest(written, _is_pretrain_run), "a 'pretrain' stage", "sft", pipeline_file)
+    model = _latest_checkpoint(run)
+    pairs = _need(_latest(written, is_instruct_folder), "an 'instruct' stage", "sft", pipeline_file) / PAIRS_FILE
+    fp = _fingerprint({"stage": "sft", "config": options.model_dump(), "model": str(model),
+                       "model_fingerprint": _stored_fingerprint(run), "pairs": _file_sha(pairs)})  # fmt: skip
+    if not overwrite and _is_sft_run(out) and _stored_fingerprint(out) == fp:
+        say(f"sft: {out} is up to date (same model, pairs and config); nothing to do")
+        return out
+    from train.sft import run_sft
+
+    run_sft(str(model), [str(pairs)], str(out), SFTOptions.model_validate(options.model_dump()), overwrite=True,
+            command=command, log=say)  # fmt: skip
+    _store_fingerprint(out, "sft", fp, {"model": model, "data": pairs})
+    return out
+
+
+def _eval_stage(options: EvalStageConfig, written, out: Path, overwrite: bool, pipeline_file: str) -> Path:
+    from corpus.tokenize.shards import is_shards_folder
+
+    sft = _need(_latest(written, _is_sft_run), "an 'sft' stage", "eval", pipeline_file)
+    base_model = _latest_checkpoint(_need(_latest(written, _is_pretrain_run), "a 'pretrain' stage", "eval", pipeline_file))
+    shards = _latest(written, is_shards_folder)
+    test = sft / "data" / "test.jsonl"
+    has_test = test.is_file() and test.stat().st_size > 0
+    fp = _fingerprint({"stage": "eval", "config": options.model_dump(), "base": str(base_model),
+                       "sft": _stored_fingerprint(sft), "shards": _card_sha(shards) if shards else None})  # fmt: skip
+    if not overwrite and (out / "report.json").is_file() and _stored_fingerprint(out) == fp:
+        say(f"eval: {out} is up to date (same models and config); nothing to do")
+        return out
+    from train.evaluate import run_eval
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    prompts_file = None
+    if options.prompts and has_test:
+        # The first N held-out examples: the SFT model never trained on them.
+        rows = test.read_text(encoding="utf-8").splitlines()[: options.prompts]
+        prompts_file = out / "prompts.jsonl"
+        prompts_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    run_eval([str(base_model), str(sft)], str(out), shards=str(shards) if shards else None, split=options.split,
+             sft_test=[str(test)] if has_test else None, prompts_file=str(prompts_file) if prompts_file else None,
+             judge_spec=options.judge, seq_len=options.seq_len, max_tokens=options.max_tokens,
+             max_new_tokens=options.max_new_tokens, worst=options.worst, log=say)  # fmt: skip
+    _store_fingerprint(out, "eval", fp, {"base": base_model, "sft": sft, "shards": shards})
+    return out
