@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from corpus.errors import CorpusError
 from corpus.tokenize.common import mix_seed
 
@@ -229,3 +231,36 @@ def plan_copies(sizes: np.ndarray, group: np.ndarray, source: np.ndarray, hashes
             break
         copies, error, taken = candidate, candidate_error, candidate_taken
     return copies
+
+
+class MixTargets(BaseModel):
+    """Budget and target shares, shared by the dataset mix and the SFT-set mix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget_tokens: int | None = Field(None, gt=0, description="tokens in the mix (needs token counts)")
+    budget_docs: int | None = Field(None, gt=0, description="documents (rows) in the mix, repeats included")
+    weights: dict[str, float] | None = Field(None, description="group -> weight; unset: temperature sampling")
+    temperature: float | None = Field(None, gt=0, description="p_i ~ n_i^(1/T) from natural sizes; 1: natural")
+    max_epochs: float = Field(4.0, ge=1, description="most copies of each source's tokens (whole-document repeats)")
+    seed: int = 0
+    strict: bool = Field(False, description="a group that cannot fill its share is an error, not a warning")
+    tokenizer: str | None = Field(None, description="the target tokenizer folder, for exact token counts")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, weights):
+        if weights is not None:
+            try:
+                check_weights(weights, "weights")
+            except CorpusError as e:
+                raise ValueError(str(e).removeprefix("weights: ")) from None
+        return weights
+
+    @model_validator(mode="after")
+    def _one_budget(self):
+        if (self.budget_tokens is None) == (self.budget_docs is None):
+            raise ValueError("give exactly one of budget_tokens and budget_docs")
+        if self.weights is not None and self.temperature is not None:
+            raise ValueError("give weights or temperature, not both")
+        return self

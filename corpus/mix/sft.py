@@ -22,45 +22,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import model_validator
 
 import corpus
 from corpus.errors import CorpusError
-from corpus.mix.plan import allocate, check_weights, group_capacity, plan_copies, target_shares
+from corpus.mix.plan import MixTargets, allocate, group_capacity, plan_copies, target_shares
 from corpus.progress import say
 from corpus.tokenize.common import load_tokenizer, mix_seed, tokenizer_sha256
 
 SFT_FORMATS = ("alpaca", "sharegpt", "messages")
 
 
-class SftMixConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    budget_tokens: int | None = Field(None, gt=0)
-    budget_docs: int | None = Field(None, gt=0, description="rows in the mix, repeats included")
-    weights: dict[str, float] | None = None
-    temperature: float | None = Field(None, gt=0)
-    max_epochs: float = Field(4.0, ge=1)
-    seed: int = 0
-    strict: bool = False
-    tokenizer: str | None = None
-
-    @field_validator("weights")
-    @classmethod
-    def _weights(cls, weights):
-        if weights is not None:
-            try:
-                check_weights(weights, "weights")
-            except CorpusError as e:
-                raise ValueError(str(e).removeprefix("weights: ")) from None
-        return weights
-
+class SftMixConfig(MixTargets):
     @model_validator(mode="after")
-    def _one_budget(self):
-        if (self.budget_tokens is None) == (self.budget_docs is None):
-            raise ValueError("give exactly one of budget_tokens and budget_docs")
-        if self.weights is not None and self.temperature is not None:
-            raise ValueError("give weights or temperature, not both")
+    def _tokenizer_for_tokens(self):
         if self.budget_tokens is not None and self.tokenizer is None:
             raise ValueError("--budget-tokens needs --tokenizer TOKDIR (the target tokenizer) to count tokens")
         return self

@@ -20,12 +20,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from corpus.document import DATA_DIR, REJECT_COLUMNS, PartWriter, data_files, is_dataset, read_card, reject_where, to_working
 from corpus.errors import CorpusError
 from corpus.mix.counts import DocumentTable, read_document_table
-from corpus.mix.plan import allocate, check_weights, group_capacity, plan_copies, target_shares
+from corpus.mix.plan import MixTargets, allocate, group_capacity, plan_copies, target_shares
 from corpus.progress import task_progress
 from corpus.stage_stats import write_task_stats
 from corpus.tokenize.common import tokenizer_sha256
@@ -39,36 +39,12 @@ ACCOUNTING_RULE = ("docs_in counts input rows; each input row's first copy (epoc
                    "kept + repeated_copies rows")  # fmt: skip
 
 
-class MixConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    budget_tokens: int | None = Field(None, gt=0, description="tokens in the mix (needs token counts)")
-    budget_docs: int | None = Field(None, gt=0, description="documents in the mix, repeats included")
-    weights: dict[str, float] | None = Field(None, description="group -> weight; unset: temperature sampling")
+class MixConfig(MixTargets):
     by: Literal["domain", "source"] = "domain"
-    temperature: float | None = Field(None, gt=0, description="p_i ~ n_i^(1/T) from natural sizes; 1: natural")
-    max_epochs: float = Field(4.0, ge=1, description="most copies of each source's tokens (whole-document repeats)")
-    seed: int = 0
-    strict: bool = Field(False, description="a group that cannot fill its share is an error, not a warning")
-    tokenizer: str | None = Field(None, description="the target tokenizer folder, for exact token counts")
     estimate_sample: int | None = Field(None, ge=10, description="estimate tokens from this many documents per group")
 
-    @field_validator("weights")
-    @classmethod
-    def _weights(cls, weights):
-        if weights is not None:
-            try:
-                check_weights(weights, "weights")
-            except CorpusError as e:
-                raise ValueError(str(e).removeprefix("weights: ")) from None
-        return weights
-
     @model_validator(mode="after")
-    def _one_budget(self):
-        if (self.budget_tokens is None) == (self.budget_docs is None):
-            raise ValueError("give exactly one of budget_tokens and budget_docs")
-        if self.weights is not None and self.temperature is not None:
-            raise ValueError("give weights or temperature, not both")
+    def _tokenizer_for_estimate(self):
         if self.estimate_sample is not None and self.tokenizer is None:
             raise ValueError("estimate_sample needs a tokenizer to count the sample with")
         return self
