@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from train.errors import TrainError
 from train.formats import LoadReport, load_preferences, split_by_hash, write_jsonl
 from train.loading import RUN_JSON, RunFolder, device, load_model, load_tokenizer, resolve_model, write_json
-from train.sft import IGNORE_INDEX, assistant_spans, prepare_for_training
+from train.sft import IGNORE_INDEX, assistant_spans, lora_config, prepare_for_training
 
 
 class DPOOptions(BaseModel):
@@ -114,12 +114,7 @@ def run_dpo(model_path: str, data: list[str], output: str, options: DPOOptions, 
     run = target.start()
     write_jsonl(run / "data" / "train.jsonl", train_pairs)
     write_jsonl(run / "data" / "test.jsonl", test_pairs)
-    peft_config = None
-    if options.lora:
-        from peft import LoraConfig
-
-        rank, alpha = options.lora
-        peft_config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    peft_config = lora_config(options.lora)
     config = DPOConfig(
         output_dir=str(run / "checkpoints"), num_train_epochs=options.epochs, max_steps=options.max_steps,
         learning_rate=options.lr, beta=options.beta, per_device_train_batch_size=options.batch_size,

@@ -171,6 +171,16 @@ def masked_loss(model, encoded: list[dict], batch_size: int = 8) -> dict:
 # ---------------------------------------------------------------- the command
 
 
+def lora_config(lora: tuple[int, int] | None):
+    """A PEFT LoRA on every linear layer, or None for full fine-tuning."""
+    if not lora:
+        return None
+    from peft import LoraConfig
+
+    rank, alpha = lora
+    return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
 def run_sft(model_path: str, data: list[str], output: str, options: SFTOptions, overwrite: bool = False,
             command: list[str] | None = None, log=print) -> dict:  # fmt: skip
     from datasets import Dataset
@@ -196,12 +206,7 @@ def run_sft(model_path: str, data: list[str], output: str, options: SFTOptions, 
     write_jsonl(run / "data" / "train.jsonl", train_rows)
     write_jsonl(run / "data" / "test.jsonl", test_rows)
 
-    peft_config = None
-    if options.lora:
-        from peft import LoraConfig
-
-        rank, alpha = options.lora
-        peft_config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    peft_config = lora_config(options.lora)
     config = SFTConfig(
         output_dir=str(run / "checkpoints"),
         num_train_epochs=options.epochs,
