@@ -12,7 +12,6 @@ they do not depend on how a trainer averages over batches:
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from train.errors import TrainError
 from train.formats import LoadReport, load_preferences, split_by_hash, write_jsonl
 from train.loading import RUN_JSON, RunFolder, device, load_model, load_tokenizer, resolve_model, write_json
-from train.sft import IGNORE_INDEX, assistant_spans, lora_config, prepare_for_training
+from train.sft import IGNORE_INDEX, assistant_spans, lora_config, prepare_for_training, train_and_merge
 
 
 class DPOOptions(BaseModel):
@@ -125,12 +124,7 @@ def run_dpo(model_path: str, data: list[str], output: str, options: DPOOptions, 
     )  # fmt: skip
     trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(train_pairs),
                          processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
-    started = time.time()
-    result = trainer.train()
-    seconds = time.time() - started
-    model = trainer.model
-    if options.lora and options.merge_lora:
-        model = model.merge_and_unload()
+    model, result, seconds = train_and_merge(trainer, options.lora and options.merge_lora)
     after = (preference_metrics(model, reference_logps, tokenizer, test_pairs, options.beta, options.max_seq_len)[0]
              if test_pairs else None)  # fmt: skip
     model.save_pretrained(str(run))

@@ -181,6 +181,15 @@ def lora_config(lora: tuple[int, int] | None):
     return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
+def train_and_merge(trainer, merge_lora: bool):
+    """Run a TRL trainer; returns the trained model (LoRA merged on request), the train result and seconds."""
+    started = time.time()
+    result = trainer.train()
+    seconds = time.time() - started
+    model = trainer.model.merge_and_unload() if merge_lora else trainer.model
+    return model, result, seconds
+
+
 def run_sft(model_path: str, data: list[str], output: str, options: SFTOptions, overwrite: bool = False,
             command: list[str] | None = None, log=print) -> dict:  # fmt: skip
     from datasets import Dataset
@@ -232,12 +241,7 @@ def run_sft(model_path: str, data: list[str], output: str, options: SFTOptions, 
     )
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(train_encoded),
                          processing_class=tokenizer, peft_config=peft_config)  # fmt: skip
-    started = time.time()
-    result = trainer.train()
-    seconds = time.time() - started
-    model = trainer.model
-    if options.lora and options.merge_lora:
-        model = model.merge_and_unload()
+    model, result, seconds = train_and_merge(trainer, options.lora and options.merge_lora)
     after = masked_loss(model, test_encoded) if test_encoded else None
 
     model.save_pretrained(str(run))
