@@ -24,7 +24,7 @@ from corpus.crawl.urls import BadURL, normalise
 from corpus.errors import CorpusError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from crawl_site import HOME_LINKS, PAGE_CAP, SiteServer, article_path  # noqa: E402
+from crawl_site import PAGE_CAP, SiteServer, article_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

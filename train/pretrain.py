@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from corpus.errors import CorpusError
 from train.data import IGNORE_INDEX, WindowLoader, load_index
-from train.model import PRESETS, count_parameters, load_pretrained, load_shape, new_model
+from train.model import count_parameters, load_pretrained, load_shape, new_model
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.pt"

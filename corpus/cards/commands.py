@@ -39,7 +39,7 @@ def show(folder: str | Path, console=None) -> None:
     if not is_dataset(Path(folder)):
         _show_other(folder, card, console)
         return
-    stats, acc = card["stats"], card["accounting"][-1]
+    stats = card["stats"]
     measure = "tokens" if "tokens" in stats else "words"
     console.print(Panel.fit(
         f"[bold]{card['name']}[/bold]  stage [cyan]{card['stage']}[/cyan]  created {card['created']}\n"

@@ -73,7 +73,6 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
         index_nodes.append(ids)
         saved.node_offset = offset
         offset += ids.height
-    n_nodes = offset
 
     edge_parts: list[pl.DataFrame] = []
     if config.mode in ("exact", "both"):

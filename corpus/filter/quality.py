@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import polars as pl
-import pyarrow as pa
 from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION
 
 from corpus.filter.config import QualityConfig

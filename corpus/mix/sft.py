@@ -162,7 +162,7 @@ def mix_sft(inputs: list[str], output: str | Path, config: SftMixConfig, overwri
     unit_sizes = sizes.astype(np.float64)
     chosen_units = np.bincount(group, weights=unit_sizes * copies, minlength=len(names))
     chosen_rows = np.bincount(group, weights=copies, minlength=len(names))
-    total_units, total_rows = chosen_units.sum() or 1, chosen_rows.sum() or 1
+    total_rows = chosen_rows.sum() or 1
     per_input = {}
     for g, (name, path) in enumerate(sets):
         mine = group == g
