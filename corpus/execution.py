@@ -15,14 +15,19 @@ import os
 import shutil
 import sys
 import time
-from collections import Counter
+import traceback
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.stats import PipelineStats
 from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.document import (
@@ -122,9 +127,12 @@ def configure_main_logging() -> None:
                format="{time:HH:mm:ss} | {level} | {message}")
 
 
-def build_executor(cfg: ExecutorConfig, pipeline: list, logging_dir: str):
+def build_executor(cfg: ExecutorConfig, pipeline: list, logging_dir: str, threads: bool = False):
+    """The datatrove executor of `cfg`; `threads`: a local run's tasks are threads of this process."""
     workers = cfg.workers if cfg.workers > 0 else min(cfg.tasks, os.cpu_count() or 1)
     if cfg.type == "local":
+        if threads:
+            return ThreadedLocalExecutor(pipeline, tasks=cfg.tasks, workers=workers, logging_dir=logging_dir)
         from datatrove.executor import LocalPipelineExecutor
 
         return LocalPipelineExecutor(pipeline, tasks=cfg.tasks, workers=workers, logging_dir=logging_dir)
@@ -162,6 +170,50 @@ def build_executor(cfg: ExecutorConfig, pipeline: list, logging_dir: str):
         sbatch_args=s.sbatch_args or None,
         logging_dir=logging_dir,
     )
+
+
+class ThreadedLocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor with the tasks run as threads of this process, `workers` at a time.
+
+    For stages whose steps spend their time where Python releases the GIL (Arrow compute, Parquet
+    reading and writing, numba kernels compiled `nogil`): it saves what a process pool costs on
+    every pass (a manager process, a forkserver, each worker importing the libraries again and
+    loading the compiled kernels, the steps pickled over). Each task gets its own copy of the steps.
+    Completion markers, per-task stats and resuming are those of LocalPipelineExecutor, so a rerun
+    skips the completed tasks either way; a failed task's traceback goes to logs/task_NNNNN.log.
+    """
+
+    def run(self):
+        self._launched = True
+        ranks = self.get_incomplete_ranks(range(self.local_rank_offset, self.local_rank_offset + self.local_tasks))
+        if not ranks:
+            return PipelineStats()
+        self.save_executor_as_json()
+        template = self.pipeline
+        with ThreadPoolExecutor(max_workers=max(1, self.workers), thread_name_prefix="task") as pool:
+            futures = [pool.submit(self._run_task_thread, deepcopy(template), rank) for rank in ranks]
+            stats = [f.result() for f in futures]  # the first failure is raised once all have ended
+        merged = sum(stats, start=PipelineStats())
+        with self.logging_dir.open("stats.json", "wt") as f:
+            merged.save_to_disk(f)
+        return merged
+
+    def _run_task_thread(self, pipeline: list, rank: int) -> PipelineStats:
+        try:
+            data = None
+            for step in pipeline:
+                data = step(data, rank, self.world_size)
+            if data:
+                deque(data, maxlen=0)
+            stats = PipelineStats(pipeline)
+            with self.logging_dir.open(f"stats/{rank:05d}.json", "w") as f:
+                stats.save_to_disk(f)
+            self.mark_rank_as_completed(rank)
+            return stats
+        except Exception:
+            with self.logging_dir.open(f"logs/task_{rank:05d}.log", "w") as f:
+                f.write(traceback.format_exc())
+            raise
 
 
 # ---------------------------------------------------------------- steps shared by every stage
@@ -257,6 +309,8 @@ class StageJob:
     # runs before the main pass, e.g. a parallel pre-pass and a global step whose results the main
     # pass reads from the work folder: (partial_dir, work_dir, executor) -> None; must resume itself
     prepare: Callable[[Path, Path, ExecutorConfig], None] | None = None
+    # local runs put the tasks in threads of this process (steps that release the GIL), not processes
+    threads: bool = False
 
 
 def fingerprint(job: StageJob, executor: ExecutorConfig) -> str:
@@ -310,7 +364,7 @@ def run_stage(
             ) from e
     steps = job.make_steps(str(partial), str(work))
     steps.append(DatasetWriter(str(partial), str(work)))
-    runner = build_executor(executor, steps, str(work / "logs"))
+    runner = build_executor(executor, steps, str(work / "logs"), threads=job.threads)
     started = time.time()
     try:
         runner.run()

@@ -176,3 +176,51 @@ def test_slurm_section_builds_datatrove_slurm_executor(tmp_path):
     with pytest.raises(CorpusError, match="needs a 'slurm:' section"):
         build_executor(ExecutorConfig(type="slurm"), [], str(tmp_path / "logs2"))
     shutil.rmtree(tmp_path / "logs", ignore_errors=True)
+
+
+class _Numbers(PipelineStep):
+    name = "numbers"
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        yield from range(rank * 10, rank * 10 + 10)
+
+
+class _FailOnce(PipelineStep):
+    """Writes what it sees to `out/rank.txt`; rank 1 fails while `flag` exists."""
+
+    name = "fail once"
+
+    def __init__(self, out, flag):
+        super().__init__()
+        self.out, self.flag = out, flag
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        values = list(data)
+        if rank == 1 and self.flag.exists():
+            raise RuntimeError("simulated failure of task 1")
+        (self.out / f"{rank}.txt").write_text(" ".join(map(str, values)))
+        self.stat_update("seen", value=len(values))
+        return iter(())
+
+
+def test_threaded_tasks_fail_alone_and_a_rerun_resumes(tmp_path):
+    from corpus.execution import ThreadedLocalExecutor
+
+    flag = tmp_path / "flag"
+    flag.write_text("fail")
+    steps = [_Numbers(), _FailOnce(tmp_path, flag)]
+    logs = tmp_path / "logs"
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        ThreadedLocalExecutor(steps, tasks=3, workers=2, logging_dir=str(logs)).run()
+    assert sorted(p.name for p in (logs / "completions").iterdir()) == ["00000", "00002"]
+    assert "simulated failure of task 1" in (logs / "logs" / "task_00001.log").read_text()
+    assert (tmp_path / "2.txt").read_text() == " ".join(str(i) for i in range(20, 30))
+
+    (tmp_path / "0.txt").unlink()
+    flag.unlink()
+    runner = ThreadedLocalExecutor(steps, tasks=3, workers=2, logging_dir=str(logs))
+    runner.run()
+    assert not (tmp_path / "0.txt").exists()  # completed tasks are not run again
+    assert (tmp_path / "1.txt").read_text() == " ".join(str(i) for i in range(10, 20))
+    assert runner.get_incomplete_ranks(range(3)) == []
+    assert json.loads((logs / "stats" / "00001.json").read_text())

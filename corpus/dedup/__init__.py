@@ -92,7 +92,7 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
             RowKeyedReader(files, row_starts, str(work), "dedup signatures", progress, read_columns, "signature_reader"),
             SignatureWriter(str(dedup_dir), config, config.quality_column, with_signatures),
         ]
-        runner = build_executor(executor, steps, str(dedup_dir / "logs"))
+        runner = build_executor(executor, steps, str(dedup_dir / "logs"), threads=True)
         runner.run()
         incomplete = runner.get_incomplete_ranks(range(executor.tasks))
         if incomplete:
@@ -121,4 +121,5 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
         extra_card=extra,
         finalize_hook=finalize,
         prepare=prepare,
+        threads=True,  # Parquet, Arrow and nogil numba kernels: threads run in parallel
     )

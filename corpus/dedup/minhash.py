@@ -118,7 +118,7 @@ def _next_code_point(data, i, end):
     return cp, 4
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _token_hashes(data, offsets, kinds, lower, out_tokens, out_doc_offsets):
     """Hashes of each document's lower-cased words, in order; returns the number written.
 
@@ -159,7 +159,7 @@ def _token_hashes(data, offsets, kinds, lower, out_tokens, out_doc_offsets):
     return n_tokens
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _normalised_text_hashes(data, offsets, kinds, lower, to_lower, letters_only, out):
     """Hash of each text with whitespace runs collapsed and trimmed; optionally lower-cased, and
     optionally with every run of non-word characters (punctuation too) read as one space."""
@@ -191,7 +191,7 @@ def _normalised_text_hashes(data, offsets, kinds, lower, to_lower, letters_only,
         out[d] = _mix64(h ^ _U64(length))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _signatures(tokens, doc_offsets, ngram, perm_a, perm_b, out_sig, out_shingles):
     """MinHash of each document's word n-gram shingles; a document shorter than `ngram` words has
     one shingle of all its words, an empty one has none (its signature stays all-max)."""
@@ -217,7 +217,7 @@ def _signatures(tokens, doc_offsets, ngram, perm_a, perm_b, out_sig, out_shingle
         out_shingles[d] = n_shingles
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _band_hashes(sig, bands, rows, out):
     for d in range(sig.shape[0]):
         for b in range(bands):
@@ -227,7 +227,7 @@ def _band_hashes(sig, bands, rows, out):
             out[d, b] = h
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _needs_nfc(data, offsets, unstable, out):
     for d in range(offsets.shape[0] - 1):
         found = False
@@ -245,7 +245,7 @@ def _needs_nfc(data, offsets, unstable, out):
         out[d] = found
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _string_hashes(data, offsets, out):
     # FNV-1a over the bytes, then mixed: the exact-duplicate key of a normalised text
     for d in range(offsets.shape[0] - 1):
