@@ -12,15 +12,19 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 import corpus
 from corpus.document import CARD_JSON, CARD_README, DOCUMENT_COLUMNS, data_files, file_sha256, rejected_files
 
 LIMITATIONS_HEADING = "## Known limitations"
 LIMITATIONS_PLACEHOLDER = "_Write here what a user of this dataset should know. Regenerating the card keeps this section._"
+EXAMPLES_PER_DOMAIN, EXAMPLE_WIDTH = 3, 200  # documents per domain, characters of each
 LENGTH_BINS = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000]  # characters; the last bin is open
 _NOT_SCORES = {"lang_score_bins"}
 
@@ -47,31 +51,87 @@ def _length_histogram(lf: pl.LazyFrame) -> list[dict]:
     return [{"chars": label, "docs": found.get(i, 0)} for i, label in enumerate(labels)]
 
 
-def dataset_stats(folder: Path) -> dict:
+@dataclass
+class TextPass:
+    """What one pass over the kept documents' texts yields: per document its domain, source, lang and
+    counts (small columns only), and the candidates for the card's examples."""
+
+    docs: pl.DataFrame  # domain, source, lang, _chars, _words, _tokens
+    has_tokens: bool
+    examples: pl.DataFrame  # domain, id, opening: the first ids by (domain, id) of each file
+
+
+def read_texts(folder: Path, per_domain: int = EXAMPLES_PER_DOMAIN, width: int = EXAMPLE_WIDTH) -> TextPass:
+    """Read data/*.parquet once, the files in parallel threads (Parquet decoding and the counting
+    kernel release the GIL); a file is read in batches, so memory holds one batch of text per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = data_files(folder)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(files), os.cpu_count() or 1))) as pool:
+        parts = list(pool.map(lambda f: _file_texts(f, per_domain, width), files))
+    has_tokens = any(p[2] for p in parts)
+    docs = pl.concat([p[0] for p in parts]) if parts else pl.DataFrame(schema=_DOCS_SCHEMA)
+    if not has_tokens:
+        docs = docs.with_columns(pl.lit(None, pl.Int64).alias("_tokens"))
+    examples = _first_per_domain(pl.concat([p[1] for p in parts]), per_domain) if parts else pl.DataFrame(schema=_EXAMPLES_SCHEMA)
+    return TextPass(docs, has_tokens, examples)
+
+
+_DOCS_SCHEMA = {"domain": pl.String, "source": pl.String, "lang": pl.String, "_chars": pl.Int64, "_words": pl.Int64,
+                "_tokens": pl.Int64}  # fmt: skip
+_EXAMPLES_SCHEMA = {"domain": pl.String, "id": pl.String, "opening": pl.String}
+
+
+def _first_per_domain(candidates: pl.DataFrame, per_domain: int) -> pl.DataFrame:
+    return candidates.sort("domain", "id").group_by("domain", maintain_order=True).head(per_domain)
+
+
+def _file_texts(path: Path, per_domain: int, width: int) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
+    from corpus.text_kernels import chars_and_words
+
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    columns = [c for c in ("id", "text", "domain", "source", "lang", "n_tokens") if c in names]
+    docs, candidates = [], []
+    for batch in parquet.iter_batches(batch_size=8192, columns=columns):
+        n = batch.num_rows
+
+        def column(name: str, dtype) -> pl.Series:
+            if name in names:
+                return pl.Series(name, batch.column(name)).cast(dtype)
+            return pl.Series(name, [None] * n, dtype=dtype)
+
+        chars, words = chars_and_words(batch.column("text"))
+        domain = column("domain", pl.String)
+        docs.append(pl.DataFrame([domain, column("source", pl.String), column("lang", pl.String),
+                                  pl.Series("_chars", chars), pl.Series("_words", words),
+                                  column("n_tokens", pl.Int64).alias("_tokens")]))  # fmt: skip
+        # the first ids of each domain in this batch, with the opening of their text
+        keys = pl.DataFrame([domain.fill_null("unknown"), column("id", pl.String), pl.Series("row", range(n))])
+        chosen = _first_per_domain(keys, per_domain)
+        texts = batch.column("text").take(pa.array(chosen["row"].to_numpy())).to_pylist()
+        candidates.append(chosen.drop("row").with_columns(pl.Series("opening", [(t or "")[:width] for t in texts])))
+        if len(candidates) > 8:
+            candidates = [_first_per_domain(pl.concat(candidates), per_domain)]
+    if not docs:
+        return pl.DataFrame(schema=_DOCS_SCHEMA), pl.DataFrame(schema=_EXAMPLES_SCHEMA), False
+    return pl.concat(docs), _first_per_domain(pl.concat(candidates), per_domain), "n_tokens" in names
+
+
+def dataset_stats(folder: Path, texts: TextPass | None = None) -> dict:
     """Counts and distributions of the kept documents, recomputed from data/*.parquet."""
     files = data_files(folder)
     empty = {"docs": 0, "chars": 0, "words": 0, "by_domain": {}, "by_source": {}, "by_lang": {},
              "length_chars": {}, "length_histogram": []}  # fmt: skip
     if not files:
         return empty
-    lf = _scan(files)
-    names = lf.collect_schema().names()
-    token_col = "n_tokens" if "n_tokens" in names else None
-    # one streamed pass over the texts keeps the small per-document columns; every statistic comes from those
-    lf = (
-        lf.select(
-            "domain", "source", "lang",
-            pl.col("text").str.len_chars().alias("_chars"),
-            pl.col("text").str.count_matches(r"\S+").alias("_words"),
-            (pl.col(token_col) if token_col else pl.lit(None, pl.Int64)).alias("_tokens"),
-        )
-        .collect(engine="streaming")
-        .lazy()
-    )  # fmt: skip
+    texts = texts or read_texts(folder)
+    token_col = texts.has_tokens
+    lf = texts.docs.lazy()
     sums = [pl.len().alias("docs"), pl.col("_chars").sum().alias("chars"), pl.col("_words").sum().alias("words")]
     if token_col:
         sums.append(pl.col("_tokens").sum().alias("tokens"))
-    totals = lf.select(sums).collect(engine="streaming").row(0, named=True)
+    totals = lf.select(sums).collect().row(0, named=True)
 
     def grouped(column: str) -> dict:
         df = lf.group_by(pl.col(column).fill_null("unknown")).agg(sums).sort(column).collect(engine="streaming")
@@ -120,38 +180,28 @@ def score_summary(folder: Path) -> dict:
     return {name: s for name, s in out.items() if s["max"] is not None}  # all-null columns say nothing
 
 
-def examples(folder: Path, per_domain: int = 3, width: int = 200) -> dict:
-    """The first documents by id of each domain; ids are chosen before any text is read."""
-    lf = _scan(data_files(folder))
-    if lf is None:
+def examples(folder: Path, per_domain: int = EXAMPLES_PER_DOMAIN, width: int = EXAMPLE_WIDTH,
+             texts: TextPass | None = None) -> dict:
+    """The first documents by id of each domain, with the opening of their text."""
+    if not data_files(folder):
         return {}
-    chosen = (
-        lf.select(pl.col("domain").fill_null("unknown"), "id")
-        .sort("domain", "id")
-        .group_by("domain", maintain_order=True)
-        .head(per_domain)
-        .collect(engine="streaming")
-    )
-    openings = dict(
-        lf.filter(pl.col("id").is_in(chosen["id"].implode()))
-        .select("id", pl.col("text").str.slice(0, width))
-        .unique("id", keep="first")
-        .collect(engine="streaming")
-        .iter_rows()
-    )
+    texts = texts or read_texts(folder, per_domain, width)
     out: dict[str, list] = {}
-    for domain, doc_id in chosen.iter_rows():
-        out.setdefault(domain, []).append({"id": doc_id, "opening": " ".join(openings[doc_id].split())})
+    for domain, doc_id, opening in _first_per_domain(texts.examples, per_domain).iter_rows():
+        out.setdefault(domain, []).append({"id": doc_id, "opening": " ".join(opening.split())})
     return out
 
 
 def file_entries(folder: Path) -> list[dict]:
-    entries = []
-    for kind, files in (("data", data_files(folder)), ("rejected", rejected_files(folder))):
-        for f in files:
-            rows = pl.scan_parquet(str(f)).select(pl.len()).collect().item()
-            entries.append({"path": f"{kind}/{f.name}", "rows": rows, "sha256": file_sha256(f)})
-    return entries
+    from concurrent.futures import ThreadPoolExecutor
+
+    listed = [(kind, f) for kind, files in (("data", data_files(folder)), ("rejected", rejected_files(folder))) for f in files]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # hashlib releases the GIL
+        digests = list(pool.map(file_sha256, [f for _, f in listed]))
+    return [
+        {"path": f"{kind}/{f.name}", "rows": pq.ParquetFile(f).metadata.num_rows, "sha256": digest}
+        for (kind, f), digest in zip(listed, digests)
+    ]
 
 
 def rejected_stats(folder: Path) -> dict:
@@ -172,10 +222,10 @@ def relative_to(path: str | Path, folder: Path) -> str:
     return os.path.relpath(Path(path).resolve(), folder.resolve())
 
 
-def computed_facts(folder: Path) -> dict:
+def computed_facts(folder: Path, texts: TextPass | None = None) -> dict:
     """The part of a card that is recomputed from the data (what `corpus card validate` checks)."""
     return {
-        "stats": dataset_stats(folder),
+        "stats": dataset_stats(folder, texts),
         "rejected_stats": rejected_stats(folder),
         "scores": score_summary(folder),
         "files": file_entries(folder),
@@ -201,6 +251,7 @@ def write_card(
     """Write card.json, README.md and plots/ into `folder` (which will be renamed to `final_folder`)."""
     folder = Path(folder)
     home = Path(final_folder or folder)
+    texts = read_texts(folder) if data_files(folder) else None
     upstream: list[dict] = []
     lineage = []
     for item in inputs:  # accounting of the stages that made the inputs, then this one
@@ -228,8 +279,8 @@ def write_card(
         "inputs": lineage,
         "accounting": _dedupe_accounting(upstream) + [accounting],
         "stage_facts": stage_facts,
-        **computed_facts(folder),
-        "examples": examples(folder),
+        **computed_facts(folder, texts),
+        "examples": examples(folder, texts=texts),
         "columns": _columns(folder),
     }
     from corpus.cards.plots import write_plots

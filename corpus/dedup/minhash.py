@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corpus.text_kernels import string_buffers
+
 # Bumped whenever tokenisation or hashing changes: a saved index records it and refuses a mismatch.
 HASH_VERSION = 1
 
@@ -261,20 +263,6 @@ def permutations(seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     a = rng.integers(0, 2**64 - 1, size=count, dtype=np.uint64, endpoint=True) | np.uint64(1)
     b = rng.integers(0, 2**64 - 1, size=count, dtype=np.uint64, endpoint=True)
     return a, b
-
-
-def string_buffers(strings: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 offsets, uint8 bytes) of a string array, zero-copy where Arrow allows."""
-    if isinstance(strings, pa.ChunkedArray):
-        strings = strings.combine_chunks() if strings.num_chunks != 1 else strings.chunk(0)
-    if strings.null_count:
-        strings = pc.fill_null(strings, "")
-    if pa.types.is_string(strings.type):
-        strings = strings.cast(pa.large_string())
-    _, offsets_buf, data_buf = strings.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[strings.offset : strings.offset + len(strings) + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
-    return offsets, data
 
 
 def token_hashes(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
