@@ -120,43 +120,65 @@ def _next_code_point(data, i, end):
     return cp, 4
 
 
+_FNV_OFFSET = _U64(0xCBF29CE484222325)
+_FNV_PRIME = _U64(0x100000001B3)
+
+
 @numba.njit(cache=True, nogil=True)
-def _token_hashes(data, offsets, kinds, lower, out_tokens, out_doc_offsets):
+def _token_hashes(data, offsets, kinds, lower, unstable, to_lower, letters_only, out_tokens, out_doc_offsets,
+                  out_exact, out_needs_nfc):  # fmt: skip
     """Hashes of each document's lower-cased words, in order; returns the number written.
 
     A word is a run of letters, marks and digits; a character of an unspaced script is a word.
+    The same walk over the bytes also gives each text's normalised hash (the exact-duplicate key,
+    as `_normalised_text_hashes`) and whether NFC could change the text.
     """
     n_tokens = 0
     n_docs = offsets.shape[0] - 1
-    fnv_offset = _U64(0xCBF29CE484222325)
-    fnv_prime = _U64(0x100000001B3)
     table_size = kinds.shape[0]
     for d in range(n_docs):
         out_doc_offsets[d] = n_tokens
-        h = fnv_offset
+        h = _FNV_OFFSET
         run = 0
+        exact, length, pending_space, started = _FNV_OFFSET, 0, False, False
+        needs_nfc = False
         i = offsets[d]
         end = offsets[d + 1]
         while i < end:
             cp, width = _next_code_point(data, i, end)
             i += width
-            kind = kinds[cp] if cp < table_size else 1
-            if kind == 1:
+            kind = kinds[cp] if cp < table_size else _WORD
+            # the normalised-text hash, as _normalised_text_hashes computes it
+            if kind == _SPACE or (letters_only and kind == _SEPARATOR):
+                pending_space = started
+            else:
+                if pending_space:
+                    exact = (exact ^ _U64(32)) * _FNV_PRIME
+                    length += 1
+                    pending_space = False
+                exact = (exact ^ _U64(lower[cp] if to_lower and cp < table_size else cp)) * _FNV_PRIME
+                length += 1
+                started = True
+            if cp >= 0x300 and cp < unstable.shape[0] and unstable[cp]:
+                needs_nfc = True
+            if kind == _WORD:
                 low = lower[cp] if cp < table_size else cp
-                h = (h ^ _U64(low)) * fnv_prime
+                h = (h ^ _U64(low)) * _FNV_PRIME
                 run += 1
                 continue
             if run:
                 out_tokens[n_tokens] = _mix64(h)
                 n_tokens += 1
-                h = fnv_offset
+                h = _FNV_OFFSET
                 run = 0
-            if kind == 2:
-                out_tokens[n_tokens] = _mix64((fnv_offset ^ _U64(cp)) * fnv_prime)
+            if kind == _UNSPACED:
+                out_tokens[n_tokens] = _mix64((_FNV_OFFSET ^ _U64(cp)) * _FNV_PRIME)
                 n_tokens += 1
         if run:
             out_tokens[n_tokens] = _mix64(h)
             n_tokens += 1
+        out_exact[d] = _mix64(exact ^ _U64(length))
+        out_needs_nfc[d] = needs_nfc
     out_doc_offsets[n_docs] = n_tokens
     return n_tokens
 
@@ -164,58 +186,60 @@ def _token_hashes(data, offsets, kinds, lower, out_tokens, out_doc_offsets):
 @numba.njit(cache=True, nogil=True)
 def _normalised_text_hashes(data, offsets, kinds, lower, to_lower, letters_only, out):
     """Hash of each text with whitespace runs collapsed and trimmed; optionally lower-cased, and
-    optionally with every run of non-word characters (punctuation too) read as one space."""
+    optionally with every run of non-word characters (punctuation too) read as one space.
+    `_token_hashes` repeats these steps in its own walk (a shared numba function returning the
+    state was four times slower); tests check that both give the same hashes."""
     table_size = kinds.shape[0]
-    fnv_prime = _U64(0x100000001B3)
     for d in range(offsets.shape[0] - 1):
-        h = _U64(0xCBF29CE484222325)
-        pending_space = False
-        started = False
-        length = 0
+        exact, length, pending_space, started = _FNV_OFFSET, 0, False, False
         i = offsets[d]
         end = offsets[d + 1]
         while i < end:
             cp, width = _next_code_point(data, i, end)
             i += width
-            kind = kinds[cp] if cp < table_size else 1
-            if kind == 3 or (letters_only and kind == 0):
+            kind = kinds[cp] if cp < table_size else _WORD
+            if kind == _SPACE or (letters_only and kind == _SEPARATOR):
                 pending_space = started
                 continue
             if pending_space:
-                h = (h ^ _U64(32)) * fnv_prime
+                exact = (exact ^ _U64(32)) * _FNV_PRIME
                 length += 1
                 pending_space = False
-            if to_lower and cp < table_size:
-                cp = lower[cp]
-            h = (h ^ _U64(cp)) * fnv_prime
+            exact = (exact ^ _U64(lower[cp] if to_lower and cp < table_size else cp)) * _FNV_PRIME
             length += 1
             started = True
-        out[d] = _mix64(h ^ _U64(length))
+        out[d] = _mix64(exact ^ _U64(length))
 
 
 @numba.njit(cache=True, nogil=True)
 def _signatures(tokens, doc_offsets, ngram, perm_a, perm_b, out_sig, out_shingles):
     """MinHash of each document's word n-gram shingles; a document shorter than `ngram` words has
-    one shingle of all its words, an empty one has none (its signature stays all-max)."""
+    one shingle of all its words, an empty one has none (its signature stays all-max).
+
+    A document's shingle hashes are computed once; then each permutation is one minimum over them,
+    a loop the compiler vectorises."""
     n_docs = doc_offsets.shape[0] - 1
     n_perm = perm_a.shape[0]
-    sig = np.empty(n_perm, dtype=np.uint64)
+    shingle = np.empty(max(1, tokens.shape[0]), dtype=np.uint64)
     for d in range(n_docs):
         start = doc_offsets[d]
         n = doc_offsets[d + 1] - start
-        sig[:] = _NO_SHINGLE
         n_shingles = 0 if n == 0 else max(1, n - ngram + 1)
         width = min(ngram, n)
         for s in range(n_shingles):
             h = _U64(0x9E3779B97F4A7C15) * _U64(width)
             for k in range(width):
                 h = _mix64(h ^ tokens[start + s + k])
-            for p in range(n_perm):
-                v = perm_a[p] * h + perm_b[p]
+            shingle[s] = h
+        for p in range(n_perm):
+            a = perm_a[p]
+            b = perm_b[p]
+            low = _NO_SHINGLE
+            for s in range(n_shingles):
+                v = a * shingle[s] + b
                 v ^= v >> _U64(32)
-                if v < sig[p]:
-                    sig[p] = v
-        out_sig[d, :] = sig
+                low = min(low, v)
+            out_sig[d, p] = low
         out_shingles[d] = n_shingles
 
 
@@ -265,23 +289,32 @@ def permutations(seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def token_hashes(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(token hashes, per-document offsets into them) of the texts' lower-cased words."""
+def token_hashes(texts: pa.Array | pa.ChunkedArray, normalisation: str = "whitespace"):
+    """(token hashes, per-document offsets into them, exact hashes) of the texts' lower-cased words;
+    the exact hashes are `exact_hashes(texts, normalisation)`, from the same walk over the bytes."""
     offsets, data = string_buffers(texts)
     kinds, lower = char_tables()
     tokens = np.empty(max(int(offsets[-1] - offsets[0]), 1), dtype=np.uint64)  # at most one per byte
-    doc_offsets = np.empty(len(texts) + 1, dtype=np.int64)
-    n = _token_hashes(data, offsets, kinds, lower, tokens, doc_offsets)
-    return tokens[:n], doc_offsets
+    doc_offsets = np.empty(len(offsets), dtype=np.int64)
+    exact = np.empty(len(offsets) - 1, dtype=np.uint64)
+    needs_nfc = np.empty(len(offsets) - 1, dtype=np.bool_)
+    to_lower, letters_only = normalisation in ("lowercase", "letters"), normalisation == "letters"
+    n = _token_hashes(data, offsets, kinds, lower, nfc_unstable_table(), to_lower, letters_only, tokens, doc_offsets,
+                      exact, needs_nfc)  # fmt: skip
+    if normalisation == "none":
+        exact = exact_hashes(texts, "none")
+    else:
+        _renormalise_nfc(texts, exact, needs_nfc, normalisation)
+    return tokens[:n], doc_offsets, exact
 
 
-def minhash_signatures(texts, ngram: int, perm_a: np.ndarray, perm_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(signatures (docs, permutations) uint64, shingle count per document int64)."""
-    tokens, doc_offsets = token_hashes(texts)
-    sig = np.empty((len(texts), perm_a.shape[0]), dtype=np.uint64)
-    shingles = np.empty(len(texts), dtype=np.int64)
+def minhash_signatures(texts, ngram: int, perm_a: np.ndarray, perm_b: np.ndarray, normalisation: str = "whitespace"):
+    """(signatures (docs, permutations) uint64, shingle count per document int64, exact hashes uint64)."""
+    tokens, doc_offsets, exact = token_hashes(texts, normalisation)
+    sig = np.empty((len(doc_offsets) - 1, perm_a.shape[0]), dtype=np.uint64)
+    shingles = np.empty(len(doc_offsets) - 1, dtype=np.int64)
     _signatures(tokens, doc_offsets, ngram, perm_a, perm_b, sig, shingles)
-    return sig, shingles
+    return sig, shingles, exact
 
 
 def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -316,11 +349,18 @@ def exact_hashes(texts, normalisation: str) -> np.ndarray:
         _string_hashes(data, offsets, out)
         return out
     out = _normalised_hashes(texts, normalisation)
-    # NFC (Arrow's kernel is slow) only for the few texts it can change; their hashes are redone
-    idx = np.flatnonzero(_needs_nfc_mask(texts))
-    if len(idx):
-        out[idx] = _normalised_hashes(pc.utf8_normalize(texts.take(pa.array(idx)), "NFC"), normalisation)
+    _renormalise_nfc(texts, out, _needs_nfc_mask(texts), normalisation)
     return out
+
+
+def _renormalise_nfc(texts, out: np.ndarray, needs_nfc: np.ndarray, normalisation: str) -> None:
+    """NFC (Arrow's kernel is slow) only for the few texts it can change: their hashes are redone."""
+    idx = np.flatnonzero(needs_nfc)
+    if len(idx):
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks()
+        chosen = pc.fill_null(texts.take(pa.array(idx)), "")
+        out[idx] = _normalised_hashes(pc.utf8_normalize(chosen, "NFC"), normalisation)
 
 
 def _normalised_hashes(texts: pa.Array, normalisation: str) -> np.ndarray:

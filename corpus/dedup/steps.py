@@ -118,9 +118,8 @@ class SignatureWriter(PipelineStep):
             for table in data:
                 texts = table.column("text")
                 keys = table.column(ROW_KEY)
-                exact = minhash.exact_hashes(texts, cfg.exact_normalisation)
                 if use_minhash:
-                    sig, shingles = minhash.minhash_signatures(texts, cfg.ngram, perm_a, perm_b)
+                    sig, shingles, exact = minhash.minhash_signatures(texts, cfg.ngram, perm_a, perm_b, cfg.exact_normalisation)
                     has_shingles = shingles > 0  # an empty text has no shingle and joins no bucket
                     bands = minhash.band_hashes(sig, cfg.bands, cfg.rows)
                     key_values = keys.to_numpy()[has_shingles]
@@ -131,6 +130,7 @@ class SignatureWriter(PipelineStep):
                         high = (sig >> np.uint64(32)).astype(np.uint32)
                         os.pwrite(sig_file.fileno(), high.tobytes(), int(keys[0].as_py()) * row_bytes)
                 else:
+                    exact = minhash.exact_hashes(texts, cfg.exact_normalisation)
                     shingles = np.zeros(table.num_rows, dtype=np.int64)
                 quality = (
                     table.column(self.quality_column).cast(pa.float64())
