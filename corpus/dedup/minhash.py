@@ -15,7 +15,10 @@ between versions), so a saved index stays valid for later runs with the same set
 
 from __future__ import annotations
 
+import os
+import threading
 import unicodedata
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -56,25 +59,55 @@ def _unspaced_script(cp: int) -> bool:
     )
 
 
-_tables: tuple[np.ndarray, np.ndarray] | None = None
-_nfc_unstable: np.ndarray | None = None
+_tables: dict[str, np.ndarray] = {}
+_tables_lock = threading.Lock()
+
+
+def _build_tables() -> dict[str, np.ndarray]:
+    kinds = np.zeros(_TABLE_SIZE, dtype=np.uint8)
+    lower = np.arange(_TABLE_SIZE, dtype=np.int64)
+    unstable = np.zeros(_TABLE_SIZE, dtype=np.bool_)  # above: no character NFC changes
+    for cp in range(_TABLE_SIZE):
+        ch = chr(cp)
+        cat = unicodedata.category(ch)
+        if cat[0] in "LMN":
+            kinds[cp] = _UNSPACED if _unspaced_script(cp) and cat[0] == "L" else _WORD
+            low = ch.lower()
+            if len(low) == 1:
+                lower[cp] = ord(low)
+        elif ch.isspace():
+            kinds[cp] = _SPACE
+        if cp >= 0x300 and not 0xD800 <= cp <= 0xDFFF and (cat[0] == "M" or not unicodedata.is_normalized("NFC", ch)):
+            unstable[cp] = True
+    unstable[0x1100:0x1200] = True  # Hangul jamo compose into syllables
+    return {"kinds": kinds, "lower": lower, "unstable": unstable}
+
+
+def _load_tables() -> dict[str, np.ndarray]:
+    """The character tables, built from this Python's unicodedata once and kept beside the numba
+    cache (a third of a second saved on every later run); rebuilt if the file is missing or bad."""
+    with _tables_lock:
+        if not _tables:
+            cache = Path(__file__).parent / "__pycache__" / f"char_tables-v{HASH_VERSION}-unicode-{unicodedata.unidata_version}.npz"
+            try:
+                with np.load(cache) as saved:
+                    _tables.update({k: saved[k] for k in ("kinds", "lower", "unstable")})
+            except (OSError, ValueError, KeyError):
+                _tables.update(_build_tables())
+                try:
+                    cache.parent.mkdir(exist_ok=True)
+                    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npz")
+                    np.savez(tmp, **_tables)
+                    os.replace(tmp, cache)
+                except OSError:
+                    pass  # a read-only install: build the tables each time
+    return _tables
 
 
 def nfc_unstable_table() -> np.ndarray:
     """True for code points that NFC may change (or that may combine with a neighbour): combining
     marks, Hangul jamo and characters that are not NFC on their own. A text with none is NFC."""
-    global _nfc_unstable
-    if _nfc_unstable is None:
-        table = np.zeros(_TABLE_SIZE, dtype=np.bool_)  # above: no character NFC changes
-        for cp in range(0x300, _TABLE_SIZE):
-            if 0xD800 <= cp <= 0xDFFF:
-                continue
-            ch = chr(cp)
-            if unicodedata.category(ch)[0] == "M" or not unicodedata.is_normalized("NFC", ch):
-                table[cp] = True
-        table[0x1100:0x1200] = True  # Hangul jamo compose into syllables
-        _nfc_unstable = table
-    return _nfc_unstable
+    return _load_tables()["unstable"]
 
 
 def char_tables() -> tuple[np.ndarray, np.ndarray]:
@@ -82,22 +115,8 @@ def char_tables() -> tuple[np.ndarray, np.ndarray]:
 
     Word characters are Unicode letters, marks and digits; everything else separates words.
     """
-    global _tables
-    if _tables is None:
-        kinds = np.zeros(_TABLE_SIZE, dtype=np.uint8)
-        lower = np.arange(_TABLE_SIZE, dtype=np.int64)
-        for cp in range(_TABLE_SIZE):
-            ch = chr(cp)
-            cat = unicodedata.category(ch)
-            if cat[0] in "LMN":
-                kinds[cp] = _UNSPACED if _unspaced_script(cp) and cat[0] == "L" else _WORD
-                low = ch.lower()
-                if len(low) == 1:
-                    lower[cp] = ord(low)
-            elif ch.isspace():
-                kinds[cp] = _SPACE
-        _tables = (kinds, lower)
-    return _tables
+    tables = _load_tables()
+    return tables["kinds"], tables["lower"]
 
 
 @numba.njit(cache=True, inline="always")
