@@ -25,9 +25,7 @@ from typing import Any, Callable, Iterator, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
-from datatrove.utils.stats import PipelineStats
 from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.document import (
@@ -99,7 +97,8 @@ def _quiet_task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: i
 
 def _install_quiet_logging() -> None:
     # datatrove sends every task's INFO log to the terminal; our progress lines replace that.
-    # Worker processes import this module to unpickle the steps, so they get it too.
+    # build_executor installs it in this process; a worker process unpickles the executor (so
+    # imports datatrove's executor module) before the steps, whose import of this module installs it.
     import datatrove.executor.base as executor_base
 
     executor_base.add_task_logger = _quiet_task_logger
@@ -115,7 +114,8 @@ def _close_quiet_task_logger(logfile) -> None:
     logfile.close()
 
 
-_install_quiet_logging()
+if "datatrove.executor.base" in sys.modules:  # importing it costs 0.3 s: threaded stages never do
+    _install_quiet_logging()
 
 
 def configure_main_logging() -> None:
@@ -130,9 +130,10 @@ def configure_main_logging() -> None:
 def build_executor(cfg: ExecutorConfig, pipeline: list, logging_dir: str, threads: bool = False):
     """The datatrove executor of `cfg`; `threads`: a local run's tasks are threads of this process."""
     workers = cfg.workers if cfg.workers > 0 else min(cfg.tasks, os.cpu_count() or 1)
+    if cfg.type == "local" and threads:
+        return ThreadedLocalExecutor(pipeline, tasks=cfg.tasks, workers=workers, logging_dir=logging_dir)
+    _install_quiet_logging()
     if cfg.type == "local":
-        if threads:
-            return ThreadedLocalExecutor(pipeline, tasks=cfg.tasks, workers=workers, logging_dir=logging_dir)
         from datatrove.executor import LocalPipelineExecutor
 
         return LocalPipelineExecutor(pipeline, tasks=cfg.tasks, workers=workers, logging_dir=logging_dir)
@@ -172,33 +173,47 @@ def build_executor(cfg: ExecutorConfig, pipeline: list, logging_dir: str, thread
     )
 
 
-class ThreadedLocalExecutor(LocalPipelineExecutor):
-    """datatrove's local executor with the tasks run as threads of this process, `workers` at a time.
+class ThreadedLocalExecutor:
+    """A local executor whose tasks are threads of this process, `workers` at a time.
 
     For stages whose steps spend their time where Python releases the GIL (Arrow compute, Parquet
     reading and writing, numba kernels compiled `nogil`): it saves what a process pool costs on
     every pass (a manager process, a forkserver, each worker importing the libraries again and
-    loading the compiled kernels, the steps pickled over). Each task gets its own copy of the steps.
-    Completion markers, per-task stats and resuming are those of LocalPipelineExecutor, so a rerun
-    skips the completed tasks either way; a failed task's traceback goes to logs/task_NNNNN.log.
+    loading the compiled kernels, the steps pickled over). Each task runs its own copy of the steps.
+    The logging folder has datatrove's layout (completions/NNNNN, stats/NNNNN.json, stats.json,
+    logs/task_NNNNN.log), so a rerun skips completed tasks as LocalPipelineExecutor's would; a
+    failed task's traceback goes to its log file and the first failure is raised.
     """
 
+    def __init__(self, pipeline: list, tasks: int = 1, workers: int = 1, logging_dir: str | Path = "logs"):
+        self.pipeline = pipeline
+        self.tasks = self.world_size = tasks
+        self.workers = max(1, workers)
+        self.logging_dir = Path(logging_dir)
+
+    def get_incomplete_ranks(self, ranks=None) -> list[int]:
+        ranks = range(self.tasks) if ranks is None else ranks
+        return [rank for rank in ranks if not (self.logging_dir / "completions" / f"{rank:05d}").exists()]
+
     def run(self):
-        self._launched = True
-        ranks = self.get_incomplete_ranks(range(self.local_rank_offset, self.local_rank_offset + self.local_tasks))
+        from datatrove.utils.stats import PipelineStats
+
+        ranks = self.get_incomplete_ranks()
         if not ranks:
             return PipelineStats()
-        self.save_executor_as_json()
-        template = self.pipeline
-        with ThreadPoolExecutor(max_workers=max(1, self.workers), thread_name_prefix="task") as pool:
-            futures = [pool.submit(self._run_task_thread, deepcopy(template), rank) for rank in ranks]
+        for sub in ("completions", "stats", "logs"):
+            (self.logging_dir / sub).mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="task") as pool:
+            futures = [pool.submit(self._run_task, deepcopy(self.pipeline), rank) for rank in ranks]
             stats = [f.result() for f in futures]  # the first failure is raised once all have ended
         merged = sum(stats, start=PipelineStats())
-        with self.logging_dir.open("stats.json", "wt") as f:
+        with open(self.logging_dir / "stats.json", "w") as f:
             merged.save_to_disk(f)
         return merged
 
-    def _run_task_thread(self, pipeline: list, rank: int) -> PipelineStats:
+    def _run_task(self, pipeline: list, rank: int):
+        from datatrove.utils.stats import PipelineStats
+
         try:
             data = None
             for step in pipeline:
@@ -206,13 +221,12 @@ class ThreadedLocalExecutor(LocalPipelineExecutor):
             if data:
                 deque(data, maxlen=0)
             stats = PipelineStats(pipeline)
-            with self.logging_dir.open(f"stats/{rank:05d}.json", "w") as f:
+            with open(self.logging_dir / "stats" / f"{rank:05d}.json", "w") as f:
                 stats.save_to_disk(f)
-            self.mark_rank_as_completed(rank)
+            (self.logging_dir / "completions" / f"{rank:05d}").touch()
             return stats
         except Exception:
-            with self.logging_dir.open(f"logs/task_{rank:05d}.log", "w") as f:
-                f.write(traceback.format_exc())
+            (self.logging_dir / "logs" / f"task_{rank:05d}.log").write_text(traceback.format_exc(), encoding="utf-8")
             raise
 
 
