@@ -52,7 +52,7 @@ def _svg(width: float, height: float, title: str, body: list[str]) -> bytes:
     w, h = _n(width), _n(height)
     head = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
             f'font-family="DejaVu Sans, Arial, Helvetica, sans-serif" font-size="{FONT}" fill="#222">',
-            f'<rect width="100%" height="100%" fill="#fff"/>',
+            '<rect width="100%" height="100%" fill="#fff"/>',
             _text(width / 2, 24, _clip(title, int(width / 8.4)), ' text-anchor="middle" font-size="14"')]  # fmt: skip
     # non-ASCII characters become character references, so the bytes read the same in any encoding
     return "\n".join(head + body + ["</svg>\n"]).encode("ascii", "xmlcharrefreplace")
@@ -75,7 +75,7 @@ def columns(title: str, labels: list[str], series: dict[str, list[float]], ylabe
     for i, label in enumerate(shown):
         x = left + i * slot + slot * 0.1
         for j, values in enumerate(series.values()):
-            v = max(values[i], 0)
+            v = values[i] if values[i] > 0 else 0  # negative or NaN: no bar
             body.append(_rect(x + j * width, bottom - v * scale, width, v * scale, COLORS[j % len(COLORS)]))
         cx = left + (i + 0.5) * slot
         turn = f' text-anchor="end" transform="rotate(-30 {_n(cx)} {_n(bottom + 14)})"' if rotate else ' text-anchor="middle"'
@@ -103,7 +103,7 @@ def bars(title: str, labels: list[str], values: list[float], xlabel: str) -> byt
         body += [_line(x, TOP, x, bottom, "#e4e4e4"), _text(x, bottom + 15, name, ' text-anchor="middle"')]
     for i, (label, value) in enumerate(zip(shown, values)):
         y, thick = TOP + (i + 0.5) * row, min(row * 0.7, 2 * ROW)
-        body += [_rect(left, y - thick / 2, max(value, 0) * scale, thick, COLORS[0]),
+        body += [_rect(left, y - thick / 2, (value if value > 0 else 0) * scale, thick, COLORS[0]),
                  _text(left - 6, y + 4, label, ' text-anchor="end"')]  # fmt: skip
     body += [_line(left, TOP, left, bottom), _line(left, bottom, right, bottom)]
     body.append(_text((left + right) / 2, bottom + 34, xlabel, ' text-anchor="middle"'))
