@@ -44,7 +44,46 @@ def test_card_numbers_equal_an_independent_recount(two_stages):
         rejected = read_folder(folder, "rejected")
         assert card["rejected_stats"]["docs"] == rejected.height
         for plot in card["plots"]:
-            assert (folder / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert plot.endswith(".svg") and (folder / plot).read_bytes().startswith(b"<svg ")
+
+
+def test_svg_plots_are_well_formed_escaped_and_deterministic(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from corpus.cards.plots import bars, columns, write_plots
+
+    ns = "{http://www.w3.org/2000/svg}"
+    sources = {"a & b <c>": 0.6, 'say "hi"': 0.3, "x" * 80: 0.1}
+    card = {
+        "stats": {"docs": 10, "length_histogram": [{"chars": "0-100", "docs": 4}, {"chars": "100-300", "docs": 6}],
+                  "by_domain": {"insurance": {"share_chars": 1.0}},
+                  "by_source": {k: {"share_chars": v} for k, v in sources.items()}},
+        "rejected_stats": {"by_reason": {"empty": 3, "too_short": 0}},
+        "stage_facts": {"mix_shares": {"insurance": {"target": 0.5, "achieved": 0.4}, "general": {"target": 0.5}}},
+    }  # fmt: skip
+    paths = write_plots(tmp_path, card)
+    (tmp_path / "again").mkdir()
+    assert write_plots(tmp_path / "again", card) == paths
+    bars_per_plot = {"length_histogram": 2, "share_domain": 1, "share_source": 3, "rejected_by_reason": 2, "mix_shares": 4}
+    assert paths == [f"plots/{name}.svg" for name in bars_per_plot]
+    for path, n_bars in zip(paths, bars_per_plot.values()):
+        data = (tmp_path / path).read_bytes()
+        root = ET.fromstring(data)
+        width, height = float(root.get("width")), float(root.get("height"))
+        assert root.tag == ns + "svg" and width > 0 and height > 0
+        assert root.get("viewBox") == f"0 0 {root.get('width')} {root.get('height')}"
+        rects = root.findall(f".//{ns}rect")
+        legend = 2 if path.endswith("mix_shares.svg") else 0  # one swatch per series
+        assert rects[0].get("fill") == "#fff" and len(rects) == 1 + n_bars + legend
+        assert (tmp_path / "again" / path).read_bytes() == data
+    texts = [t.text for t in ET.parse(tmp_path / "plots" / "share_source.svg").iter(ns + "text")]
+    assert "a & b <c>" in texts and 'say "hi"' in texts
+    assert any(t.startswith("xxx") and t.endswith("\u2026") and len(t) < 80 for t in texts)
+    assert b"a &amp; b &lt;c&gt;" in (tmp_path / "plots" / "share_source.svg").read_bytes()
+    for svg in (bars("none & <all>", [], [], "documents"), columns("none & <all>", [], {"documents": []}, "documents")):
+        root = ET.fromstring(svg)
+        assert len(root.findall(f".//{ns}rect")) == 1 and root.find(f"{ns}text").text == "none & <all>"
+    assert write_plots(tmp_path / "again", {"stats": {"docs": 0}}) == []
 
 
 def test_readme_has_hugging_face_front_matter_and_sections(two_stages):

@@ -131,8 +131,8 @@ def test_card_draws_the_target_vs_achieved_chart(base, tmp_path):
     pytest.importorskip("corpus.cards.plots", reason="the card plots module is not in this checkout")
     out = tmp_path / "chart"
     assert main(["-q", "mix", *_inputs(base), "-o", str(out), "--budget-docs", "100", "--weights", "insurance=1,general=1"]) == 0
-    assert (out / "plots" / "mix_shares.png").stat().st_size > 0
-    assert "plots/mix_shares.png" in read_card(out)["plots"]
+    assert (out / "plots" / "mix_shares.svg").stat().st_size > 0
+    assert "plots/mix_shares.svg" in read_card(out)["plots"]
 
 
 def test_short_group_warns_and_renormalises_or_fails_with_strict(base, tmp_path, capsys):

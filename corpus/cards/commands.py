@@ -138,6 +138,10 @@ def _short(value) -> str:
 # ---------------------------------------------------------------- html
 
 
+# plots are SVG; cards written before that have PNG files
+_IMAGE_TYPES = {".svg": "image/svg+xml", ".png": "image/png"}
+
+
 def to_html(folder: str | Path, output: str | Path | None = None) -> Path:
     """One self-contained HTML file: the README card with every plot embedded as a data URI."""
     import markdown
@@ -156,7 +160,7 @@ def to_html(folder: str | Path, output: str | Path | None = None) -> Path:
         if not path.is_file():
             raise CorpusError(f"{path}: plot named in {readme_path} is missing")
         data = base64.b64encode(path.read_bytes()).decode("ascii")
-        return f"![{alt}](data:image/png;base64,{data})"
+        return f"![{alt}](data:{_IMAGE_TYPES.get(path.suffix.lower(), 'image/png')};base64,{data})"
 
     body = re.sub(r"!\[([^\]]*)\]\((plots/[^)]+)\)", embed, body)
     rendered = markdown.markdown(body, extensions=["tables", "fenced_code"])

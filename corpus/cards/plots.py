@@ -1,73 +1,143 @@
-"""PNG plots of a card (matplotlib, no display needed)."""
+"""SVG plots of a card: small bar charts written as SVG text, no plotting library.
+
+Every file has width, height and a viewBox, a white background and the same bytes for the same data.
+"""
 
 from __future__ import annotations
 
+import math
+from html import escape
 from pathlib import Path
 
 PLOTS_DIR = "plots"
+WIDTH, HEIGHT, FONT, CHAR = 640, 320, 11, 6.6  # CHAR: a generous average glyph width at FONT px
+TOP, ROW = 40, 22  # room for the title; height of one horizontal bar's row
+COLORS = ("#4C72B0", "#DD8452")
+LABEL_CHARS = 32  # longer labels end with an ellipsis
 
 
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
-    return plt, fig, ax
+def _n(x: float) -> str:
+    return f"{round(x, 1):g}"
 
 
-def _save(plt, fig, folder: Path, name: str) -> str:
+def _clip(text: object, chars: int) -> str:
+    """At most `chars` characters (a longer text ends with an ellipsis), control characters as spaces."""
+    text = "".join(c if c.isprintable() else " " for c in str(text))
+    return text if len(text) <= chars else text[: max(chars - 1, 1)] + "\u2026"
+
+
+def _text(x: float, y: float, text: str, attrs: str = "") -> str:
+    return f'<text x="{_n(x)}" y="{_n(y)}"{attrs}>{escape(text)}</text>'
+
+
+def _line(x1: float, y1: float, x2: float, y2: float, color: str = "#222") -> str:
+    return f'<line x1="{_n(x1)}" y1="{_n(y1)}" x2="{_n(x2)}" y2="{_n(y2)}" stroke="{color}"/>'
+
+
+def _rect(x: float, y: float, w: float, h: float, color: str) -> str:
+    return f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(w)}" height="{_n(h)}" fill="{color}"/>'
+
+
+def _ticks(top: float) -> tuple[list[float], list[str]]:
+    """Three to five round values from 0 to at least `top`, and their labels."""
+    raw = (top if top > 0 else 4) / 4
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    digits = max(0, -math.floor(math.log10(step) + 1e-9))
+    values = [i * step for i in range(math.ceil(raw * 4 / step - 1e-9) + 1)]
+    return values, [f"{v:,.{digits}f}" for v in values]
+
+
+def _svg(width: float, height: float, title: str, body: list[str]) -> bytes:
+    w, h = _n(width), _n(height)
+    head = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
+            f'font-family="DejaVu Sans, Arial, Helvetica, sans-serif" font-size="{FONT}" fill="#222">',
+            '<rect width="100%" height="100%" fill="#fff"/>',
+            _text(width / 2, 24, _clip(title, int(width / 8.4)), ' text-anchor="middle" font-size="14"')]  # fmt: skip
+    # non-ASCII characters become character references, so the bytes read the same in any encoding
+    return "\n".join(head + body + ["</svg>\n"]).encode("ascii", "xmlcharrefreplace")
+
+
+def columns(title: str, labels: list[str], series: dict[str, list[float]], ylabel: str) -> bytes:
+    """Vertical bars, one group per label and one bar per series; a legend when there are several series."""
+    ticks, names = _ticks(max((v for values in series.values() for v in values), default=0))
+    left, right, top = 30 + CHAR * max(map(len, names)), WIDTH - 16, TOP + (18 if len(series) > 1 else 0)
+    slot = (right - left) / max(len(labels), 1)
+    shown = [_clip(label, 16) for label in labels]
+    rotate = CHAR * max(map(len, shown), default=0) > slot - 4
+    bottom = HEIGHT - (72 if rotate else 28)
+    scale = (bottom - top) / ticks[-1]
+    body = []
+    for tick, name in zip(ticks, names):
+        y = bottom - tick * scale
+        body += [_line(left, y, right, y, "#e4e4e4"), _text(left - 6, y + 4, name, ' text-anchor="end"')]
+    width = slot * 0.8 / max(len(series), 1)
+    for i, label in enumerate(shown):
+        x = left + i * slot + slot * 0.1
+        for j, values in enumerate(series.values()):
+            v = values[i] if values[i] > 0 else 0  # negative or NaN: no bar
+            body.append(_rect(x + j * width, bottom - v * scale, width, v * scale, COLORS[j % len(COLORS)]))
+        cx = left + (i + 0.5) * slot
+        turn = f' text-anchor="end" transform="rotate(-30 {_n(cx)} {_n(bottom + 14)})"' if rotate else ' text-anchor="middle"'
+        body.append(_text(cx, bottom + 14, label, turn))
+    for j, name in enumerate(series if len(series) > 1 else []):
+        x = right - 90 * (len(series) - j)
+        body += [_rect(x, TOP - 4, 10, 10, COLORS[j % len(COLORS)]), _text(x + 14, TOP + 5, _clip(name, 10))]
+    body += [_line(left, top, left, bottom), _line(left, bottom, right, bottom)]
+    mid = (top + bottom) / 2
+    body.append(_text(12, mid, ylabel, f' text-anchor="middle" transform="rotate(-90 12 {_n(mid)})"'))
+    return _svg(WIDTH, HEIGHT, title, body)
+
+
+def bars(title: str, labels: list[str], values: list[float], xlabel: str) -> bytes:
+    """Horizontal bars, the first label on top; the chart grows by one row per bar."""
+    ticks, names = _ticks(max(values, default=0))
+    shown = [_clip(label, LABEL_CHARS) for label in labels]
+    left = 16 + CHAR * max(map(len, shown), default=0)
+    row = max(ROW, 4 * ROW / max(len(labels), 1))  # a few bars still get a chart of four rows
+    right, bottom = WIDTH - 8 - CHAR * len(names[-1]) / 2, TOP + row * max(len(labels), 1)
+    scale = (right - left) / ticks[-1]
+    body = []
+    for tick, name in zip(ticks, names):
+        x = left + tick * scale
+        body += [_line(x, TOP, x, bottom, "#e4e4e4"), _text(x, bottom + 15, name, ' text-anchor="middle"')]
+    for i, (label, value) in enumerate(zip(shown, values)):
+        y, thick = TOP + (i + 0.5) * row, min(row * 0.7, 2 * ROW)
+        body += [_rect(left, y - thick / 2, (value if value > 0 else 0) * scale, thick, COLORS[0]),
+                 _text(left - 6, y + 4, label, ' text-anchor="end"')]  # fmt: skip
+    body += [_line(left, TOP, left, bottom), _line(left, bottom, right, bottom)]
+    body.append(_text((left + right) / 2, bottom + 34, xlabel, ' text-anchor="middle"'))
+    return _svg(WIDTH, bottom + 46, title, body)
+
+
+def _save(folder: Path, name: str, svg: bytes) -> str:
     out = folder / PLOTS_DIR
     out.mkdir(exist_ok=True)
-    fig.tight_layout()
-    # a fixed creation date keeps the PNG bytes the same for the same data
-    fig.savefig(out / name, metadata={"Software": None, "Creation Time": None} if name.endswith(".png") else None)
-    plt.close(fig)
+    (out / name).write_bytes(svg)
     return f"{PLOTS_DIR}/{name}"
 
 
-def _barh(folder: Path, name: str, title: str, labels: list[str], values: list[float], xlabel: str) -> str:
-    plt, fig, ax = _figure()
-    ax.barh(labels[::-1], values[::-1], color="#4C72B0")
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    return _save(plt, fig, folder, name)
-
-
 def write_plots(folder: Path, card: dict) -> list[str]:
-    """Length histogram, shares by domain and source, rejections by reason. Returns relative paths."""
+    """Length histogram, shares by domain and source, rejections by reason, mix shares. Returns relative paths."""
     stats = card["stats"]
     written = []
-    hist = stats.get("length_histogram") or []
     if stats.get("docs"):
-        plt, fig, ax = _figure()
-        ax.bar([h["chars"] for h in hist], [h["docs"] for h in hist], color="#4C72B0")
-        ax.set_title("Document length (characters)")
-        ax.set_ylabel("documents")
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-        written.append(_save(plt, fig, folder, "length_histogram.png"))
+        hist = stats.get("length_histogram") or []
+        svg = columns("Document length (characters)", [h["chars"] for h in hist], {"documents": [h["docs"] for h in hist]},
+                      "documents")  # fmt: skip
+        written.append(_save(folder, "length_histogram.svg", svg))
         for key, title in (("by_domain", "domain"), ("by_source", "source")):
             groups = stats.get(key) or {}
             if groups:
-                labels = list(groups)
-                written.append(_barh(folder, f"share_{title}.png", f"Share of characters by {title}", labels,
-                                     [100 * groups[k]["share_chars"] for k in labels], "% of characters"))  # fmt: skip
+                svg = bars(f"Share of characters by {title}", list(groups), [100 * g["share_chars"] for g in groups.values()],
+                           "% of characters")  # fmt: skip
+                written.append(_save(folder, f"share_{title}.svg", svg))
     reasons = (card.get("rejected_stats") or {}).get("by_reason") or {}
     if reasons:
-        labels = list(reasons)
-        written.append(_barh(folder, "rejected_by_reason.png", "Rejected documents by reason", labels,
-                             [reasons[k] for k in labels], "documents"))  # fmt: skip
+        svg = bars("Rejected documents by reason", list(reasons), list(reasons.values()), "documents")
+        written.append(_save(folder, "rejected_by_reason.svg", svg))
     mix = (card.get("stage_facts") or {}).get("mix_shares")
     if isinstance(mix, dict) and mix:
-        plt, fig, ax = _figure()
-        labels = list(mix)
-        x = range(len(labels))
-        ax.bar([i - 0.2 for i in x], [100 * mix[k].get("target", 0) for k in labels], width=0.4, label="target")
-        ax.bar([i + 0.2 for i in x], [100 * mix[k].get("achieved", 0) for k in labels], width=0.4, label="achieved")
-        ax.set_xticks(list(x), labels)
-        ax.set_ylabel("% of tokens")
-        ax.set_title("Mix: target vs achieved share")
-        ax.legend()
-        written.append(_save(plt, fig, folder, "mix_shares.png"))
+        series = {s: [100 * (mix[k].get(s) or 0) for k in mix] for s in ("target", "achieved")}
+        written.append(_save(folder, "mix_shares.svg", columns("Mix: target vs achieved share", list(mix), series, "% of tokens")))
     return written

@@ -120,8 +120,8 @@ def render_readme(card: dict, previous: str = "") -> str:
     if facts.get("skipped_files"):
         parts.append(f"Files in input folders that hold no documents, not read ({len(facts['skipped_files']):,}):\n")
         parts.append(render_value(facts["skipped_files"], limit=5) + "\n")
-    if card.get("plots") and _plot(card, "rejected_by_reason.png"):
-        parts.append(_plot(card, "rejected_by_reason.png"))
+    if card.get("plots") and _plot(card, "rejected_by_reason.svg"):
+        parts.append(_plot(card, "rejected_by_reason.svg"))
 
     parts.append("## Distributions\n")
     for key, title in (("by_domain", "domain"), ("by_source", "source"), ("by_lang", "language")):
@@ -130,14 +130,14 @@ def render_readme(card: dict, previous: str = "") -> str:
             parts.append(table([title, "documents", measure, "characters", "share of characters"],
                                [[k, v["docs"], v.get(measure, 0), v["chars"], f"{100 * v['share_chars']:.1f}%"]
                                 for k, v in groups.items()]) + "\n")  # fmt: skip
-    for name in ("share_domain.png", "share_source.png"):
+    for name in ("share_domain.svg", "share_source.svg"):
         if _plot(card, name):
             parts.append(_plot(card, name))
     if stats.get("length_chars"):
         q = stats["length_chars"]
         parts.append("Document length in characters: " + ", ".join(f"{k} {v:,}" for k, v in q.items()) + ".\n")
-    if _plot(card, "length_histogram.png"):
-        parts.append(_plot(card, "length_histogram.png"))
+    if _plot(card, "length_histogram.svg"):
+        parts.append(_plot(card, "length_histogram.svg"))
 
     if card.get("scores"):
         parts.append("## Quality and other scores\n")
@@ -148,8 +148,8 @@ def render_readme(card: dict, previous: str = "") -> str:
     if facts.get("mix_shares"):
         parts.append("## Mix: target vs achieved\n")
         parts.append(render_value(facts["mix_shares"]) + "\n")
-        if _plot(card, "mix_shares.png"):
-            parts.append(_plot(card, "mix_shares.png"))
+        if _plot(card, "mix_shares.svg"):
+            parts.append(_plot(card, "mix_shares.svg"))
     details = {k: v for k, v in facts.items() if k not in _OWN_SECTIONS}
     if details or facts.get("warnings"):
         parts.append("## Stage details\n")
