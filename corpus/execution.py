@@ -44,6 +44,7 @@ from corpus.progress import quiet, say, task_progress
 from corpus.stage_stats import merge_counts, read_task_stats, write_task_stats
 
 WORK_DIR = "_work"
+TALLY_DIR = "text_tally"  # in the work folder: the writers' TextTally parts
 READ_BATCH_ROWS = 2048
 
 
@@ -290,16 +291,21 @@ class DatasetWriter(PipelineStep):
         rejected_writer = PartWriter(Path(self.out_dir) / REJECTED_DIR, rank, self.max_rows_per_file)
         kept_writer.clear()
         rejected_writer.clear()
+        from corpus.cards import TextTally
+
+        tally = TextTally()  # the card's text counts, taken on the way out (no second read)
         kept, reasons = 0, Counter()
         for table in data or []:
             kept_rows, rejected_rows = split_kept_rejected(table)
             kept_writer.write(kept_rows)
+            tally.add(kept_rows)
             rejected_writer.write(rejected_rows)
             kept += kept_rows.num_rows
             if rejected_rows.num_rows:
                 reasons.update(rejected_rows.column("reason").to_pylist())
         kept_writer.close()
         rejected_writer.close()
+        tally.save(Path(self.work_dir) / TALLY_DIR, rank)
         self.stat_update("kept", value=kept)
         self.stat_update("rejected", value=sum(reasons.values()))
         write_task_stats(self.work_dir, "writer", rank, {"kept": kept, "rejected": dict(reasons)})
@@ -430,6 +436,9 @@ def _finalize(job, partial: Path, work: Path, executor, fp, started, command, pi
         stage_facts["warnings"] = warnings
     if job.finalize_hook:
         stage_facts.update(job.finalize_hook(partial, stage_facts))
+    from corpus.cards import load_tallies
+
+    texts = load_tallies(work / TALLY_DIR, executor.tasks)
     shutil.rmtree(work)
     return write_card(
         partial,
@@ -445,6 +454,7 @@ def _finalize(job, partial: Path, work: Path, executor, fp, started, command, pi
         pipeline_file=pipeline_file,
         previous_readme=previous_readme,
         final_folder=out,
+        texts=texts,
     )
 
 

@@ -61,20 +61,94 @@ class TextPass:
     examples: pl.DataFrame  # domain, id, opening: the first ids by (domain, id) of each file
 
 
+class TextTally:
+    """Accumulates a TextPass from tables of documents as they go by (a data file being read, or a
+    stage's writer as it writes), so the card needs no second pass over the texts."""
+
+    def __init__(self, per_domain: int = EXAMPLES_PER_DOMAIN, width: int = EXAMPLE_WIDTH):
+        self.per_domain, self.width = per_domain, width
+        self.docs: list[pl.DataFrame] = []
+        self.candidates: list[pl.DataFrame] = []
+        self.has_tokens = False
+
+    def add(self, table: pa.Table | pa.RecordBatch) -> None:
+        from corpus.text_kernels import chars_and_words
+
+        n = table.num_rows
+        if n == 0:
+            return
+        names = table.schema.names
+        self.has_tokens = self.has_tokens or "n_tokens" in names
+
+        def column(name: str, dtype) -> pl.Series:
+            if name in names:
+                return pl.Series(name, table.column(name)).cast(dtype)
+            return pl.Series(name, [None] * n, dtype=dtype)
+
+        chars, words = chars_and_words(table.column("text"))
+        domain = column("domain", pl.String)
+        self.docs.append(pl.DataFrame([domain, column("source", pl.String), column("lang", pl.String),
+                                       pl.Series("_chars", chars), pl.Series("_words", words),
+                                       column("n_tokens", pl.Int64).alias("_tokens")]))  # fmt: skip
+        # the first ids of each domain in this table, with the opening of their text
+        keys = pl.DataFrame([domain.fill_null("unknown"), column("id", pl.String), pl.Series("row", range(n))])
+        chosen = _first_per_domain(keys, self.per_domain)
+        texts = table.column("text").take(pa.array(chosen["row"].to_numpy())).to_pylist()
+        self.candidates.append(chosen.drop("row").with_columns(pl.Series("opening", [(t or "")[: self.width] for t in texts])))
+        if len(self.candidates) > 8:
+            self.candidates = [_first_per_domain(pl.concat(self.candidates), self.per_domain)]
+
+    def frames(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        docs = pl.concat(self.docs) if self.docs else pl.DataFrame(schema=_DOCS_SCHEMA)
+        candidates = pl.concat(self.candidates) if self.candidates else pl.DataFrame(schema=_EXAMPLES_SCHEMA)
+        return docs, _first_per_domain(candidates, self.per_domain)
+
+    def save(self, folder: Path, rank: int) -> None:
+        """Write this task's part (small columns only) for `load_tallies`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        docs, candidates = self.frames()
+        docs.with_columns(pl.lit(self.has_tokens).alias("_has_tokens")).write_parquet(folder / f"docs-{rank:05d}.parquet")
+        candidates.write_parquet(folder / f"examples-{rank:05d}.parquet")
+
+
+def load_tallies(folder: Path, ranks: int, per_domain: int = EXAMPLES_PER_DOMAIN) -> TextPass | None:
+    """The TextPass of a stage's writers (None if a task's part is missing: read the data instead)."""
+    docs_files = [folder / f"docs-{rank:05d}.parquet" for rank in range(ranks)]
+    example_files = [folder / f"examples-{rank:05d}.parquet" for rank in range(ranks)]
+    if not all(f.exists() for f in docs_files + example_files):
+        return None
+    docs = pl.concat([pl.read_parquet(f) for f in docs_files])
+    has_tokens = bool(docs["_has_tokens"].any())
+    docs = docs.drop("_has_tokens")
+    if not has_tokens:
+        docs = docs.with_columns(pl.lit(None, pl.Int64).alias("_tokens"))
+    examples = _first_per_domain(pl.concat([pl.read_parquet(f) for f in example_files]), per_domain)
+    return TextPass(docs, has_tokens, examples)
+
+
 def read_texts(folder: Path, per_domain: int = EXAMPLES_PER_DOMAIN, width: int = EXAMPLE_WIDTH) -> TextPass:
     """Read data/*.parquet once, the files in parallel threads (Parquet decoding and the counting
     kernel release the GIL); a file is read in batches, so memory holds one batch of text per thread."""
     from concurrent.futures import ThreadPoolExecutor
 
+    def tally(path: Path) -> TextTally:
+        tally = TextTally(per_domain, width)
+        parquet = pq.ParquetFile(path)
+        columns = [c for c in ("id", "text", "domain", "source", "lang", "n_tokens") if c in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=8192, columns=columns):
+            tally.add(batch)
+        return tally
+
     files = data_files(folder)
     with ThreadPoolExecutor(max_workers=max(1, min(len(files), os.cpu_count() or 1))) as pool:
-        parts = list(pool.map(lambda f: _file_texts(f, per_domain, width), files))
-    has_tokens = any(p[2] for p in parts)
+        tallies = list(pool.map(tally, files))
+    parts = [t.frames() for t in tallies]
+    has_tokens = any(t.has_tokens for t in tallies)
     docs = pl.concat([p[0] for p in parts]) if parts else pl.DataFrame(schema=_DOCS_SCHEMA)
     if not has_tokens:
         docs = docs.with_columns(pl.lit(None, pl.Int64).alias("_tokens"))
-    examples = _first_per_domain(pl.concat([p[1] for p in parts]), per_domain) if parts else pl.DataFrame(schema=_EXAMPLES_SCHEMA)
-    return TextPass(docs, has_tokens, examples)
+    candidates = pl.concat([p[1] for p in parts]) if parts else pl.DataFrame(schema=_EXAMPLES_SCHEMA)
+    return TextPass(docs, has_tokens, _first_per_domain(candidates, per_domain))
 
 
 _DOCS_SCHEMA = {"domain": pl.String, "source": pl.String, "lang": pl.String, "_chars": pl.Int64, "_words": pl.Int64,
@@ -84,38 +158,6 @@ _EXAMPLES_SCHEMA = {"domain": pl.String, "id": pl.String, "opening": pl.String}
 
 def _first_per_domain(candidates: pl.DataFrame, per_domain: int) -> pl.DataFrame:
     return candidates.sort("domain", "id").group_by("domain", maintain_order=True).head(per_domain)
-
-
-def _file_texts(path: Path, per_domain: int, width: int) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
-    from corpus.text_kernels import chars_and_words
-
-    parquet = pq.ParquetFile(path)
-    names = parquet.schema_arrow.names
-    columns = [c for c in ("id", "text", "domain", "source", "lang", "n_tokens") if c in names]
-    docs, candidates = [], []
-    for batch in parquet.iter_batches(batch_size=8192, columns=columns):
-        n = batch.num_rows
-
-        def column(name: str, dtype) -> pl.Series:
-            if name in names:
-                return pl.Series(name, batch.column(name)).cast(dtype)
-            return pl.Series(name, [None] * n, dtype=dtype)
-
-        chars, words = chars_and_words(batch.column("text"))
-        domain = column("domain", pl.String)
-        docs.append(pl.DataFrame([domain, column("source", pl.String), column("lang", pl.String),
-                                  pl.Series("_chars", chars), pl.Series("_words", words),
-                                  column("n_tokens", pl.Int64).alias("_tokens")]))  # fmt: skip
-        # the first ids of each domain in this batch, with the opening of their text
-        keys = pl.DataFrame([domain.fill_null("unknown"), column("id", pl.String), pl.Series("row", range(n))])
-        chosen = _first_per_domain(keys, per_domain)
-        texts = batch.column("text").take(pa.array(chosen["row"].to_numpy())).to_pylist()
-        candidates.append(chosen.drop("row").with_columns(pl.Series("opening", [(t or "")[:width] for t in texts])))
-        if len(candidates) > 8:
-            candidates = [_first_per_domain(pl.concat(candidates), per_domain)]
-    if not docs:
-        return pl.DataFrame(schema=_DOCS_SCHEMA), pl.DataFrame(schema=_EXAMPLES_SCHEMA), False
-    return pl.concat(docs), _first_per_domain(pl.concat(candidates), per_domain), "n_tokens" in names
 
 
 def dataset_stats(folder: Path, texts: TextPass | None = None) -> dict:
@@ -247,11 +289,13 @@ def write_card(
     pipeline_file: str | None,
     previous_readme: str = "",
     final_folder: Path | None = None,
+    texts: TextPass | None = None,
 ) -> dict:
     """Write card.json, README.md and plots/ into `folder` (which will be renamed to `final_folder`)."""
     folder = Path(folder)
     home = Path(final_folder or folder)
-    texts = read_texts(folder) if data_files(folder) else None
+    if texts is None and data_files(folder):
+        texts = read_texts(folder)  # no writer tallied the texts on their way
     upstream: list[dict] = []
     lineage = []
     for item in inputs:  # accounting of the stages that made the inputs, then this one
