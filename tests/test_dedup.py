@@ -135,6 +135,27 @@ def test_exact_hashes_from_the_signature_walk_equal_the_separate_ones():
         assert fused.tolist() == minhash.exact_hashes(texts, normalisation).tolist(), normalisation
 
 
+def test_connected_components_match_a_graph_search():
+    from corpus.dedup.clusters import connected_components
+
+    rng = np.random.default_rng(4)
+    for n, m in [(1, 0), (6, 0), (50, 30), (300, 280)]:
+        src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
+        labels = connected_components(n, src, dst).tolist()
+        neighbours = {i: set() for i in range(n)}
+        for a, b in zip(src.tolist(), dst.tolist()):
+            neighbours[a].add(b)
+            neighbours[b].add(a)
+        for start in range(n):
+            seen, todo = {start}, [start]
+            while todo:
+                for nxt in neighbours[todo.pop()] - seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+            assert {i for i in range(n) if labels[i] == labels[start]} == seen
+            assert labels[start] == min(seen)  # named by its smallest node
+
+
 # ---------------------------------------------------------------- the stage
 
 

@@ -2,7 +2,7 @@
 
 Buckets are read one band at a time from the Parquet files pass 1 wrote; within a bucket every
 member is linked to the bucket's smallest node (a star, not all pairs: the same components with
-`size - 1` edges). Edges of all bands are de-duplicated and handed to scipy's connected components,
+`size - 1` edges). Edges of all bands are de-duplicated and joined into components by union-find,
 so no Python object exists per document. Memory is one band's (hash, node) columns plus the edges,
 which grow with the number of duplicates, not with the corpus.
 """
@@ -16,8 +16,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+import numba
 
 from corpus.dedup.index import SavedIndex, write_index
 from corpus.dedup.steps import DECISIONS_FILE, NODES_DIR, SIGNATURES_FILE, band_dir
@@ -36,6 +35,32 @@ def star_edges(buckets: pl.DataFrame, key: str) -> pl.DataFrame:
         .select("src", pl.col("node").alias("dst"))
         .collect()
     )
+
+
+@numba.njit(cache=True, nogil=True)
+def _root(parent, x):
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]  # path halving
+        x = parent[x]
+    return x
+
+
+@numba.njit(cache=True, nogil=True)
+def connected_components(n, src, dst):
+    """Component of each of `n` nodes given undirected edges: union-find; a component is named by
+    its smallest node, so labels do not depend on the order of the edges."""
+    parent = np.arange(n)
+    for e in range(src.shape[0]):
+        a = _root(parent, src[e])
+        b = _root(parent, dst[e])
+        if a < b:
+            parent[b] = a
+        elif b < a:
+            parent[a] = b
+    labels = np.empty(n, dtype=np.int64)
+    for x in range(n):
+        labels[x] = _root(parent, x)
+    return labels
 
 
 def verified(edges: pl.DataFrame, signatures: np.ndarray, threshold: float, rows: int) -> pl.DataFrame:
@@ -103,8 +128,7 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
     linked = np.unique(np.concatenate([edges["src"].to_numpy(), edges["dst"].to_numpy()]))
     src = np.searchsorted(linked, edges["src"].to_numpy())
     dst = np.searchsorted(linked, edges["dst"].to_numpy())
-    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(len(linked), len(linked)))
-    _, labels = connected_components(graph, directed=False)
+    labels = connected_components(len(linked), src.astype(np.int64), dst.astype(np.int64))
     members = pl.DataFrame({"node": linked.astype(np.int64), "component": labels.astype(np.int64)})
 
     priority = {name: i for i, name in enumerate(config.source_priority)}

@@ -3,7 +3,7 @@
     OUT/dedup_index/
       meta.json                 settings the hashes depend on (a mismatch is refused)
       ids.parquet               id, source, exact_hash of every kept document; row i is node i
-      bands/band-NNN.parquet    band_hash, node: the LSH buckets of the kept documents
+      bands/band-NNN.parquet    band_hash, node (ascending): the LSH buckets of the kept documents
 
 Only hashes and ids: a later `corpus dedup NEW --against OUT` never re-reads the old texts.
 """
@@ -95,11 +95,18 @@ def write_index(out_dir: Path, work_dedup: Path, config, nodes: pl.DataFrame, re
             frames = [pl.read_parquet(f) for f in files]
             buckets = pl.concat(frames) if frames else pl.DataFrame(schema={"band_hash": pl.UInt64, "row_key": pl.Int64})
             keys = buckets["row_key"].to_numpy()
+            # a kept document is at most once in a band: place each hash at its node, in node order
+            # (so the file is the same whatever the task count), without a sort
             pos = np.searchsorted(kept_keys, keys)
             is_kept = (pos < len(kept_keys)) & (kept_keys[np.minimum(pos, max(len(kept_keys) - 1, 0))] == keys) if len(kept_keys) else np.zeros(len(keys), bool)
-            pl.DataFrame({"band_hash": buckets["band_hash"].to_numpy()[is_kept], "node": pos[is_kept].astype(np.int64)}).sort(
-                "band_hash", "node"
-            ).write_parquet(band_dir(tmp, band).with_suffix(".parquet"))
+            hashes = np.zeros(len(kept_keys), dtype=np.uint64)
+            present = np.zeros(len(kept_keys), dtype=bool)
+            hashes[pos[is_kept]] = buckets["band_hash"].to_numpy()[is_kept]
+            present[pos[is_kept]] = True
+            node = np.flatnonzero(present).astype(np.int64)
+            pl.DataFrame({"band_hash": hashes[node], "node": node}).write_parquet(
+                band_dir(tmp, band).with_suffix(".parquet"), compression="uncompressed"  # hashes do not compress
+            )
     meta = index_meta(config) | {"docs": kept.height}
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     if final.exists():
