@@ -220,7 +220,7 @@ def cmd_instruct(args) -> int:
 
 
 def _instruct_parser(sub) -> None:
-    from corpus.instruct import RULES
+    from corpus.instruct_rules import RULES
 
     p = sub.add_parser("instruct", help="build instruction pairs (messages JSONL) from dataset folders by rules")
     p.add_argument("inputs", nargs="+", metavar="IN", help="dataset folders")

@@ -36,11 +36,11 @@ import corpus
 from corpus.cards import card_hash, git_commit
 from corpus.document import CARD_JSON, CARD_README, file_sha256
 from corpus.errors import CorpusError
+from corpus.instruct_rules import RULES
 from corpus.progress import say
 from corpus.tokenize.common import PartialOutput
 
 PAIRS_FILE = "pairs.jsonl"
-RULES = ("glossary_term", "title_body", "faq_heading")
 
 # Prompt wording per language; a page in another language falls back to English wording.
 PROMPTS = {
