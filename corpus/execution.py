@@ -45,7 +45,18 @@ from corpus.stage_stats import merge_counts, read_task_stats, write_task_stats
 
 WORK_DIR = "_work"
 TALLY_DIR = "text_tally"  # in the work folder: the writers' TextTally parts
-READ_BATCH_ROWS = 2048
+READ_BATCH_ROWS = 8192  # at most; fewer where documents are long (batch_rows)
+READ_BATCH_BYTES = 32 << 20  # about this much uncompressed data per batch
+
+
+def batch_rows(parquet: pq.ParquetFile) -> int:
+    """Rows per batch for this file: READ_BATCH_ROWS, fewer when its rows average more than
+    READ_BATCH_BYTES / READ_BATCH_ROWS bytes, so a file of 10 MB documents is read a few at a time."""
+    meta = parquet.metadata
+    if meta.num_rows == 0:
+        return READ_BATCH_ROWS
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return int(max(16, min(READ_BATCH_ROWS, READ_BATCH_BYTES * meta.num_rows // max(size, 1))))
 
 
 # ---------------------------------------------------------------- executor configuration
@@ -252,7 +263,8 @@ class DatasetReader(PipelineStep):
         schema = unified_schema(self.files)
         docs_in = 0
         for path in task_progress(mine, self.stage, rank, enabled=self.progress):
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_BATCH_ROWS):
+            parquet = pq.ParquetFile(path)
+            for batch in parquet.iter_batches(batch_size=batch_rows(parquet)):
                 table = conform(pa.Table.from_batches([batch]), schema)
                 docs_in += table.num_rows
                 yield to_working(table)

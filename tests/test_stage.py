@@ -224,3 +224,16 @@ def test_threaded_tasks_fail_alone_and_a_rerun_resumes(tmp_path):
     assert (tmp_path / "1.txt").read_text() == " ".join(str(i) for i in range(10, 20))
     assert runner.get_incomplete_ranks(range(3)) == []
     assert json.loads((logs / "stats" / "00001.json").read_text())
+
+
+def test_batches_hold_fewer_rows_when_documents_are_long(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from corpus.execution import READ_BATCH_ROWS, batch_rows
+
+    short, long = tmp_path / "short.parquet", tmp_path / "long.parquet"
+    pq.write_table(pa.table({"text": ["a few words"] * 20_000}), short)
+    pq.write_table(pa.table({"text": ["x" * 2_000_000 + str(i) for i in range(40)]}), long, compression="zstd")
+    assert batch_rows(pq.ParquetFile(short)) == READ_BATCH_ROWS
+    assert batch_rows(pq.ParquetFile(long)) == 16  # 2 MB documents: 32 MB would be 16 of them
