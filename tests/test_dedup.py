@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpus.cli import main
@@ -80,7 +81,7 @@ def card(folder: Path) -> dict:
 
 def test_tokens_are_unicode_aware():
     texts = pa.array(["Hello, World! hello world", "这是一个没有空格的句子", "ภาษาไทยไม่มีช่องว่าง", "", "Ünïcödé—wörds"])
-    tokens, offsets, _ = minhash.token_hashes(texts)
+    tokens, offsets = minhash.token_hashes(texts)[:2]
     counts = np.diff(offsets)
     assert counts[0] == 4 and tokens[offsets[0]] == tokens[offsets[0] + 2]  # lower-cased: hello == Hello
     assert counts[1] == 11  # one token per Han character, not one giant word
@@ -99,7 +100,7 @@ def test_signature_agreement_estimates_jaccard():
         edited = list(base)
         for _ in range(rng.randint(0, 40)):
             edited[rng.randrange(len(edited))] = rng.choice(vocab)
-        sig, _, _ = minhash.minhash_signatures(pa.array([" ".join(base), " ".join(edited)]), 5, a_perm, b_perm)
+        sig = minhash.minhash_signatures(pa.array([" ".join(base), " ".join(edited)]), 5, a_perm, b_perm).sig
         shingles = [{tuple(ws[i : i + 5]) for i in range(len(ws) - 4)} for ws in (base, edited)]
         true = len(shingles[0] & shingles[1]) / len(shingles[0] | shingles[1])
         errors.append((sig[0] == sig[1]).mean() - true)
@@ -109,7 +110,7 @@ def test_signature_agreement_estimates_jaccard():
 
 def test_short_documents_have_shingles_and_empty_ones_none():
     a_perm, b_perm = minhash.permutations(1, 16)
-    _, shingles, _ = minhash.minhash_signatures(pa.array(["", "one", "two words", "spam " * 50, None]), 5, a_perm, b_perm)
+    shingles = minhash.minhash_signatures(pa.array(["", "one", "two words", "spam " * 50, None]), 5, a_perm, b_perm).shingles
     assert shingles.tolist() == [0, 1, 1, 46, 0]
 
 
@@ -131,8 +132,9 @@ def test_exact_hashes_from_the_signature_walk_equal_the_separate_ones():
     texts = pa.array([None, "", " lead and trail  "] + ["".join(rng.choice(pieces) for _ in range(30)) for _ in range(400)])
     a_perm, b_perm = minhash.permutations(1, 8)
     for normalisation in minhash.EXACT_NORMALISATIONS:
-        _, _, fused = minhash.minhash_signatures(texts, 3, a_perm, b_perm, normalisation)
-        assert fused.tolist() == minhash.exact_hashes(texts, normalisation).tolist(), normalisation
+        fused = minhash.minhash_signatures(texts, 3, a_perm, b_perm, normalisation)
+        assert fused.exact.tolist() == minhash.exact_hashes(texts, normalisation).tolist(), normalisation
+        assert fused.chars.tolist() == pc.utf8_length(texts).fill_null(0).to_pylist()
 
 
 def test_connected_components_match_a_graph_search():

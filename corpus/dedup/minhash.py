@@ -19,6 +19,7 @@ import os
 import threading
 import unicodedata
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -145,7 +146,7 @@ _FNV_PRIME = _U64(0x100000001B3)
 
 @numba.njit(cache=True, nogil=True)
 def _token_hashes(data, offsets, kinds, lower, unstable, to_lower, letters_only, out_tokens, out_doc_offsets,
-                  out_exact, out_needs_nfc):  # fmt: skip
+                  out_exact, out_needs_nfc, out_chars):  # fmt: skip
     """Hashes of each document's lower-cased words, in order; returns the number written.
 
     A word is a run of letters, marks and digits; a character of an unspaced script is a word.
@@ -161,11 +162,13 @@ def _token_hashes(data, offsets, kinds, lower, unstable, to_lower, letters_only,
         run = 0
         exact, length, pending_space, started = _FNV_OFFSET, 0, False, False
         needs_nfc = False
+        n_chars = 0
         i = offsets[d]
         end = offsets[d + 1]
         while i < end:
             cp, width = _next_code_point(data, i, end)
             i += width
+            n_chars += 1
             kind = kinds[cp] if cp < table_size else _WORD
             # the normalised-text hash, as _normalised_text_hashes computes it
             if kind == _SPACE or (letters_only and kind == _SEPARATOR):
@@ -198,6 +201,7 @@ def _token_hashes(data, offsets, kinds, lower, unstable, to_lower, letters_only,
             n_tokens += 1
         out_exact[d] = _mix64(exact ^ _U64(length))
         out_needs_nfc[d] = needs_nfc
+        out_chars[d] = n_chars
     out_doc_offsets[n_docs] = n_tokens
     return n_tokens
 
@@ -308,32 +312,46 @@ def permutations(seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def token_hashes(texts: pa.Array | pa.ChunkedArray, normalisation: str = "whitespace"):
-    """(token hashes, per-document offsets into them, exact hashes) of the texts' lower-cased words;
-    the exact hashes are `exact_hashes(texts, normalisation)`, from the same walk over the bytes."""
+class TextHashes(NamedTuple):
+    tokens: np.ndarray  # uint64 hashes of the lower-cased words, document after document
+    doc_offsets: np.ndarray  # int64, len(texts) + 1: document d's tokens are tokens[doc_offsets[d]:doc_offsets[d + 1]]
+    exact: np.ndarray  # uint64 exact-duplicate keys, as exact_hashes(texts, normalisation)
+    chars: np.ndarray  # int64 code points per text
+
+
+class Signatures(NamedTuple):
+    sig: np.ndarray  # (documents, permutations) uint64 minima
+    shingles: np.ndarray  # int64 shingles per document (0: empty, in no bucket)
+    exact: np.ndarray  # uint64 exact-duplicate keys
+    chars: np.ndarray  # int64 code points per text
+
+
+def token_hashes(texts: pa.Array | pa.ChunkedArray, normalisation: str = "whitespace") -> TextHashes:
+    """The texts' word hashes, with their exact-duplicate keys and lengths from the same walk over the bytes."""
     offsets, data = string_buffers(texts)
     kinds, lower = char_tables()
     tokens = np.empty(max(int(offsets[-1] - offsets[0]), 1), dtype=np.uint64)  # at most one per byte
     doc_offsets = np.empty(len(offsets), dtype=np.int64)
     exact = np.empty(len(offsets) - 1, dtype=np.uint64)
     needs_nfc = np.empty(len(offsets) - 1, dtype=np.bool_)
+    chars = np.empty(len(offsets) - 1, dtype=np.int64)
     to_lower, letters_only = normalisation in ("lowercase", "letters"), normalisation == "letters"
     n = _token_hashes(data, offsets, kinds, lower, nfc_unstable_table(), to_lower, letters_only, tokens, doc_offsets,
-                      exact, needs_nfc)  # fmt: skip
+                      exact, needs_nfc, chars)  # fmt: skip
     if normalisation == "none":
         exact = exact_hashes(texts, "none")
     else:
         _renormalise_nfc(texts, exact, needs_nfc, normalisation)
-    return tokens[:n], doc_offsets, exact
+    return TextHashes(tokens[:n], doc_offsets, exact, chars)
 
 
-def minhash_signatures(texts, ngram: int, perm_a: np.ndarray, perm_b: np.ndarray, normalisation: str = "whitespace"):
-    """(signatures (docs, permutations) uint64, shingle count per document int64, exact hashes uint64)."""
-    tokens, doc_offsets, exact = token_hashes(texts, normalisation)
+def minhash_signatures(texts, ngram: int, perm_a: np.ndarray, perm_b: np.ndarray, normalisation: str = "whitespace") -> Signatures:
+    """MinHash signatures of the texts' word `ngram` shingles under the permutations (perm_a, perm_b)."""
+    tokens, doc_offsets, exact, chars = token_hashes(texts, normalisation)
     sig = np.empty((len(doc_offsets) - 1, perm_a.shape[0]), dtype=np.uint64)
     shingles = np.empty(len(doc_offsets) - 1, dtype=np.int64)
     _signatures(tokens, doc_offsets, ngram, perm_a, perm_b, sig, shingles)
-    return sig, shingles, exact
+    return Signatures(sig, shingles, exact, chars)
 
 
 def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:

@@ -119,7 +119,7 @@ class SignatureWriter(PipelineStep):
                 texts = table.column("text")
                 keys = table.column(ROW_KEY)
                 if use_minhash:
-                    sig, shingles, exact = minhash.minhash_signatures(texts, cfg.ngram, perm_a, perm_b, cfg.exact_normalisation)
+                    sig, shingles, exact, n_chars = minhash.minhash_signatures(texts, cfg.ngram, perm_a, perm_b, cfg.exact_normalisation)
                     has_shingles = shingles > 0  # an empty text has no shingle and joins no bucket
                     bands = minhash.band_hashes(sig, cfg.bands, cfg.rows)
                     key_values = keys.to_numpy()[has_shingles]
@@ -132,6 +132,7 @@ class SignatureWriter(PipelineStep):
                 else:
                     exact = minhash.exact_hashes(texts, cfg.exact_normalisation)
                     shingles = np.zeros(table.num_rows, dtype=np.int64)
+                    n_chars = pc.utf8_length(pc.fill_null(texts, "")).cast(pa.int64())
                 quality = (
                     table.column(self.quality_column).cast(pa.float64())
                     if self.quality_column
@@ -144,7 +145,7 @@ class SignatureWriter(PipelineStep):
                             "id": table.column("id"),
                             "source": table.column("source"),
                             "domain": table.column("domain"),
-                            "n_chars": pc.utf8_length(texts).cast(pa.int64()),
+                            "n_chars": n_chars,
                             "quality": quality,
                             "exact_hash": exact,
                             "shingles": shingles,
