@@ -412,5 +412,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The `corpus` command: main(), then a quick exit. Everything is written and closed by then;
+    the interpreter's teardown would only unload modules (numba's compiled code takes a few tenths
+    of a second), so atexit handlers run and output is flushed, then the process ends."""
+    code = main()
+    import atexit
+    import threading
+
+    if threading.active_count() > 1:  # a thread still running: let the interpreter wait for it
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
