@@ -127,6 +127,25 @@ def test_upsampling_repeats_whole_documents_within_max_epochs(base, tmp_path):
     assert "kept + repeated_copies" in mix["accounting_rule"]
 
 
+@pytest.fixture(scope="module")
+def repeated(base, tmp_path_factory) -> Path:
+    """A document-budget mix in two tasks whose general domain (17 documents) is repeated 4 times."""
+    out = tmp_path_factory.mktemp("repeated") / "mix"
+    assert main(["-q", "mix", *_inputs(base), "-o", str(out), "--budget-docs", "500", "--weights", "insurance=0.5,general=0.5",
+                 "--max-epochs", "4", "--tasks", "2"]) == 0  # fmt: skip
+    return out
+
+
+def test_card_of_a_mix_with_repeats_counts_every_row_in_data(repeated):
+    from corpus.cards import computed_facts
+
+    data, card = _rows(repeated), read_card(repeated)
+    acc, mix = card["accounting"][-1], card["stage_facts"]["mix"]
+    assert mix["repeated_copies"] == 3 * 17 and acc["kept"] + mix["repeated_copies"] == len(data) == 500
+    assert card["stats"]["docs"] == 500 and card["stats"]["by_domain"]["general"]["docs"] == 4 * 17
+    assert card["stats"] == computed_facts(repeated)["stats"]  # the repeats' texts are counted too
+
+
 def test_card_draws_the_target_vs_achieved_chart(base, tmp_path):
     pytest.importorskip("corpus.cards.plots", reason="the card plots module is not in this checkout")
     out = tmp_path / "chart"

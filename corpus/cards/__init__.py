@@ -103,19 +103,23 @@ class TextTally:
         candidates = pl.concat(self.candidates) if self.candidates else pl.DataFrame(schema=_EXAMPLES_SCHEMA)
         return docs, _first_per_domain(candidates, self.per_domain)
 
-    def save(self, folder: Path, rank: int) -> None:
-        """Write this task's part (small columns only) for `load_tallies`."""
+    def save(self, folder: Path, rank: int, part: str = "") -> None:
+        """Write this task's part (small columns only) for `load_tallies`. A step that writes rows to
+        data/ beside the task's DatasetWriter (the mix's repeats) saves its own tally under a `part` name."""
         folder.mkdir(parents=True, exist_ok=True)
+        name = f"{rank:05d}-{part}" if part else f"{rank:05d}"
         docs, candidates = self.frames()
-        docs.with_columns(pl.lit(self.has_tokens).alias("_has_tokens")).write_parquet(folder / f"docs-{rank:05d}.parquet")
-        candidates.write_parquet(folder / f"examples-{rank:05d}.parquet")
+        docs.with_columns(pl.lit(self.has_tokens).alias("_has_tokens")).write_parquet(folder / f"docs-{name}.parquet")
+        candidates.write_parquet(folder / f"examples-{name}.parquet")
 
 
 def load_tallies(folder: Path, ranks: int, per_domain: int = EXAMPLES_PER_DOMAIN) -> TextPass | None:
-    """The TextPass of a stage's writers (None if a task's part is missing: read the data instead)."""
-    docs_files = [folder / f"docs-{rank:05d}.parquet" for rank in range(ranks)]
-    example_files = [folder / f"examples-{rank:05d}.parquet" for rank in range(ranks)]
-    if not all(f.exists() for f in docs_files + example_files):
+    """The TextPass of a stage's writers and of any other step that saved a part (None if a task's
+    writer part is missing, or a part lacks its examples: read the data instead)."""
+    writers = [folder / f"docs-{rank:05d}.parquet" for rank in range(ranks)]
+    docs_files = sorted(folder.glob("docs-*.parquet")) if folder.is_dir() else []
+    example_files = [f.with_name("examples-" + f.name.removeprefix("docs-")) for f in docs_files]
+    if not all(f in docs_files for f in writers) or not all(f.exists() for f in example_files):
         return None
     docs = pl.concat([pl.read_parquet(f) for f in docs_files])
     has_tokens = bool(docs["_has_tokens"].any())
