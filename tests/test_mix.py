@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from corpus.cli import main
@@ -144,6 +146,44 @@ def test_card_of_a_mix_with_repeats_counts_every_row_in_data(repeated):
     assert mix["repeated_copies"] == 3 * 17 and acc["kept"] + mix["repeated_copies"] == len(data) == 500
     assert card["stats"]["docs"] == 500 and card["stats"]["by_domain"]["general"]["docs"] == 4 * 17
     assert card["stats"] == computed_facts(repeated)["stats"]  # the repeats' texts are counted too
+
+
+def _validate(folder: Path, capsys) -> tuple[int, list[str]]:
+    code = main(["card", "validate", str(folder)])
+    return code, capsys.readouterr().out.strip().splitlines()
+
+
+def test_card_validate_accepts_repeats_and_catches_a_removed_row_or_a_tampered_count(repeated, tmp_path, capsys):
+    from corpus.cards import card_hash
+
+    assert _validate(repeated, capsys) == (0, [f"{repeated}: card matches the data"])
+    card = read_card(repeated)
+    kept, copies = card["accounting"][-1]["kept"], card["stage_facts"]["mix"]["repeated_copies"]
+
+    removed = tmp_path / "removed"
+    shutil.copytree(repeated, removed)
+    shard = next(f for f in data_files(removed) if f.name.startswith("repeat-"))
+    pq.write_table(pq.read_table(shard).slice(1), shard)  # one repeated copy quietly removed
+    code, lines = _validate(removed, capsys)
+    assert code == 1 and all(line.startswith(str(removed)) for line in lines)
+    assert f"{removed}: accounting says {kept:,} kept + {copies:,} repeated copies, data/ holds {kept + copies - 1:,}" in lines
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(repeated, tampered)
+    card["stage_facts"]["mix"]["repeated_copies"] += 1  # and the card re-hashed, so only the numbers tell
+    card["accounting"][-1]["kept"] -= 1
+    card["card_sha256"] = card_hash(card)
+    (tampered / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    code, lines = _validate(tampered, capsys)
+    assert code == 1
+    assert (f"{tampered}: data/ holds {kept:,} first copies (epoch 0) and {copies:,} repeated copies, "
+            f"the card says {kept - 1:,} and {copies + 1:,}") in lines  # fmt: skip
+
+    card["stage_facts"]["mix"]["repeated_copies"] = "many"
+    card["card_sha256"] = card_hash(card)
+    (tampered / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    code, lines = _validate(tampered, capsys)
+    assert code == 1 and f'{tampered / "card.json"}: stage_facts.mix.repeated_copies is not a count: "many"' in lines
 
 
 def test_card_draws_the_target_vs_achieved_chart(base, tmp_path):
