@@ -186,6 +186,23 @@ def test_card_validate_accepts_repeats_and_catches_a_removed_row_or_a_tampered_c
     assert code == 1 and f'{tampered / "card.json"}: stage_facts.mix.repeated_copies is not a count: "many"' in lines
 
 
+def test_card_show_and_diff_name_the_repeated_copies(base, repeated, tmp_path):
+    from rich.console import Console
+
+    from corpus.cards import commands
+
+    console = Console(record=True, width=120)
+    commands.show(repeated, console=console)
+    kept = read_card(repeated)["accounting"][-1]["kept"]
+    assert f"data/ holds 500 rows: the {kept:,} kept plus 51 repeated copies" in console.export_text()
+    fewer = tmp_path / "fewer"
+    assert main(["-q", "mix", *_inputs(base), "-o", str(fewer), "--budget-docs", "500", "--weights", "insurance=0.5,general=0.5",
+                 "--max-epochs", "2"]) == 0  # fmt: skip
+    lines = commands.diff(repeated, fewer)
+    assert "repeated copies in data/: 51 -> 17 (-66.7%)" in lines and not any(line.startswith("docs:") for line in lines)
+    assert commands.diff(repeated, repeated)[1:] == ["no differences in counts, shares, accounting or config"]
+
+
 def test_card_draws_the_target_vs_achieved_chart(base, tmp_path):
     pytest.importorskip("corpus.cards.plots", reason="the card plots module is not in this checkout")
     out = tmp_path / "chart"

@@ -58,6 +58,10 @@ def show(folder: str | Path, console=None) -> None:
         t.add_row(a["stage"], f"{a['docs_in']:,}", f"{a['kept']:,}", f"{sum(a['rejected'].values()):,}",
                   ", ".join(f"{k} {v:,}" for k, v in a["rejected"].items()) or "-")  # fmt: skip
     console.print(t)
+    repeated = _repeated_copies(card)
+    if repeated:
+        console.print(f"data/ holds {stats['docs']:,} rows: the {card['accounting'][-1]['kept']:,} kept plus "
+                      f"{repeated:,} repeated copies (epoch 1, 2, ...)")  # fmt: skip
 
     for key, title in (("by_domain", "domain"), ("by_source", "source"), ("by_lang", "language")):
         groups = stats.get(key) or {}
@@ -98,6 +102,13 @@ def show(folder: str | Path, console=None) -> None:
     for domain, items in (card.get("examples") or {}).items():
         for item in items[:2]:
             console.print(f"[dim]{domain}[/dim] {item['opening'][:150]}")
+
+
+def _repeated_copies(card: dict) -> int | None:
+    """The extra copies of kept rows that a mix wrote to data/ (None: the card records none)."""
+    mix = (card.get("stage_facts") or {}).get("mix")
+    value = mix.get("repeated_copies") if isinstance(mix, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _show_other(folder, card: dict, console) -> None:
@@ -339,6 +350,9 @@ def diff(a: str | Path, b: str | Path) -> list[str]:
         num(f"stage {stage} kept", sa["kept"], sb["kept"])
         for reason in sorted(set(sa["rejected"]) | set(sb["rejected"])):
             num(f"stage {stage} rejected {reason}", sa["rejected"].get(reason, 0), sb["rejected"].get(reason, 0))
+    ra, rb = _repeated_copies(ca), _repeated_copies(cb)
+    if ra is not None or rb is not None:
+        num("repeated copies in data/", ra or 0, rb or 0)
     fa, fb = _flatten(ca.get("config", {})), _flatten(cb.get("config", {}))
     for k in sorted(set(fa) | set(fb)):
         if fa.get(k) != fb.get(k):
