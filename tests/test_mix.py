@@ -208,7 +208,15 @@ def test_card_draws_the_target_vs_achieved_chart(base, tmp_path):
     out = tmp_path / "chart"
     assert main(["-q", "mix", *_inputs(base), "-o", str(out), "--budget-docs", "100", "--weights", "insurance=1,general=1"]) == 0
     assert (out / "plots" / "mix_shares.svg").stat().st_size > 0
-    assert "plots/mix_shares.svg" in read_card(out)["plots"]
+    card = read_card(out)
+    assert "plots/mix_shares.svg" in card["plots"]
+    assert ">% of documents</text>" in (out / "plots" / "mix_shares.svg").read_text()  # the budget's unit
+    from corpus.cards.plots import write_plots
+
+    card["stage_facts"]["mix"]["unit"] = "tokens"
+    (tmp_path / "tokens").mkdir()
+    assert write_plots(tmp_path / "tokens", card)[-1] == "plots/mix_shares.svg"
+    assert ">% of tokens</text>" in (tmp_path / "tokens" / "plots" / "mix_shares.svg").read_text()
 
 
 def test_short_group_warns_and_renormalises_or_fails_with_strict(base, tmp_path, capsys):
