@@ -148,6 +148,16 @@ def test_card_of_a_mix_with_repeats_counts_every_row_in_data(repeated):
     assert card["stats"] == computed_facts(repeated)["stats"]  # the repeats' texts are counted too
 
 
+def test_card_examples_of_a_mix_are_distinct_documents(repeated):
+    from corpus.cards import examples
+
+    data, card = _rows(repeated), read_card(repeated)
+    for domain, items in card["examples"].items():
+        first = data.filter(pl.col("domain") == domain)["id"].unique().sort().head(3).to_list()
+        assert [item["id"] for item in items] == first  # general's 17 documents are all repeated
+    assert examples(repeated) == card["examples"]  # the same when read back from data/
+
+
 def _validate(folder: Path, capsys) -> tuple[int, list[str]]:
     code = main(["card", "validate", str(folder)])
     return code, capsys.readouterr().out.strip().splitlines()

@@ -58,7 +58,7 @@ class TextPass:
 
     docs: pl.DataFrame  # domain, source, lang, _chars, _words, _tokens
     has_tokens: bool
-    examples: pl.DataFrame  # domain, id, opening: the first ids by (domain, id) of each file
+    examples: pl.DataFrame  # domain, id, opening: the first distinct ids by (domain, id) of each file
 
 
 class TextTally:
@@ -161,7 +161,10 @@ _EXAMPLES_SCHEMA = {"domain": pl.String, "id": pl.String, "opening": pl.String}
 
 
 def _first_per_domain(candidates: pl.DataFrame, per_domain: int) -> pl.DataFrame:
-    return candidates.sort("domain", "id").group_by("domain", maintain_order=True).head(per_domain)
+    """The first `per_domain` distinct ids of each domain by (domain, id); of rows that share an id
+    (a mix's repeats), the first by the other columns."""
+    first = candidates.sort(candidates.columns).unique(["domain", "id"], keep="first", maintain_order=True)
+    return first.group_by("domain", maintain_order=True).head(per_domain)
 
 
 def dataset_stats(folder: Path, texts: TextPass | None = None) -> dict:
@@ -228,7 +231,7 @@ def score_summary(folder: Path) -> dict:
 
 def examples(folder: Path, per_domain: int = EXAMPLES_PER_DOMAIN, width: int = EXAMPLE_WIDTH,
              texts: TextPass | None = None) -> dict:
-    """The first documents by id of each domain, with the opening of their text."""
+    """The first documents by id of each domain (distinct ids), with the opening of their text."""
     if not data_files(folder):
         return {}
     texts = texts or read_texts(folder, per_domain, width)
