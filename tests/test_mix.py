@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from corpus.cli import main
@@ -127,12 +129,104 @@ def test_upsampling_repeats_whole_documents_within_max_epochs(base, tmp_path):
     assert "kept + repeated_copies" in mix["accounting_rule"]
 
 
+@pytest.fixture(scope="module")
+def repeated(base, tmp_path_factory) -> Path:
+    """A document-budget mix in two tasks whose general domain (17 documents) is repeated 4 times."""
+    out = tmp_path_factory.mktemp("repeated") / "mix"
+    assert main(["-q", "mix", *_inputs(base), "-o", str(out), "--budget-docs", "500", "--weights", "insurance=0.5,general=0.5",
+                 "--max-epochs", "4", "--tasks", "2"]) == 0  # fmt: skip
+    return out
+
+
+def test_card_of_a_mix_with_repeats_counts_every_row_in_data(repeated):
+    from corpus.cards import computed_facts
+
+    data, card = _rows(repeated), read_card(repeated)
+    acc, mix = card["accounting"][-1], card["stage_facts"]["mix"]
+    assert mix["repeated_copies"] == 3 * 17 and acc["kept"] + mix["repeated_copies"] == len(data) == 500
+    assert card["stats"]["docs"] == 500 and card["stats"]["by_domain"]["general"]["docs"] == 4 * 17
+    assert card["stats"] == computed_facts(repeated)["stats"]  # the repeats' texts are counted too
+
+
+def test_card_examples_of_a_mix_are_distinct_documents(repeated):
+    from corpus.cards import examples
+
+    data, card = _rows(repeated), read_card(repeated)
+    for domain, items in card["examples"].items():
+        first = data.filter(pl.col("domain") == domain)["id"].unique().sort().head(3).to_list()
+        assert [item["id"] for item in items] == first  # general's 17 documents are all repeated
+    assert examples(repeated) == card["examples"]  # the same when read back from data/
+
+
+def _validate(folder: Path, capsys) -> tuple[int, list[str]]:
+    code = main(["card", "validate", str(folder)])
+    return code, capsys.readouterr().out.strip().splitlines()
+
+
+def test_card_validate_accepts_repeats_and_catches_a_removed_row_or_a_tampered_count(repeated, tmp_path, capsys):
+    from corpus.cards import card_hash
+
+    assert _validate(repeated, capsys) == (0, [f"{repeated}: card matches the data"])
+    card = read_card(repeated)
+    kept, copies = card["accounting"][-1]["kept"], card["stage_facts"]["mix"]["repeated_copies"]
+
+    removed = tmp_path / "removed"
+    shutil.copytree(repeated, removed)
+    shard = next(f for f in data_files(removed) if f.name.startswith("repeat-"))
+    pq.write_table(pq.read_table(shard).slice(1), shard)  # one repeated copy quietly removed
+    code, lines = _validate(removed, capsys)
+    assert code == 1 and all(line.startswith(str(removed)) for line in lines)
+    assert f"{removed}: accounting says {kept:,} kept + {copies:,} repeated copies, data/ holds {kept + copies - 1:,}" in lines
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(repeated, tampered)
+    card["stage_facts"]["mix"]["repeated_copies"] += 1  # and the card re-hashed, so only the numbers tell
+    card["accounting"][-1]["kept"] -= 1
+    card["card_sha256"] = card_hash(card)
+    (tampered / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    code, lines = _validate(tampered, capsys)
+    assert code == 1
+    assert (f"{tampered}: data/ holds {kept:,} first copies (epoch 0) and {copies:,} repeated copies, "
+            f"the card says {kept - 1:,} and {copies + 1:,}") in lines  # fmt: skip
+
+    card["stage_facts"]["mix"]["repeated_copies"] = "many"
+    card["card_sha256"] = card_hash(card)
+    (tampered / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    code, lines = _validate(tampered, capsys)
+    assert code == 1 and f'{tampered / "card.json"}: stage_facts.mix.repeated_copies is not a count: "many"' in lines
+
+
+def test_card_show_and_diff_name_the_repeated_copies(base, repeated, tmp_path):
+    from rich.console import Console
+
+    from corpus.cards import commands
+
+    console = Console(record=True, width=120)
+    commands.show(repeated, console=console)
+    kept = read_card(repeated)["accounting"][-1]["kept"]
+    assert f"data/ holds 500 rows: the {kept:,} kept plus 51 repeated copies" in console.export_text()
+    fewer = tmp_path / "fewer"
+    assert main(["-q", "mix", *_inputs(base), "-o", str(fewer), "--budget-docs", "500", "--weights", "insurance=0.5,general=0.5",
+                 "--max-epochs", "2"]) == 0  # fmt: skip
+    lines = commands.diff(repeated, fewer)
+    assert "repeated copies in data/: 51 -> 17 (-66.7%)" in lines and not any(line.startswith("docs:") for line in lines)
+    assert commands.diff(repeated, repeated)[1:] == ["no differences in counts, shares, accounting or config"]
+
+
 def test_card_draws_the_target_vs_achieved_chart(base, tmp_path):
     pytest.importorskip("corpus.cards.plots", reason="the card plots module is not in this checkout")
     out = tmp_path / "chart"
     assert main(["-q", "mix", *_inputs(base), "-o", str(out), "--budget-docs", "100", "--weights", "insurance=1,general=1"]) == 0
     assert (out / "plots" / "mix_shares.svg").stat().st_size > 0
-    assert "plots/mix_shares.svg" in read_card(out)["plots"]
+    card = read_card(out)
+    assert "plots/mix_shares.svg" in card["plots"]
+    assert ">% of documents</text>" in (out / "plots" / "mix_shares.svg").read_text()  # the budget's unit
+    from corpus.cards.plots import write_plots
+
+    card["stage_facts"]["mix"]["unit"] = "tokens"
+    (tmp_path / "tokens").mkdir()
+    assert write_plots(tmp_path / "tokens", card)[-1] == "plots/mix_shares.svg"
+    assert ">% of tokens</text>" in (tmp_path / "tokens" / "plots" / "mix_shares.svg").read_text()
 
 
 def test_short_group_warns_and_renormalises_or_fails_with_strict(base, tmp_path, capsys):

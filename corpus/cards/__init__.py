@@ -58,7 +58,7 @@ class TextPass:
 
     docs: pl.DataFrame  # domain, source, lang, _chars, _words, _tokens
     has_tokens: bool
-    examples: pl.DataFrame  # domain, id, opening: the first ids by (domain, id) of each file
+    examples: pl.DataFrame  # domain, id, opening: the first distinct ids by (domain, id) of each file
 
 
 class TextTally:
@@ -103,19 +103,23 @@ class TextTally:
         candidates = pl.concat(self.candidates) if self.candidates else pl.DataFrame(schema=_EXAMPLES_SCHEMA)
         return docs, _first_per_domain(candidates, self.per_domain)
 
-    def save(self, folder: Path, rank: int) -> None:
-        """Write this task's part (small columns only) for `load_tallies`."""
+    def save(self, folder: Path, rank: int, part: str = "") -> None:
+        """Write this task's part (small columns only) for `load_tallies`. A step that writes rows to
+        data/ beside the task's DatasetWriter (the mix's repeats) saves its own tally under a `part` name."""
         folder.mkdir(parents=True, exist_ok=True)
+        name = f"{rank:05d}-{part}" if part else f"{rank:05d}"
         docs, candidates = self.frames()
-        docs.with_columns(pl.lit(self.has_tokens).alias("_has_tokens")).write_parquet(folder / f"docs-{rank:05d}.parquet")
-        candidates.write_parquet(folder / f"examples-{rank:05d}.parquet")
+        docs.with_columns(pl.lit(self.has_tokens).alias("_has_tokens")).write_parquet(folder / f"docs-{name}.parquet")
+        candidates.write_parquet(folder / f"examples-{name}.parquet")
 
 
 def load_tallies(folder: Path, ranks: int, per_domain: int = EXAMPLES_PER_DOMAIN) -> TextPass | None:
-    """The TextPass of a stage's writers (None if a task's part is missing: read the data instead)."""
-    docs_files = [folder / f"docs-{rank:05d}.parquet" for rank in range(ranks)]
-    example_files = [folder / f"examples-{rank:05d}.parquet" for rank in range(ranks)]
-    if not all(f.exists() for f in docs_files + example_files):
+    """The TextPass of a stage's writers and of any other step that saved a part (None if a task's
+    writer part is missing, or a part lacks its examples: read the data instead)."""
+    writers = [folder / f"docs-{rank:05d}.parquet" for rank in range(ranks)]
+    docs_files = sorted(folder.glob("docs-*.parquet")) if folder.is_dir() else []
+    example_files = [f.with_name("examples-" + f.name.removeprefix("docs-")) for f in docs_files]
+    if not all(f in docs_files for f in writers) or not all(f.exists() for f in example_files):
         return None
     docs = pl.concat([pl.read_parquet(f) for f in docs_files])
     has_tokens = bool(docs["_has_tokens"].any())
@@ -157,7 +161,10 @@ _EXAMPLES_SCHEMA = {"domain": pl.String, "id": pl.String, "opening": pl.String}
 
 
 def _first_per_domain(candidates: pl.DataFrame, per_domain: int) -> pl.DataFrame:
-    return candidates.sort("domain", "id").group_by("domain", maintain_order=True).head(per_domain)
+    """The first `per_domain` distinct ids of each domain by (domain, id); of rows that share an id
+    (a mix's repeats), the first by the other columns."""
+    first = candidates.sort(candidates.columns).unique(["domain", "id"], keep="first", maintain_order=True)
+    return first.group_by("domain", maintain_order=True).head(per_domain)
 
 
 def dataset_stats(folder: Path, texts: TextPass | None = None) -> dict:
@@ -224,7 +231,7 @@ def score_summary(folder: Path) -> dict:
 
 def examples(folder: Path, per_domain: int = EXAMPLES_PER_DOMAIN, width: int = EXAMPLE_WIDTH,
              texts: TextPass | None = None) -> dict:
-    """The first documents by id of each domain, with the opening of their text."""
+    """The first documents by id of each domain (distinct ids), with the opening of their text."""
     if not data_files(folder):
         return {}
     texts = texts or read_texts(folder, per_domain, width)

@@ -8,8 +8,10 @@ import json
 import re
 from pathlib import Path
 
+import polars as pl
+
 from corpus.cards import CARD_JSON, card_hash, computed_facts
-from corpus.document import CARD_README, is_dataset
+from corpus.document import CARD_README, data_files, is_dataset
 from corpus.errors import CorpusError
 
 
@@ -56,6 +58,10 @@ def show(folder: str | Path, console=None) -> None:
         t.add_row(a["stage"], f"{a['docs_in']:,}", f"{a['kept']:,}", f"{sum(a['rejected'].values()):,}",
                   ", ".join(f"{k} {v:,}" for k, v in a["rejected"].items()) or "-")  # fmt: skip
     console.print(t)
+    repeated = _repeated_copies(card)
+    if repeated:
+        console.print(f"data/ holds {stats['docs']:,} rows: the {card['accounting'][-1]['kept']:,} kept plus "
+                      f"{repeated:,} repeated copies (epoch 1, 2, ...)")  # fmt: skip
 
     for key, title in (("by_domain", "domain"), ("by_source", "source"), ("by_lang", "language")):
         groups = stats.get(key) or {}
@@ -96,6 +102,13 @@ def show(folder: str | Path, console=None) -> None:
     for domain, items in (card.get("examples") or {}).items():
         for item in items[:2]:
             console.print(f"[dim]{domain}[/dim] {item['opening'][:150]}")
+
+
+def _repeated_copies(card: dict) -> int | None:
+    """The extra copies of kept rows that a mix wrote to data/ (None: the card records none)."""
+    mix = (card.get("stage_facts") or {}).get("mix")
+    value = mix.get("repeated_copies") if isinstance(mix, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _show_other(folder, card: dict, console) -> None:
@@ -220,12 +233,40 @@ def validate(folder: str | Path) -> list[str]:
         if _normalised(recomputed[key]) != _normalised(card.get(key)):
             problems.append(f"{folder / CARD_JSON}: '{key}' differs from the data ({_first_difference(card.get(key), recomputed[key])})")
     acc = card["accounting"][-1]
-    if acc["kept"] != recomputed["stats"]["docs"]:
+    mix = (card.get("stage_facts") or {}).get("mix")
+    if isinstance(mix, dict) and "repeated_copies" in mix:
+        problems += _check_repeats(folder, acc["kept"], mix["repeated_copies"], recomputed["stats"]["docs"])
+    elif acc["kept"] != recomputed["stats"]["docs"]:
         problems.append(f"{folder}: accounting says {acc['kept']:,} kept, data/ holds {recomputed['stats']['docs']:,}")
     if acc["rejected"] != recomputed["rejected_stats"]["by_reason"]:
         problems.append(f"{folder}: accounting's rejected counts differ from rejected/ ({recomputed['rejected_stats']['by_reason']})")
     if acc["docs_in"] != acc["kept"] + sum(acc["rejected"].values()):
         problems.append(f"{folder}: accounting does not add up: {acc['docs_in']} in != kept + rejected")
+    return problems
+
+
+def _check_repeats(folder: Path, kept: int, repeated, rows: int) -> list[str]:
+    """A mix's data/ holds each kept row's first copy (epoch 0) plus `stage_facts.mix.repeated_copies`
+    further copies (epoch 1, 2, ...): data/ rows == kept + repeated copies (docs/mix.md), and the
+    epoch column splits the rows the same way."""
+    if not isinstance(repeated, int) or isinstance(repeated, bool) or repeated < 0:
+        return [f"{folder / CARD_JSON}: stage_facts.mix.repeated_copies is not a count: {json.dumps(repeated, default=str)[:60]}"]
+    problems = []
+    if kept + repeated != rows:
+        problems.append(f"{folder}: accounting says {kept:,} kept + {repeated:,} repeated copies, data/ holds {rows:,}")
+    first, again = 0, 0
+    if data_files(folder):
+        lf = pl.scan_parquet([str(f) for f in data_files(folder)], missing_columns="insert", extra_columns="ignore")
+        epoch = pl.col("epoch")
+        try:
+            if "epoch" not in lf.collect_schema():
+                raise ValueError("no epoch column")
+            first, again = lf.select((epoch == 0).sum().alias("first"), (epoch > 0).sum().alias("again")).collect().row(0)
+        except Exception as e:  # no epoch column, or not a number
+            return problems + [f"{folder}: cannot count the epochs in data/: {' '.join(str(e).split())[:200]}"]
+    if (first, again) != (kept, repeated):
+        problems.append(f"{folder}: data/ holds {first:,} first copies (epoch 0) and {again:,} repeated copies, "
+                        f"the card says {kept:,} and {repeated:,}")  # fmt: skip
     return problems
 
 
@@ -309,6 +350,9 @@ def diff(a: str | Path, b: str | Path) -> list[str]:
         num(f"stage {stage} kept", sa["kept"], sb["kept"])
         for reason in sorted(set(sa["rejected"]) | set(sb["rejected"])):
             num(f"stage {stage} rejected {reason}", sa["rejected"].get(reason, 0), sb["rejected"].get(reason, 0))
+    ra, rb = _repeated_copies(ca), _repeated_copies(cb)
+    if ra is not None or rb is not None:
+        num("repeated copies in data/", ra or 0, rb or 0)
     fa, fb = _flatten(ca.get("config", {})), _flatten(cb.get("config", {}))
     for k in sorted(set(fa) | set(fb)):
         if fa.get(k) != fb.get(k):

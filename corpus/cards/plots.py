@@ -136,8 +136,11 @@ def write_plots(folder: Path, card: dict) -> list[str]:
     if reasons:
         svg = bars("Rejected documents by reason", list(reasons), list(reasons.values()), "documents")
         written.append(_save(folder, "rejected_by_reason.svg", svg))
-    mix = (card.get("stage_facts") or {}).get("mix_shares")
+    facts = card.get("stage_facts") or {}
+    mix = facts.get("mix_shares")
     if isinstance(mix, dict) and mix:
         series = {s: [100 * (mix[k].get(s) or 0) for k in mix] for s in ("target", "achieved")}
-        written.append(_save(folder, "mix_shares.svg", columns("Mix: target vs achieved share", list(mix), series, "% of tokens")))
+        unit = facts["mix"].get("unit") if isinstance(facts.get("mix"), dict) else None  # the budget's: tokens or documents
+        ylabel = f"% of {unit}" if unit else "% share"
+        written.append(_save(folder, "mix_shares.svg", columns("Mix: target vs achieved share", list(mix), series, ylabel)))
     return written

@@ -5,8 +5,9 @@ texts), token counts, then `corpus.mix.plan`. The plan is a `copies` array (one 
 input row) saved in the work folder; each datatrove task then streams its input files once and
 marks each row: its first copy (epoch 0) is kept, or the row is rejected as `not_sampled`; the
 further copies of repeated rows (epoch 1, 2, ...) are written beside the kept rows as
-`data/repeat-*.parquet`. Accounting therefore holds by design: docs_in (input rows) == kept +
-rejected, and data/ holds kept + repeated_copies rows (reported in stage_facts.mix).
+`data/repeat-*.parquet`, and tallied for the card as the DatasetWriter tallies the kept rows.
+Accounting therefore holds by design: docs_in (input rows) == kept + rejected, and data/ holds
+kept + repeated_copies rows (reported in stage_facts.mix).
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ class MixReader(PipelineStep):
         self.progress = progress
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[pa.Table]:
-        from corpus.execution import conform, unified_schema
+        from corpus.cards import TextTally
+        from corpus.execution import TALLY_DIR, conform, unified_schema
 
         copies = np.load(Path(self.work_dir) / PLAN_COPIES, mmap_mode="r")
         tokens = np.load(Path(self.work_dir) / PLAN_TOKENS, mmap_mode="r") if self.has_tokens else None
@@ -181,6 +183,7 @@ class MixReader(PipelineStep):
         schema = pa.schema([f for f in full if f.name not in ADDED_COLUMNS])
         repeats = PartWriter(Path(self.out_dir) / DATA_DIR, rank, prefix="repeat")
         repeats.clear()
+        tally = TextTally()  # the card's text counts of the repeats (the DatasetWriter tallies the rest)
         docs_in = 0
         mine = list(range(rank, len(self.files), world_size))
         for i in task_progress(mine, "mix", rank, enabled=self.progress):
@@ -198,9 +201,12 @@ class MixReader(PipelineStep):
                 for epoch in range(1, int(own.max(initial=0))):
                     again = table.filter(pa.array(own > epoch)).drop_columns(REJECT_COLUMNS)
                     epoch_column = pa.array(np.full(again.num_rows, epoch, np.int32))
-                    repeats.write(again.set_column(again.schema.get_field_index("epoch"), "epoch", epoch_column))
+                    again = again.set_column(again.schema.get_field_index("epoch"), "epoch", epoch_column)
+                    repeats.write(again)
+                    tally.add(again)
                 yield table
         repeats.close()
+        tally.save(Path(self.work_dir) / TALLY_DIR, rank, part="repeat")
         write_task_stats(self.work_dir, "reader", rank, {"files": len(mine), "docs_in": docs_in})
 
 
