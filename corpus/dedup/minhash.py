@@ -166,6 +166,28 @@ def _token_hashes(data, offsets, kinds, lower, unstable, to_lower, letters_only,
         i = offsets[d]
         end = offsets[d + 1]
         while i < end:
+            b = data[i]
+            if b < 0x80 and kinds[b] == _WORD:
+                # a run of ASCII word characters, the common case: no decoding, NFC or space checks
+                if pending_space:
+                    exact = (exact ^ _U64(32)) * _FNV_PRIME
+                    length += 1
+                    pending_space = False
+                while True:
+                    low = lower[b]
+                    h = (h ^ _U64(low)) * _FNV_PRIME
+                    exact = (exact ^ _U64(low if to_lower else b)) * _FNV_PRIME
+                    run += 1
+                    length += 1
+                    n_chars += 1
+                    i += 1
+                    if i >= end:
+                        break
+                    b = data[i]
+                    if b >= 0x80 or kinds[b] != _WORD:
+                        break
+                started = True
+                continue
             cp, width = _next_code_point(data, i, end)
             i += width
             n_chars += 1
