@@ -5,13 +5,15 @@
 Documents are about 2.2 KB, made of random real sentences from ../shared/data (10% near copies).
 Both read the same Parquet files and write Parquet; both use 5-grams and 14 x 8 permutations.
 Ours runs before and after datatrove (the machine is shared: the two timings show the noise) and
-the ratio uses their mean. datasketch (one process, it has no executor) runs on --datasketch-max
-documents at most.
+the ratio uses their mean. datasketch (one process, it has no executor; `pip install -e .[bench]`)
+runs on --datasketch-max documents at most. Ours is timed as a command (`corpus dedup`, interpreter
+start to exit); datatrove's four executors run from this already-started process.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +34,7 @@ def main() -> None:
         keys, texts = synthetic_docs(n, seed=n)
         mean_kb = sum(len(t.encode()) for t in texts) / n / 1024
         dataset = write_dataset(work / f"in-{n}", keys, texts, files=2 * args.workers)
+        os.sync()  # the inputs on disk before any timing: no write-back competes with the first run
         first = run_ours(dataset, work / f"ours-{n}", ["--mode", "minhash"], tasks=args.workers, workers=args.workers)
         datatrove = run_datatrove(dataset, work / f"datatrove-{n}", 5, 14, 8, tasks=args.workers, workers=args.workers)
         second = run_ours(dataset, work / f"ours-{n}", ["--mode", "minhash"], tasks=args.workers, workers=args.workers)
