@@ -14,10 +14,11 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 import traceback
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,13 +216,35 @@ class ThreadedLocalExecutor:
             return PipelineStats()
         for sub in ("completions", "stats", "logs"):
             (self.logging_dir / sub).mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="task") as pool:
-            futures = [pool.submit(self._run_task, deepcopy(self.pipeline), rank) for rank in ranks]
-            stats = [f.result() for f in futures]  # the first failure is raised once all have ended
+        self._cancel = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="task")
+        futures = [pool.submit(self._run_task, deepcopy(self.pipeline), rank) for rank in ranks]
+        try:
+            # a failure, or Ctrl-C here, stops the other tasks at their next batch (as a process
+            # pool's would be terminated); their completed work stays for a rerun
+            while wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION).not_done:  # wakes for Ctrl-C
+                if any(f.done() and f.exception() is not None for f in futures):
+                    break
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                self._cancel.set()
+                raise failed.exception()
+            stats = [f.result() for f in futures]
+        except BaseException:
+            self._cancel.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         merged = sum(stats, start=PipelineStats())
         with open(self.logging_dir / "stats.json", "w") as f:
             merged.save_to_disk(f)
         return merged
+
+    def _watched(self, items):
+        for item in items:
+            if self._cancel.is_set():
+                raise _TaskCancelled("stopped: another task failed or the run was interrupted")
+            yield item
 
     def _run_task(self, pipeline: list, rank: int):
         from datatrove.utils.stats import PipelineStats
@@ -230,16 +253,25 @@ class ThreadedLocalExecutor:
             data = None
             for step in pipeline:
                 data = step(data, rank, self.world_size)
-            if data:
+                if data is not None:
+                    data = self._watched(data)
+            if data is not None:
                 deque(data, maxlen=0)
             stats = PipelineStats(pipeline)
             with open(self.logging_dir / "stats" / f"{rank:05d}.json", "w") as f:
                 stats.save_to_disk(f)
             (self.logging_dir / "completions" / f"{rank:05d}").touch()
             return stats
+        except _TaskCancelled as e:
+            (self.logging_dir / "logs" / f"task_{rank:05d}.log").write_text(f"{e}\n", encoding="utf-8")
+            raise
         except Exception:
             (self.logging_dir / "logs" / f"task_{rank:05d}.log").write_text(traceback.format_exc(), encoding="utf-8")
             raise
+
+
+class _TaskCancelled(Exception):
+    pass
 
 
 # ---------------------------------------------------------------- steps shared by every stage

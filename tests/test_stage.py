@@ -186,7 +186,7 @@ class _Numbers(PipelineStep):
 
 
 class _FailOnce(PipelineStep):
-    """Writes what it sees to `out/rank.txt`; rank 1 fails while `flag` exists."""
+    """Appends what it sees to `out/rank.txt` (one line a run); rank 1 fails while `flag` exists."""
 
     name = "fail once"
 
@@ -198,12 +198,13 @@ class _FailOnce(PipelineStep):
         values = list(data)
         if rank == 1 and self.flag.exists():
             raise RuntimeError("simulated failure of task 1")
-        (self.out / f"{rank}.txt").write_text(" ".join(map(str, values)))
+        with open(self.out / f"{rank}.txt", "a") as f:
+            f.write(" ".join(map(str, values)) + "\n")
         self.stat_update("seen", value=len(values))
         return iter(())
 
 
-def test_threaded_tasks_fail_alone_and_a_rerun_resumes(tmp_path):
+def test_threaded_tasks_fail_and_a_rerun_resumes(tmp_path):
     from corpus.execution import ThreadedLocalExecutor
 
     flag = tmp_path / "flag"
@@ -212,18 +213,48 @@ def test_threaded_tasks_fail_alone_and_a_rerun_resumes(tmp_path):
     logs = tmp_path / "logs"
     with pytest.raises(RuntimeError, match="simulated failure"):
         ThreadedLocalExecutor(steps, tasks=3, workers=2, logging_dir=str(logs)).run()
-    assert sorted(p.name for p in (logs / "completions").iterdir()) == ["00000", "00002"]
+    done_first = sorted(p.name for p in (logs / "completions").iterdir())
+    assert "00001" not in done_first
     assert "simulated failure of task 1" in (logs / "logs" / "task_00001.log").read_text()
-    assert (tmp_path / "2.txt").read_text() == " ".join(str(i) for i in range(20, 30))
 
-    (tmp_path / "0.txt").unlink()
     flag.unlink()
     runner = ThreadedLocalExecutor(steps, tasks=3, workers=2, logging_dir=str(logs))
     runner.run()
-    assert not (tmp_path / "0.txt").exists()  # completed tasks are not run again
-    assert (tmp_path / "1.txt").read_text() == " ".join(str(i) for i in range(10, 20))
     assert runner.get_incomplete_ranks(range(3)) == []
+    for rank in range(3):  # each task's work done exactly once over the two runs
+        assert (tmp_path / f"{rank}.txt").read_text() == " ".join(str(i) for i in range(rank * 10, rank * 10 + 10)) + "\n"
     assert json.loads((logs / "stats" / "00001.json").read_text())
+
+
+class _Slow(PipelineStep):
+    """Yields 200 items, 20 ms apart; task 0 sends Ctrl-C to the main thread at its third item."""
+
+    name = "slow"
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        import _thread
+        import time
+
+        for i in range(200):
+            if rank == 0 and i == 2:
+                _thread.interrupt_main()
+            time.sleep(0.02)
+            yield i
+
+
+def test_ctrl_c_stops_threaded_tasks_at_their_next_batch(tmp_path):
+    import time
+
+    from corpus.execution import ThreadedLocalExecutor
+
+    logs = tmp_path / "logs"
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        ThreadedLocalExecutor([_Slow(), _FailOnce(tmp_path, tmp_path / "no-flag")], tasks=2, workers=2,
+                              logging_dir=str(logs)).run()  # fmt: skip
+    assert time.monotonic() - started < 3  # not the 4 s the tasks would take
+    assert not any((logs / "completions").iterdir())
+    assert "interrupted" in (logs / "logs" / "task_00001.log").read_text()
 
 
 def test_batches_hold_fewer_rows_when_documents_are_long(tmp_path):
