@@ -237,3 +237,20 @@ def test_card_commands_on_tokenizer_and_shards_folders(two_stages, tmp_path):
     proc = run_cli("card", "validate", str(shards))
     assert proc.returncode == 1
     assert shard.name in proc.stdout
+
+
+def test_diff_keeps_every_accounting_row_of_a_repeated_stage(tmp_path):
+    from corpus.cards.commands import diff
+
+    def card(folder, ingests):
+        folder.mkdir()
+        rows = [{"stage": "ingest", "docs_in": n, "kept": n, "rejected": {}} for n in ingests]
+        rows.append({"stage": "mix", "docs_in": sum(ingests), "kept": 10, "rejected": {}})
+        (folder / "card.json").write_text(json.dumps({"name": folder.name, "stage": "mix", "stats": {"docs": 10},
+                                                      "accounting": rows, "config": {}}))  # fmt: skip
+        return folder
+
+    lines = diff(card(tmp_path / "a", [454, 17]), card(tmp_path / "b", [454, 20]))
+    assert "stage ingest #2 in: 17 -> 20 (+17.6%)" in lines
+    assert not any(line.startswith("stage ingest in") for line in lines)  # the first ingest did not change
+    assert "stage mix in: 471 -> 474 (+0.6%)" in lines

@@ -317,6 +317,17 @@ def _flatten(value, prefix: str = "") -> dict:
     return {prefix: value}
 
 
+def _accounting_by_label(card: dict) -> dict[str, dict]:
+    """The card's accounting rows by stage name; a stage that made several inputs (two ingests
+    mixed together) is `ingest`, `ingest #2`, ... in the order the card lists them."""
+    seen: dict[str, int] = {}
+    out = {}
+    for row in card.get("accounting", []):
+        seen[row["stage"]] = seen.get(row["stage"], 0) + 1
+        out[row["stage"] if seen[row["stage"]] == 1 else f"{row['stage']} #{seen[row['stage']]}"] = row
+    return out
+
+
 def diff(a: str | Path, b: str | Path) -> list[str]:
     """What changed from dataset A to dataset B: counts, shares, accounting and stage configs."""
     ca, cb = load_card(a), load_card(b)
@@ -339,8 +350,7 @@ def diff(a: str | Path, b: str | Path) -> list[str]:
             sa, sb = x.get("share_chars", 0.0), y.get("share_chars", 0.0)
             if abs(sa - sb) >= 0.0005:
                 lines.append(f"{group[3:]} {k} share of characters: {100 * sa:.1f}% -> {100 * sb:.1f}%")
-    stages_a = {s["stage"]: s for s in ca["accounting"]}
-    stages_b = {s["stage"]: s for s in cb["accounting"]}
+    stages_a, stages_b = _accounting_by_label(ca), _accounting_by_label(cb)
     for stage in list(dict.fromkeys([*stages_a, *stages_b])):
         sa, sb = stages_a.get(stage), stages_b.get(stage)
         if sa is None or sb is None:
