@@ -221,18 +221,18 @@ def test_exact_mode_keeps_near_duplicates(tmp_path):
     assert card(out)["accounting"][-1]["rejected"] == {"exact_duplicate": 1}
 
 
-def test_same_output_whatever_the_task_count(tmp_path):
+def test_same_output_whatever_the_task_and_worker_count(tmp_path):
     texts = real_texts(12)
     texts = texts + [edit_words(t, 2, seed=i) for i, t in enumerate(texts[:8])] + texts[:3]
     src = ingest(tmp_path, "in", texts, tasks=3, files=3)
     results = []
-    for tasks in (1, 3):
-        out = tmp_path / f"out{tasks}"
-        assert main(["-q", "dedup", str(src), "-o", str(out), "--tasks", str(tasks)]) == 0
+    for tasks, workers in ((1, 1), (3, 2), (3, 1)):  # tasks run as threads, several at once or one by one
+        out = tmp_path / f"out{tasks}-{workers}"
+        assert main(["-q", "dedup", str(src), "-o", str(out), "--tasks", str(tasks), "--workers", str(workers)]) == 0
         frame = pl.concat([rows(out, "data"), rows(out, "rejected")], how="diagonal")
         results.append(frame.select("id", "url", "reason", "duplicate_of", "cluster_id", "cluster_size").sort("url"))
     assert results[0].height == len(texts)
-    assert results[0].equals(results[1])
+    assert results[0].equals(results[1]) and results[0].equals(results[2])
 
 
 def test_source_priority_keeps_the_preferred_copy(tmp_path):
