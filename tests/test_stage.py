@@ -227,9 +227,14 @@ def test_threaded_tasks_fail_and_a_rerun_resumes(tmp_path):
 
 
 class _Slow(PipelineStep):
-    """Yields 200 items, 20 ms apart; task 0 sends Ctrl-C to the main thread at its third item."""
+    """Yields 200 items, 20 ms apart, counting them in `out/yielded-RANK`; task 0 sends Ctrl-C to the
+    main thread at its third item."""
 
     name = "slow"
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         import _thread
@@ -239,22 +244,21 @@ class _Slow(PipelineStep):
             if rank == 0 and i == 2:
                 _thread.interrupt_main()
             time.sleep(0.02)
+            (self.out / f"yielded-{rank}").write_text(str(i + 1))
             yield i
 
 
 def test_ctrl_c_stops_threaded_tasks_at_their_next_batch(tmp_path):
-    import time
-
     from corpus.execution import ThreadedLocalExecutor
 
     logs = tmp_path / "logs"
-    started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        ThreadedLocalExecutor([_Slow(), _FailOnce(tmp_path, tmp_path / "no-flag")], tasks=2, workers=2,
+        ThreadedLocalExecutor([_Slow(tmp_path), _FailOnce(tmp_path, tmp_path / "no-flag")], tasks=2, workers=2,
                               logging_dir=str(logs)).run()  # fmt: skip
-    assert time.monotonic() - started < 3  # not the 4 s the tasks would take
     assert not any((logs / "completions").iterdir())
     assert "interrupted" in (logs / "logs" / "task_00001.log").read_text()
+    for rank in (0, 1):  # both stopped long before their 200 items
+        assert int((tmp_path / f"yielded-{rank}").read_text()) < 150
 
 
 def test_batches_hold_fewer_rows_when_documents_are_long(tmp_path):
