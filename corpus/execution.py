@@ -194,8 +194,9 @@ class ThreadedLocalExecutor:
     every pass (a manager process, a forkserver, each worker importing the libraries again and
     loading the compiled kernels, the steps pickled over). Each task runs its own copy of the steps.
     The logging folder has datatrove's layout (completions/NNNNN, stats/NNNNN.json, stats.json,
-    logs/task_NNNNN.log), so a rerun skips completed tasks as LocalPipelineExecutor's would; a
-    failed task's traceback goes to its log file and the first failure is raised.
+    logs/task_NNNNN.log), so a rerun skips completed tasks as LocalPipelineExecutor's would. A
+    failed task's traceback goes to its log file; the other tasks stop at their next batch and the
+    failure is raised. Ctrl-C stops them the same way.
     """
 
     def __init__(self, pipeline: list, tasks: int = 1, workers: int = 1, logging_dir: str | Path = "logs"):
@@ -222,10 +223,11 @@ class ThreadedLocalExecutor:
         try:
             # a failure, or Ctrl-C here, stops the other tasks at their next batch (as a process
             # pool's would be terminated); their completed work stays for a rerun
-            while wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION).not_done:  # wakes for Ctrl-C
-                if any(f.done() and f.exception() is not None for f in futures):
+            while True:  # in short waits, so that Ctrl-C is seen at once
+                done, not_done = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+                failed = next((f for f in done if f.exception() is not None), None)
+                if failed is not None or not not_done:
                     break
-            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
             if failed is not None:
                 self._cancel.set()
                 raise failed.exception()
