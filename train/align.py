@@ -11,15 +11,13 @@ they do not depend on how a trainer averages over batches:
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from train.errors import TrainError
 from train.formats import LoadReport, load_preferences, split_by_hash, write_jsonl
-from train.loading import RUN_JSON, RunFolder, device, load_model, load_tokenizer, resolve_model, write_json
-from train.sft import IGNORE_INDEX, assistant_spans, lora_config, prepare_for_training, train_and_merge
+from train.loading import RunFolder, device, load_model, load_tokenizer, resolve_model
+from train.sft import IGNORE_INDEX, assistant_spans, lora_config, prepare_for_training, run_head, save_run, train_and_merge
 
 
 class DPOOptions(BaseModel):
@@ -127,16 +125,8 @@ def run_dpo(model_path: str, data: list[str], output: str, options: DPOOptions, 
     model, result, seconds = train_and_merge(trainer, options.lora and options.merge_lora)
     after = (preference_metrics(model, reference_logps, tokenizer, test_pairs, options.beta, options.max_seq_len)[0]
              if test_pairs else None)  # fmt: skip
-    model.save_pretrained(str(run))
-    tokenizer.save_pretrained(str(run))
     summary = {
-        "kind": "dpo",
-        "command": command,
-        "base_model": str(source.folder / source.gguf_file) if source.gguf_file else str(source.folder),
-        "adapter_only": bool(options.lora and not options.merge_lora),
-        "data": [str(Path(p).resolve()) for p in data],
-        "options": options.model_dump(),
-        "read": report.as_dict(),
+        **run_head("dpo", command, source, options, data, report),
         "split": {"test_fraction": options.test_split, "seed": options.seed, "train": len(train_pairs), "test": len(test_pairs),
                   "files": ["data/train.jsonl", "data/test.jsonl"]},  # fmt: skip
         "training": {"steps": result.global_step, "train_loss": round(result.training_loss, 4), "seconds": round(seconds, 1),
@@ -144,9 +134,7 @@ def run_dpo(model_path: str, data: list[str], output: str, options: DPOOptions, 
         "held_out_before": before,
         "held_out_after": after,
     }
-    write_json(run / RUN_JSON, summary)
-    shutil.rmtree(run / "checkpoints", ignore_errors=True)
-    final = target.finish()
+    final = save_run(run, target, model, tokenizer, summary)
     shown = (f"held-out reward accuracy {after['reward_accuracy']}, margin {after['reward_margin']}" if after else "no held-out pairs")
     log(f"dpo: {result.global_step} steps in {seconds:.0f} s, train loss {result.training_loss:.4f}, {shown} -> {final}")
     return summary

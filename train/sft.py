@@ -190,6 +190,29 @@ def train_and_merge(trainer, merge_lora: bool):
     return model, result, seconds
 
 
+def run_head(kind: str, command, source, options, data, report: LoadReport) -> dict:
+    """The first keys of a tuning run's run.json, the same for SFT and DPO."""
+    return {
+        "kind": kind,
+        "command": command,
+        "base_model": str(source.folder / source.gguf_file) if source.gguf_file else str(source.folder),
+        "adapter_only": bool(options.lora and not options.merge_lora),
+        "data": [str(Path(p).resolve()) for p in data],
+        "options": options.model_dump(),
+        "read": report.as_dict(),
+    }
+
+
+def save_run(run: Path, target: RunFolder, model, tokenizer, summary: dict) -> Path:
+    """Write the tuned model, its tokenizer and run.json, drop the trainer's checkpoints and move the
+    run folder into place; returns its final path."""
+    model.save_pretrained(str(run))
+    tokenizer.save_pretrained(str(run))
+    write_json(run / RUN_JSON, summary)
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)
+    return target.finish()
+
+
 def run_sft(model_path: str, data: list[str], output: str, options: SFTOptions, overwrite: bool = False,
             command: list[str] | None = None, log=print) -> dict:  # fmt: skip
     from datasets import Dataset
@@ -244,17 +267,9 @@ def run_sft(model_path: str, data: list[str], output: str, options: SFTOptions, 
     model, result, seconds = train_and_merge(trainer, options.lora and options.merge_lora)
     after = masked_loss(model, test_encoded) if test_encoded else None
 
-    model.save_pretrained(str(run))
-    tokenizer.save_pretrained(str(run))
     trained_tokens = sum(sum(1 for x in e["labels"][1:] if x != IGNORE_INDEX) for e in train_encoded)
     summary = {
-        "kind": "sft",
-        "command": command,
-        "base_model": str(source.folder / source.gguf_file) if source.gguf_file else str(source.folder),
-        "adapter_only": bool(options.lora and not options.merge_lora),
-        "data": [str(Path(p).resolve()) for p in data],
-        "options": options.model_dump(),
-        "read": report.as_dict(),
+        **run_head("sft", command, source, options, data, report),
         "split": {"method": "blake2b hash of the normal-form example", "test_fraction": options.test_split,
                   "seed": options.seed, "train": len(train_encoded), "test": len(test_encoded),
                   "files": ["data/train.jsonl", "data/test.jsonl"]},  # fmt: skip
@@ -263,9 +278,7 @@ def run_sft(model_path: str, data: list[str], output: str, options: SFTOptions, 
         "test_before": before,
         "test_after": after,
     }
-    write_json(run / RUN_JSON, summary)
-    shutil.rmtree(run / "checkpoints", ignore_errors=True)
-    final = target.finish()
+    final = save_run(run, target, model, tokenizer, summary)
     shown = f"test loss {before['loss']} -> {after['loss']}" if after else "no test split"
     log(f"sft: {result.global_step} steps in {seconds:.0f} s, train loss {result.training_loss:.4f}, {shown} -> {final}")
     return summary
