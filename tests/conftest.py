@@ -13,6 +13,32 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SAMPLE = REPO / "sample"
 SHARED = REPO.parent / "shared" / "data"
+GLOSSARY = SAMPLE / "insurance" / "healthcare-gov-2013" / "glossary"
+TUTORIAL = SAMPLE / "general" / "python-3.11-docs" / "tutorial"
+
+
+def build_token_pipeline(base: Path, compare: bool = True) -> Path:
+    """ingest -> tokenizer (1,000 tokens) -> tokenize on the glossary and the Python tutorial, run as a
+    pipeline into `base/out`; each caller builds its own copy, so its tests cannot touch another's."""
+    from corpus.cli import main
+
+    (base / "p.yaml").write_text(
+        f"""
+name: {base.name}
+output: out
+executor: {{type: local, tasks: 1}}
+sources:
+  - {{path: {GLOSSARY}, source: healthcare_gov, domain: insurance}}
+  - {{path: {TUTORIAL}, source: python_docs, domain: general}}
+stages:
+  - ingest: {{}}
+  - tokenizer: {{vocab_size: 1000, weights: {{insurance: 0.5, general: 0.5}}, compare: {str(compare).lower()}}}
+  - tokenize: {{shard_size_mb: 0.05, min_val_docs_per_domain: 5}}
+""",
+        encoding="utf-8",
+    )
+    assert main(["-q", "run", str(base / "p.yaml")]) == 0
+    return base / "out"
 
 os.environ.setdefault("CORPUS_QUIET", "1")  # no progress bars in test output
 

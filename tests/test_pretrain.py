@@ -18,9 +18,7 @@ from corpus.cli import main as corpus_main
 from train.cli import main
 from train.data import IGNORE_INDEX, WindowLoader
 
-REPO = Path(__file__).resolve().parents[1]
-INSURANCE = REPO / "sample" / "insurance" / "healthcare-gov-2013" / "glossary"
-GENERAL = REPO / "sample" / "general" / "python-3.11-docs" / "tutorial"
+from tests.conftest import REPO, build_token_pipeline
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SMALL_RUN = ["--seq-len", "32", "--batch-size", "4", "--warmup-steps", "2", "--log-every", "1", "--eval-windows", "16", "--no-tensorboard"]
@@ -38,24 +36,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def corpus_out(tmp_path_factory) -> Path:
     """ingest -> tokenizer (1,000 tokens) -> shards, on the glossary and the Python tutorial."""
-    base = tmp_path_factory.mktemp("pretrain")
-    (base / "p.yaml").write_text(
-        f"""
-name: pre
-output: out
-executor: {{type: local, tasks: 1}}
-sources:
-  - {{path: {INSURANCE}, source: healthcare_gov, domain: insurance}}
-  - {{path: {GENERAL}, source: python_docs, domain: general}}
-stages:
-  - ingest: {{}}
-  - tokenizer: {{vocab_size: 1000, weights: {{insurance: 0.5, general: 0.5}}, compare: false}}
-  - tokenize: {{shard_size_mb: 0.05, min_val_docs_per_domain: 5}}
-""",
-        encoding="utf-8",
-    )
-    assert corpus_main(["-q", "run", str(base / "p.yaml")]) == 0
-    return base / "out"
+    return build_token_pipeline(tmp_path_factory.mktemp("pretrain"), compare=False)
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,8 @@ import pytest
 from corpus.cli import main
 from corpus.document import records_to_table, PartWriter, DATA_DIR
 
-REPO = Path(__file__).resolve().parents[1]
-INSURANCE = REPO / "sample" / "insurance" / "healthcare-gov-2013" / "glossary"
-GENERAL = REPO / "sample" / "general" / "python-3.11-docs" / "tutorial"
+from tests.conftest import GLOSSARY as INSURANCE
+from tests.conftest import build_token_pipeline
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -25,24 +24,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def pipeline_out(tmp_path_factory) -> Path:
     """ingest -> tokenizer -> tokenize on the glossary and the Python tutorial, as a pipeline."""
-    base = tmp_path_factory.mktemp("pipeline")
-    (base / "p.yaml").write_text(
-        f"""
-name: tok
-output: out
-executor: {{type: local, tasks: 1}}
-sources:
-  - {{path: {INSURANCE}, source: healthcare_gov, domain: insurance}}
-  - {{path: {GENERAL}, source: python_docs, domain: general}}
-stages:
-  - ingest: {{}}
-  - tokenizer: {{vocab_size: 1000, weights: {{insurance: 0.5, general: 0.5}}}}
-  - tokenize: {{shard_size_mb: 0.05, min_val_docs_per_domain: 5}}
-""",
-        encoding="utf-8",
-    )
-    assert main(["-q", "run", str(base / "p.yaml")]) == 0
-    return base / "out"
+    return build_token_pipeline(tmp_path_factory.mktemp("pipeline"))
 
 
 @pytest.fixture(scope="session")
