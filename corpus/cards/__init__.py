@@ -121,13 +121,18 @@ def load_tallies(folder: Path, ranks: int, per_domain: int = EXAMPLES_PER_DOMAIN
     example_files = [f.with_name("examples-" + f.name.removeprefix("docs-")) for f in docs_files]
     if not all(f in docs_files for f in writers) or not all(f.exists() for f in example_files):
         return None
-    docs = pl.concat([pl.read_parquet(f) for f in docs_files])
-    has_tokens = bool(docs["_has_tokens"].any())
-    docs = docs.drop("_has_tokens")
+    docs = [pl.read_parquet(f) for f in docs_files]
+    has_tokens = any(bool(d["_has_tokens"].any()) for d in docs)
+    return _merged([d.drop("_has_tokens") for d in docs], [pl.read_parquet(f) for f in example_files], has_tokens, per_domain)
+
+
+def _merged(docs: list[pl.DataFrame], candidates: list[pl.DataFrame], has_tokens: bool, per_domain: int) -> TextPass:
+    """One TextPass from the parts of several tallies."""
+    all_docs = pl.concat(docs) if docs else pl.DataFrame(schema=_DOCS_SCHEMA)
     if not has_tokens:
-        docs = docs.with_columns(pl.lit(None, pl.Int64).alias("_tokens"))
-    examples = _first_per_domain(pl.concat([pl.read_parquet(f) for f in example_files]), per_domain)
-    return TextPass(docs, has_tokens, examples)
+        all_docs = all_docs.with_columns(pl.lit(None, pl.Int64).alias("_tokens"))
+    all_candidates = pl.concat(candidates) if candidates else pl.DataFrame(schema=_EXAMPLES_SCHEMA)
+    return TextPass(all_docs, has_tokens, _first_per_domain(all_candidates, per_domain))
 
 
 def read_texts(folder: Path, per_domain: int = EXAMPLES_PER_DOMAIN, width: int = EXAMPLE_WIDTH) -> TextPass:
@@ -147,12 +152,7 @@ def read_texts(folder: Path, per_domain: int = EXAMPLES_PER_DOMAIN, width: int =
     with ThreadPoolExecutor(max_workers=max(1, min(len(files), os.cpu_count() or 1))) as pool:
         tallies = list(pool.map(tally, files))
     parts = [t.frames() for t in tallies]
-    has_tokens = any(t.has_tokens for t in tallies)
-    docs = pl.concat([p[0] for p in parts]) if parts else pl.DataFrame(schema=_DOCS_SCHEMA)
-    if not has_tokens:
-        docs = docs.with_columns(pl.lit(None, pl.Int64).alias("_tokens"))
-    candidates = pl.concat([p[1] for p in parts]) if parts else pl.DataFrame(schema=_EXAMPLES_SCHEMA)
-    return TextPass(docs, has_tokens, _first_per_domain(candidates, per_domain))
+    return _merged([d for d, _ in parts], [c for _, c in parts], any(t.has_tokens for t in tallies), per_domain)
 
 
 _DOCS_SCHEMA = {"domain": pl.String, "source": pl.String, "lang": pl.String, "_chars": pl.Int64, "_words": pl.Int64,
