@@ -81,8 +81,7 @@ def cmd_dedup(args) -> int:
             against=[os.path.abspath(p) for p in args.against or []],
         )
     except ValidationError as e:
-        first = e.errors()[0]
-        raise CorpusError(f"--{'-'.join(map(str, first['loc']))}: {first['msg']}".replace("--: ", "")) from None
+        raise _config_error(e) from None
     job = dedup_job(args.inputs, args.name or os.path.basename(os.path.normpath(args.output)), config)
     run_stage(job, args.output, _executor(args), overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])
     return 0
@@ -151,8 +150,13 @@ def _output_name(args) -> str:
 
 
 def _config_error(e) -> CorpusError:
+    """A config's first validation error as one line: the option, or for a rule across options
+    (a model validator, which has no field) the rule's own message."""
     first = e.errors()[0]
-    return CorpusError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}")
+    msg = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return CorpusError(msg)
+    return CorpusError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {msg}")
 
 
 def cmd_tokenizer_train(args) -> int:
