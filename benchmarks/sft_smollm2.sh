@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 OUT=${OUT:-out/bench-sft}
-DPO_DATA=${DPO_DATA:-../../shared/data/sft/llama-factory/dpo_en_demo.json}
+# ../shared beside the checkout, or beside the folder of worktrees
+SHARED=${CORPUS_SHARED:-$( [ -d ../shared ] && echo ../shared || echo ../../shared )}
+DPO_DATA=${DPO_DATA:-$SHARED/data/sft/llama-factory/dpo_en_demo.json}
 mkdir -p "$OUT"
 [ -d out/quickstart/01-length_filter ] || $BIN/corpus -q run pipelines/quickstart.yaml
 $BIN/corpus -q instruct out/quickstart/01-length_filter -o "$OUT/instruct" --overwrite
