@@ -194,8 +194,9 @@ def test_filter_stage_language_id_scores_and_card(tmp_path):
     records = [{"text": t, "id": name} for name, t in pages.items()] + [{"text": t} for t in c4_texts()[:20]]
     inp = make_dataset(tmp_path / "in", records, source="healthcare", domain="insurance")
     config = FilterConfig.model_validate(
-        {"langid": {"allowed_by_source": {"healthcare": ["en", "es"]}}, "sanitise": {"boilerplate": {"enabled": False}}}
-    )
+        {"profile": "web-strict", "langid": {"allowed_by_source": {"healthcare": ["en", "es"]}},
+         "sanitise": {"boilerplate": {"enabled": False}}}
+    )  # fmt: skip
     card, kept, rejected = run_filter(tmp_path, inp, config)
     acc = card["accounting"][-1]
     assert acc["docs_in"] == len(records) == kept.height + rejected.height
@@ -243,7 +244,7 @@ def test_bad_input_ends_kept_or_rejected_with_a_reason(tmp_path):
     assert set(reasons) | set(kept["id"].to_list()) == set(BAD_RECORDS)
     assert reasons["empty"] == "empty" and reasons["whitespace"] == "empty"
     assert rejected["detail"].null_count() == 0  # every rejection says why
-    assert reasons["punctuation"] in {"langid_low_score", "langid_not_allowed", "gopher_short_doc"}
+    assert reasons["punctuation"] in {"langid_low_score", "langid_not_allowed", "prose_few_function_words"}
     assert reasons["long_line"] == "gopher_long_doc"  # 2.7 million words, one line
 
 

@@ -1,9 +1,15 @@
 """Configuration of the `filter` stage: sanitiser, language ID and quality rules.
 
-Threshold defaults equal the published defaults of datatrove 0.10.1's GopherQualityFilter,
-GopherRepetitionFilter, C4QualityFilter and FineWebQualityFilter. A threshold set to null turns
-that check off. Options that change how a score is computed (stop words, which lines C4 drops,
-what counts as a short line) are global; thresholds can differ per domain under `by_domain`.
+Two profiles. `general` (the default) keeps good text of every common kind (web pages, reference
+documentation, hard-wrapped text, Q&A, several languages) and removes junk; `web-strict` is
+datatrove 0.10.1's GopherQualityFilter, GopherRepetitionFilter, C4QualityFilter and
+FineWebQualityFilter with their published defaults. The field defaults below are the web-strict
+values; GENERAL_PROFILE lists what `general` changes (docs/filter.md gives the reason and the
+measurement behind each change). Options given in a config are applied over the profile's.
+
+A threshold set to null turns that check off. Options that change how a score is computed (stop
+words, which lines C4 drops, what counts as a short line) are global; thresholds can differ per
+domain under `by_domain`.
 """
 
 from __future__ import annotations
@@ -78,6 +84,10 @@ class LangIdConfig(_Strict):
     allowed_by_source: dict[str, list[str] | None] = Field(default_factory=dict, description="source -> languages")
     min_score: float = Field(0.65, ge=0, le=1, description="datatrove LanguageFilter's default threshold")
     max_chars: int = Field(10_000, ge=100, description="characters of each document the model reads")
+    read: Literal["text", "words"] = Field(
+        "text", description="what the model reads: the text, or only its words that contain a letter (code, "
+        "symbols and markup then do not lower its confidence)"
+    )
 
 
 # ---------------------------------------------------------------- quality rules
@@ -105,6 +115,9 @@ class GopherRepetitionRule(_Strict):
     dup_line_char_frac: float | None = 0.2
     top_n_grams: dict[int, float | None] = {2: 0.2, 3: 0.18, 4: 0.16}
     dup_n_grams: dict[int, float | None] = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    min_doc_words: int | None = Field(
+        None, description="judge only documents with at least this many words (gopher_words); null: every document"
+    )
 
 
 class C4Rule(_Strict):
@@ -134,8 +147,26 @@ class FineWebRule(_Strict):
     new_line_ratio: float | None = 0.3
 
 
+class ProseRule(_Strict):
+    """Is the text running language? Function words and vocabulary, measured over the words of the
+    whole document, so code, tables, lists and line wrapping inside a real document do not decide."""
+
+    enabled: bool = False
+    min_function_word_ratio: float | None = Field(
+        0.1, description="function words (corpus/filter/function_words.py) per word made of letters"
+    )
+    lang_confidence: float = Field(
+        0.65, ge=0, le=1, description="language ID at least this sure: the ratio uses the document's own language's list "
+        "(a language without one is not judged); less sure: the list that matches best"
+    )
+    min_word_variety: float | None = Field(2.0, description="distinct words / sqrt(words) (Guiraud's index)")
+    min_words_for_variety: int = Field(50, ge=1, description="word variety is judged on documents of at least this many words")
+    min_alpha_words_ratio: float | None = Field(0.4, description="whitespace-separated words that contain a letter")
+
+
 RULE_MODELS: dict[str, type[_Strict]] = {
     "gopher_quality": GopherQualityRule,
+    "prose": ProseRule,
     "gopher_repetition": GopherRepetitionRule,
     "c4": C4Rule,
     "fineweb": FineWebRule,
@@ -144,6 +175,7 @@ RULE_MODELS: dict[str, type[_Strict]] = {
 SCORING_OPTIONS: dict[str, set[str]] = {
     "gopher_quality": {"stop_words"},
     "gopher_repetition": set(),
+    "prose": {"lang_confidence"},
     "c4": {"remove_citations", "filter_no_terminal_punct", "min_words_per_line", "max_word_length", "filter_javascript", "filter_policy", "rewrite_text"},
     "fineweb": {"stop_chars", "short_line_length"},
 }
@@ -151,6 +183,7 @@ SCORING_OPTIONS: dict[str, set[str]] = {
 
 class QualityConfig(_Strict):
     gopher_quality: GopherQualityRule = Field(default_factory=GopherQualityRule)
+    prose: ProseRule = Field(default_factory=ProseRule)
     gopher_repetition: GopherRepetitionRule = Field(default_factory=GopherRepetitionRule)
     c4: C4Rule = Field(default_factory=C4Rule)
     fineweb: FineWebRule = Field(default_factory=FineWebRule)
@@ -196,10 +229,49 @@ class QualityConfig(_Strict):
         )
 
 
+# What the `general` profile changes in the web-strict (datatrove) defaults. Each change and the
+# measurement behind it is in docs/filter.md ("The general profile").
+GENERAL_PROFILE: dict = {
+    "langid": {"read": "words", "min_score": 0.5},
+    "quality": {
+        "languages": None,
+        "gopher_quality": {"min_doc_words": None, "min_avg_word_length": None, "max_avg_word_length": None,
+                           "max_symbol_word_ratio": None, "min_alpha_words_ratio": None, "min_stop_words": None},
+        "prose": {"enabled": True},
+        "gopher_repetition": {"min_doc_words": 50, "dup_para_frac": None, "dup_para_char_frac": None,
+                              "dup_line_frac": None, "dup_line_char_frac": None, "dup_n_grams": {10: 0.3}},
+        "c4": {"enabled": False},
+        "fineweb": {"enabled": False},
+    },
+}  # fmt: skip
+PROFILES: dict[str, dict] = {"general": GENERAL_PROFILE, "web-strict": {}}
+
+
+def overlay(base: dict, override: dict) -> dict:
+    """`override` applied over `base`, mapping by mapping."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = overlay(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 class FilterConfig(_Strict):
+    profile: Literal["general", "web-strict"] = Field(
+        "general", description="general: every common kind of text; web-strict: datatrove's web rules, as published"
+    )
     sanitise: SanitiseConfig = Field(default_factory=SanitiseConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile(cls, raw):
+        if not isinstance(raw, dict):
+            return raw
+        profile = raw.get("profile", "general")
+        if profile not in PROFILES:
+            return raw  # the field's own validation names the allowed values
+        return overlay(PROFILES[profile], raw)
 
 
 def load_filter_config(path: str | Path | None) -> FilterConfig:

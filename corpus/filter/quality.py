@@ -12,7 +12,7 @@ sees the text, FineWeb measures lines of the C4-cleaned text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -35,14 +35,23 @@ C4_TEXT = "_c4_text"  # the text with C4's dropped lines removed (what datatrove
 # ---------------------------------------------------------------- scores
 
 
-def quality_scores(texts: pl.Series, cfg: QualityConfig) -> pl.DataFrame:
-    """One row per document, one column per score (and C4_TEXT when C4 is scored)."""
+def quality_scores(texts: pl.Series, cfg: QualityConfig, langs: pl.Series | None = None,
+                   lang_scores: pl.Series | None = None) -> pl.DataFrame:  # fmt: skip
+    """One row per document, one column per score (and C4_TEXT when C4 is scored). `langs` and
+    `lang_scores` (language ID's output, when it ran) choose the function-word list of `prose`."""
     frame = pl.DataFrame({"text": texts.cast(pl.String)}).with_row_index("doc")
     columns: list[pl.Series] = []
     if cfg.scored("gopher_quality") or cfg.scored("gopher_repetition"):
         flat = _FlatWords.of(frame.select(pl.col("text").str.extract_all(WORD_PATTERN))["text"])
     if cfg.scored("gopher_quality"):
         columns += _gopher_quality(frame, flat, cfg.gopher_quality)
+    elif cfg.scored("gopher_repetition"):  # its min_doc_words guard counts the same words
+        columns.append(pl.Series("gopher_words", flat.per_doc_sum(flat.values.str.contains(_NOT_PUNCTUATION).to_numpy())))
+    if cfg.scored("prose"):
+        n = len(texts)
+        none = pl.Series([None] * n, dtype=pl.String)
+        columns += _prose(frame, none if langs is None else langs, pl.Series([None] * n, dtype=pl.Float64) if lang_scores is None else lang_scores,
+                          cfg.prose)  # fmt: skip
     if cfg.scored("gopher_repetition"):
         columns += _gopher_repetition(frame, flat, cfg.gopher_repetition)
     text_for_fineweb = frame["text"]
@@ -92,6 +101,54 @@ def _gopher_quality(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Se
             pl.Series("gopher_alpha_words_ratio", alpha / tokens).fill_nan(None),
             pl.Series("gopher_stop_words", stop_words.astype(np.int64)),
         ]
+
+
+_FUNCTION_WORD_PAIRS: pl.DataFrame | None = None
+
+
+def _function_word_pairs() -> pl.DataFrame:
+    global _FUNCTION_WORD_PAIRS
+    if _FUNCTION_WORD_PAIRS is None:
+        from corpus.filter.function_words import FUNCTION_WORDS
+
+        rows = [(lang, word) for lang, words in FUNCTION_WORDS.items() for word in sorted(words)]
+        _FUNCTION_WORD_PAIRS = pl.DataFrame(rows, schema={"lang": pl.String, "w": pl.String}, orient="row")
+    return _FUNCTION_WORD_PAIRS
+
+
+def _prose(frame: pl.DataFrame, langs: pl.Series, lang_scores: pl.Series, rule) -> list[pl.Series]:
+    """Function-word ratio, word variety and alpha-word ratio of each whole document.
+
+    Words here are runs of letters, lower-cased. The function-word list is the document's language's
+    when language ID is sure of it (at least `lang_confidence`); when it is not sure, the list that
+    matches the document best; a language without a list, identified surely, is not judged (null).
+    """
+    from corpus.filter.function_words import FUNCTION_WORDS
+
+    text = pl.col("text")
+    runs = frame.select("doc", text.str.to_lowercase().str.extract_all(r"\p{L}+").alias("w"))
+    n_words = runs["w"].list.len().cast(pl.Int64)
+    variety = runs["w"].list.n_unique().cast(pl.Float64) / n_words.cast(pl.Float64).sqrt()
+    per_lang = (
+        runs.explode("w").drop_nulls("w").join(_function_word_pairs(), on="w").group_by("doc", "lang").len()
+    )
+    listed = langs.is_in(list(FUNCTION_WORDS)).fill_null(False)
+    sure = (lang_scores.fill_null(0.0) >= rule.lang_confidence).to_numpy()
+    docs = pl.DataFrame({"doc": frame["doc"], "lang": langs})
+    own = docs.join(per_lang, on=["doc", "lang"], how="left")["len"].fill_null(0).to_numpy()
+    best = docs.select("doc").join(per_lang.group_by("doc").agg(pl.col("len").max()), on="doc", how="left")["len"]
+    best = best.fill_null(0).to_numpy()
+    count = np.where(sure & listed.to_numpy(), own, best)
+    judged = ~(sure & ~listed.to_numpy()) & (n_words.to_numpy() > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(judged, count / n_words.to_numpy(), np.nan)
+    spaced = frame.select(text.str.count_matches(r"\S+").alias("all"), text.str.count_matches(r"\S*\p{L}\S*").alias("alpha"))
+    return [
+        n_words.alias("prose_words"),
+        pl.Series("prose_function_word_ratio", ratio).fill_nan(None),
+        variety.fill_nan(None).alias("prose_word_variety"),
+        (spaced["alpha"] / spaced["all"]).fill_nan(None).alias("prose_alpha_words_ratio"),
+    ]
 
 
 def _duplicates(pieces: pl.DataFrame, piece: str) -> pl.DataFrame:
@@ -393,10 +450,12 @@ class Check:
     op: str  # "<" or ">"
     threshold: str  # the option of the rule holding the threshold
     key: int | None = None  # for n-gram dicts: which n
+    guard: tuple[str, str] | None = None  # (score, option): judged only where score >= the option's value
 
 
 def quality_checks(cfg: QualityConfig) -> list[Check]:
-    """Every check, in datatrove's order (the first failing one becomes the reason)."""
+    """Every check, in datatrove's order (the first failing one becomes the reason); the repetition
+    checks are guarded by gopher_repetition.min_doc_words."""
     checks = [
         Check("gopher_short_doc", "gopher_quality", "gopher_words", "<", "min_doc_words"),
         Check("gopher_long_doc", "gopher_quality", "gopher_words", ">", "max_doc_words"),
@@ -408,6 +467,13 @@ def quality_checks(cfg: QualityConfig) -> list[Check]:
         Check("gopher_too_many_end_ellipsis", "gopher_quality", "gopher_end_ellipsis_lines_ratio", ">", "max_ellipsis_lines_ratio"),
         Check("gopher_below_alpha_threshold", "gopher_quality", "gopher_alpha_words_ratio", "<", "min_alpha_words_ratio"),
         Check("gopher_enough_stop_words", "gopher_quality", "gopher_stop_words", "<", "min_stop_words"),
+        # ours (the general profile); never scored under web-strict, so datatrove's order is kept there
+        Check("prose_few_function_words", "prose", "prose_function_word_ratio", "<", "min_function_word_ratio"),
+        Check("prose_low_word_variety", "prose", "prose_word_variety", "<", "min_word_variety",
+              guard=("prose_words", "min_words_for_variety")),  # fmt: skip
+        Check("prose_below_alpha_threshold", "prose", "prose_alpha_words_ratio", "<", "min_alpha_words_ratio"),
+    ]
+    checks += [
         Check("gopher_rep_dup_para_frac", "gopher_repetition", "gopher_rep_dup_para_frac", ">", "dup_para_frac"),
         Check("gopher_rep_dup_para_char_frac", "gopher_repetition", "gopher_rep_dup_para_char_frac", ">", "dup_para_char_frac"),
         Check("gopher_rep_dup_line_frac", "gopher_repetition", "gopher_rep_dup_line_frac", ">", "dup_line_frac"),
@@ -422,6 +488,7 @@ def quality_checks(cfg: QualityConfig) -> list[Check]:
         Check(f"gopher_rep_duplicated_{n}_n_grams", "gopher_repetition", f"gopher_rep_dup_{n}_gram_char_frac", ">", "dup_n_grams", n)
         for n in sorted(rep.dup_n_grams)
     ]
+    checks = [replace(c, guard=("gopher_words", "min_doc_words")) if c.rule == "gopher_repetition" else c for c in checks]
     checks += [
         Check("c4_lorem_ipsum", "c4", "c4_lorem_ipsum_lines", ">", "filter_lorem_ipsum"),
         Check("c4_curly_bracket", "c4", "c4_curly_bracket_lines", ">", "filter_curly_bracket"),
@@ -448,6 +515,20 @@ def _threshold(rule_cfg, check: Check) -> float | None:
     return value
 
 
+def _guarded(scores: pl.DataFrame, domains: pl.Series, domain_names: list[str], check: Check, cfg: QualityConfig) -> np.ndarray:
+    """Where a guarded check is judged: its guard score at least the rule's minimum (null: everywhere)."""
+    column, option = check.guard
+    minimum = np.full(len(scores), np.nan)
+    base = getattr(getattr(cfg, check.rule), option)
+    minimum[:] = np.nan if base is None else float(base)
+    for domain in domain_names:
+        value = getattr(cfg.rule_for(check.rule, domain), option)
+        minimum[(domains == domain).fill_null(False).to_numpy()] = np.nan if value is None else float(value)
+    values = scores[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    with np.errstate(invalid="ignore"):
+        return np.isnan(minimum) | (values >= minimum)
+
+
 def failing_masks(
     scores: pl.DataFrame, domains: pl.Series, decided: pl.Series, cfg: QualityConfig
 ) -> list[tuple[Check, np.ndarray, np.ndarray]]:
@@ -465,6 +546,8 @@ def failing_masks(
         score = scores[check.score].cast(pl.Float64).fill_null(np.nan).to_numpy()
         with np.errstate(invalid="ignore"):
             fails = score < thresholds if check.op == "<" else score > thresholds
+        if check.guard is not None:
+            fails &= _guarded(scores, domains, domain_names, check, cfg)
         if check.reason == "fineweb_line_punct_ratio":
             exclude_zero = np.full(len(scores), cfg.fineweb.line_punct_exclude_zero)
             for domain in domain_names:

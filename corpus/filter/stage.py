@@ -75,13 +75,14 @@ class QualityFilter(PipelineStep):
         if cfg.langid.enabled:
             from corpus.filter.langid import identify
 
-            langs, scores = identify(texts, cfg.langid.max_chars)
+            langs, scores = identify(texts, cfg.langid.max_chars, cfg.langid.read)
             table = _set_column(table, "lang", langs)
             table = _set_column(table, "lang_score", scores)
             table = self._language_decisions(table, langs, scores, sources)
         langs = pl.Series("lang", table.column("lang")).cast(pl.String)
+        lang_scores = pl.Series("lang_score", table.column("lang_score")).cast(pl.Float64)
 
-        scores = quality_scores(texts, cfg.quality)
+        scores = quality_scores(texts, cfg.quality, langs, lang_scores)
         domains = pl.Series("domain", table.column("domain")).cast(pl.String)
         decided = langs.is_null() | langs.is_in(cfg.quality.languages) if cfg.quality.languages is not None else pl.Series([True] * len(langs))
         for check, fails, thresholds in failing_masks(scores, domains, decided, cfg.quality):
@@ -185,19 +186,20 @@ def filter_card_facts(folder: Path, config: FilterConfig, bins: int = 20, exampl
         return facts
     checks = quality_checks(config.quality)
     score_names = list(dict.fromkeys(c.score for c in checks))
+    guard_names = [c.guard[0] for c in checks if c.guard and c.guard[0] not in score_names]
     parts = []
     for group in (data_files(folder), rejected_files(folder)):
         if group:
             lf = pl.scan_parquet([str(f) for f in group])
             names = lf.collect_schema().names()
-            wanted = [c for c in ["domain", "lang", "reason", "fineweb_lines", *score_names] if c in names]
+            wanted = [c for c in dict.fromkeys(["domain", "lang", "reason", "fineweb_lines", *score_names, *guard_names]) if c in names]
             parts.append(lf.select(wanted).collect())
     frame = pl.concat(parts, how="diagonal_relaxed")
     docs = frame.height
     reasons = frame["reason"] if "reason" in frame.columns else pl.Series("reason", [None] * docs, dtype=pl.String)
     rules: dict = {}
     masks = {}
-    if all(c.score in frame.columns for c in checks):
+    if all(c.score in frame.columns and (c.guard is None or c.guard[0] in frame.columns) for c in checks):
         q = config.quality
         langs = frame["lang"].cast(pl.String) if "lang" in frame.columns else pl.Series([None] * docs, dtype=pl.String)
         decided = langs.is_null() | langs.is_in(q.languages) if q.languages is not None else pl.Series([True] * docs)
