@@ -32,7 +32,7 @@ from corpus.instruct import InstructConfig
 from corpus.progress import say
 from corpus.tokenize.stages import TokenizeStageConfig
 from corpus.tokenize.train_tokenizer import TokenizerTrainConfig
-from train.stages import EvalStageConfig, PretrainStageConfig, SFTStageConfig
+from train.stages import AblateStageConfig, EvalStageConfig, PretrainStageConfig, SFTStageConfig
 
 
 class _Strict(BaseModel):
@@ -73,6 +73,7 @@ STAGE_MODELS["dedup"] = DedupConfig
 STAGE_MODELS["pretrain"] = PretrainStageConfig
 STAGE_MODELS["sft"] = SFTStageConfig
 STAGE_MODELS["eval"] = EvalStageConfig
+STAGE_MODELS["ablate"] = AblateStageConfig
 
 
 class PipelineConfig(_Strict):
@@ -175,7 +176,7 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
 
             written.append(run_tokenize_stage(kind, options, written, out, name, base, overwrite, command, str(path)))
             continue
-        elif kind in ("pretrain", "sft", "eval"):  # run folders, not dataset folders: no run_stage
+        elif kind in ("pretrain", "sft", "eval", "ablate"):  # run folders, not dataset folders: no run_stage
             from train.stages import run_train_stage
 
             written.append(run_train_stage(kind, options, written, out, name, base, overwrite, command, str(path)))

@@ -216,6 +216,64 @@ def _inference_parsers(sub) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def cmd_ablate(args) -> int:
+    from pydantic import ValidationError
+
+    from train.ablate import AblateConfig, run_ablation
+    from train.errors import TrainError
+
+    arms: dict[str, list[str]] = {}
+    for spec in args.arm:
+        name, sep, paths = spec.partition("=")
+        if not sep or not name or not paths:
+            raise TrainError(f"--arm {spec}: expected NAME=DATASET[,DATASET...]")
+        if name in arms:
+            raise TrainError(f"--arm {name}: given twice")
+        arms[name] = [p for p in paths.split(",") if p]
+    values = {k: getattr(args, k) for k in ("eval", "output", "tokenizer", "vocab_size", "budget_tokens", "max_epochs", "seeds",
+                                            "preset", "seq_len", "batch_size", "lr", "warmup_steps", "eval_tokens", "holdout",
+                                            "holdout_from", "allow_overlap", "device")}  # fmt: skip
+    try:
+        config = AblateConfig(arms=arms, **{k: v for k, v in values.items() if v is not None})
+    except ValidationError as e:
+        first = e.errors()[0]
+        flag = "-".join(str(p) for p in first["loc"][:1]).replace("_", "-")
+        message = first["msg"].removeprefix("Value error, ")
+        raise TrainError(f"--{flag}: {message}" if flag else message) from None
+    report = run_ablation(config, overwrite=args.overwrite)
+    for c in report["comparisons"]:
+        spread = f" ± {c['diff_std']:.4f}" if c["diff_std"] is not None else ""
+        print(f"{c['eval']}: {c['a']} - {c['b']} eval loss {c['diff_mean']:+.4f}{spread} over {len(c['per_seed'])} seeds: {c['verdict']}")
+    _say(f"report: {args.output}/report.md (and report.json)")
+    return 0
+
+
+def _ablate_parser(sub) -> None:
+    from corpus.mix.cli import parse_count
+
+    p = sub.add_parser("ablate", help="equal-token training runs that compare datasets; the verdict goes into their cards")
+    p.add_argument("--arm", action="append", required=True, metavar="NAME=DS[,DS...]", help="an arm: a name and its dataset folders (twice or more)")
+    p.add_argument("--eval", nargs="+", default=[], metavar="DS", help="eval dataset folders (each tokenized once, named by its folder)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the ablation folder: data, runs, report.md, report.json")
+    p.add_argument("--tokenizer", metavar="TOKDIR", help="default: a tokenizer trained on the union of the arms")
+    p.add_argument("--vocab-size", type=int, help="of the trained tokenizer (default 8000)")
+    p.add_argument("--budget-tokens", type=parse_count, metavar="N", help="tokens per arm (2M, 500k); default: what the smallest arm gives")
+    p.add_argument("--max-epochs", type=float, help="most copies of any document in an arm's draw (default 1)")
+    p.add_argument("--seeds", type=int, help="runs per arm (default 3; at least 2)")
+    p.add_argument("--preset", choices=["tiny", "small", "125m", "1b"], help="model size (default tiny)")
+    p.add_argument("--seq-len", type=int, help="default 256")
+    p.add_argument("--batch-size", type=int, help="default 8")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
+    p.add_argument("--warmup-steps", type=int, help="default: a tenth of the steps, at most 100")
+    p.add_argument("--eval-tokens", type=int, metavar="N", help="most tokens of each eval set scored (default 200k; 0: all)")
+    p.add_argument("--holdout", type=float, metavar="FRACTION", help="hold this share of documents (by id) out of every arm")
+    p.add_argument("--holdout-from", metavar="ARM", help="whose held-out documents become an eval set (default: the last arm)")
+    p.add_argument("--allow-overlap", action="store_true", help="run even when an eval set shares documents with an arm")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: a GPU when there is one (bf16)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier ablation in OUT with other arms or options")
+    p.set_defaults(func=cmd_ablate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train", description="Pretrain and instruction-tune on corpus token shards.")
     parser.add_argument("--version", action="version", version=f"train {__version__}")
@@ -226,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sft_parser(sub)
     _dpo_parser(sub)
     _inference_parsers(sub)
+    _ablate_parser(sub)
     return parser
 
 

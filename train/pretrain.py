@@ -85,6 +85,8 @@ class PretrainConfig(BaseModel):
     tensorboard: bool = True
     peak_tflops: float | None = Field(None, gt=0, description="the accelerator's peak bf16 TFLOP/s, for MFU")
     verify: bool = Field(True, description="check every shard's sha256 against index.json before training")
+    validation: bool = Field(True, description="evaluate on the shards' val split (false: the run has no val split and "
+                                             "is evaluated elsewhere, as `train ablate` does)")
     quiet: bool = False
 
     @model_validator(mode="after")
@@ -377,14 +379,15 @@ class MetricsLog:
 
 
 @torch.no_grad()
-def evaluate(model, loader: WindowLoader, config: PretrainConfig, dist: Dist, autocast) -> dict:
-    """Mean token loss and perplexity over the validation windows, overall and per document domain."""
+def evaluate(model, loader: WindowLoader, max_windows: int | None, dist: Dist, autocast) -> dict:
+    """Mean token loss and perplexity over `max_windows` windows of the loader's split (0 or None: all),
+    overall and per document domain."""
     was_training = model.training
     model.eval()
     n_domains = len(loader.domain_names)
     loss_sum = torch.zeros(n_domains, dtype=torch.float64, device=dist.device)
     count = torch.zeros(n_domains, dtype=torch.float64, device=dist.device)
-    for batch in loader.eval_batches(config.eval_windows):
+    for batch in loader.eval_batches(max_windows):
         batch = batch.to(dist.device)
         with autocast():
             logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids).logits  # (B, T, V)
@@ -480,7 +483,7 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         raise CorpusError(f"{config.data}: the train split holds {train_loader.num_windows} windows of {config.seq_len + 1} tokens "
                           f"({split_tokens.get('train', {}).get('tokens', 0):,} tokens), fewer than one batch of "
                           f"{train_loader.windows_per_batch}; lower --seq-len or --batch-size")  # fmt: skip
-    if val_loader.num_windows < dist.world_size:
+    if config.validation and val_loader.num_windows < dist.world_size:
         raise CorpusError(f"{config.data}: the validation split is empty at --seq-len {config.seq_len} "
                           f"({split_tokens.get('val', {}).get('tokens', 0):,} tokens in {len(val_loader.shards)} shards); "
                           "tokenize with a larger --val-fraction or lower --seq-len")  # fmt: skip
@@ -534,7 +537,7 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
     log = MetricsLog(run, state["step"] if state else None, config.tensorboard) if dist.main else None
 
     def validate(step: int) -> dict:
-        result = evaluate(raw_model, val_loader, config, dist, autocast)
+        result = evaluate(raw_model, val_loader, config.eval_windows, dist, autocast)
         record = {"step": step, "split": "val", "tokens": tokens_seen, **result}
         if log:
             log.write(record)
@@ -543,7 +546,7 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         return record
 
     last_train, last_val = None, None
-    if state is None and config.eval_every:
+    if state is None and config.eval_every and config.validation:
         last_val = validate(0)  # the starting point of the curve
     stop = min(config.max_steps, config.stop_at or config.max_steps)
     bar = None
@@ -619,7 +622,8 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         if bar is not None:
             bar.update(1)
         t_pause = time.perf_counter()  # validation and saving do not count against tokens/s
-        if (config.eval_every and step % config.eval_every == 0) or step == config.max_steps or (step == stop and deadline):
+        if config.validation and ((config.eval_every and step % config.eval_every == 0) or step == config.max_steps
+                                or (step == stop and deadline)):  # fmt: skip
             last_val = validate(step)
         if (config.save_every and step % config.save_every == 0) or step == stop:
             model_state, optimizer_state = gather_state(raw_model, optimizer, config.fsdp)

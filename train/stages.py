@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from corpus.document import CARD_JSON
 from corpus.errors import CorpusError
 from corpus.progress import say
+from train.ablate import AblateOptions
 from train.sft import SFTOptions
 
 STAGE_JSON = "stage.json"
@@ -82,6 +83,15 @@ class EvalStageConfig(BaseModel):
     max_new_tokens: int = Field(48, gt=0)
     worst: int = Field(5, ge=0, description="worst answers listed for error analysis")
     judge: str | None = Field(None, description="module:attribute; unset: token-overlap F1 with the reference")
+
+
+class AblateStageConfig(AblateOptions):
+    """`train ablate` in a pipeline. An arm or eval set is an earlier stage of the pipeline (its kind,
+    e.g. `dedup`, for the latest such stage, or its folder name, e.g. `03-dedup`) or a dataset folder
+    (relative to the pipeline file); an arm may list several."""
+
+    arms: dict[str, str | list[str]]
+    eval: list[str] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- inputs and fingerprints
@@ -163,6 +173,8 @@ def run_train_stage(kind: str, options, written: list[Path], out: Path, name: st
         return _sft_stage(options, written, out, overwrite, command, pipeline_file)
     if kind == "eval":
         return _eval_stage(options, written, out, overwrite, pipeline_file)
+    if kind == "ablate":
+        return _ablate_stage(options, written, out, base, overwrite, pipeline_file)
     raise CorpusError(f"{pipeline_file}: stage {kind!r} is not a training stage")
 
 
@@ -249,4 +261,41 @@ def _eval_stage(options: EvalStageConfig, written, out: Path, overwrite: bool, p
              judge_spec=options.judge, seq_len=options.seq_len, max_tokens=options.max_tokens,
              max_new_tokens=options.max_new_tokens, worst=options.worst, log=say)  # fmt: skip
     _store_fingerprint(out, "eval", fp, {"base": base_model, "sft": sft, "shards": shards})
+    return out
+
+
+def _dataset_ref(ref: str, written: list[Path], base: Path, pipeline_file: str) -> str:
+    """An earlier stage's folder (by folder name, or by kind: the latest such) or a path from the pipeline file."""
+    from corpus.document import is_dataset
+
+    by_name = [p for p in written if p.name == ref]
+    by_kind = [p for p in written if p.name.split("-", 1)[-1] == ref and is_dataset(p)]
+    if by_name or by_kind:
+        return str((by_name or by_kind)[-1])
+    path = (base / ref).resolve()
+    if not path.exists():
+        raise CorpusError(f"{pipeline_file}: ablate: {ref!r} is neither an earlier dataset stage nor an existing folder")
+    return str(path)
+
+
+def _ablate_stage(options: AblateStageConfig, written, out: Path, base: Path, overwrite: bool, pipeline_file: str) -> Path:
+    from train.ablate import AblateConfig, run_ablation
+
+    arms = {name: [_dataset_ref(r, written, base, pipeline_file) for r in ([refs] if isinstance(refs, str) else refs)]
+            for name, refs in options.arms.items()}  # fmt: skip
+    evals = [_dataset_ref(r, written, base, pipeline_file) for r in options.eval]
+    settings = options.model_dump(exclude={"arms", "eval"})
+    if settings["tokenizer"] is not None:
+        settings["tokenizer"] = _dataset_ref(settings["tokenizer"], written, base, pipeline_file)
+    try:
+        config = AblateConfig(arms=arms, eval=evals, output=str(out), **settings)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise CorpusError(f"{pipeline_file}: ablate: {'.'.join(map(str, first['loc'])) or 'options'}: "
+                          f"{first['msg'].removeprefix('Value error, ')}") from None  # fmt: skip
+    report = run_ablation(config, overwrite=overwrite, replace_stale=True)
+    for c in report["comparisons"]:
+        spread = f" ± {c['diff_std']:.4f}" if c["diff_std"] is not None else ""
+        say(f"ablate: {c['eval']}: {c['a']} - {c['b']} eval loss {c['diff_mean']:+.4f}{spread}: {c['verdict']}")
+    say(f"ablate: report {out / 'report.md'}")
     return out

@@ -339,9 +339,12 @@ def write_card(
     card["plots"] = write_plots(folder, card)
     card["card_sha256"] = card_hash(card)
     (folder / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    from corpus.cards.evidence import carried_evidence, keep_evidence
     from corpus.cards.readme import render_readme
 
-    (folder / CARD_README).write_text(render_readme(card, previous_readme), encoding="utf-8")
+    evidence = carried_evidence(home, card)  # the same data keeps its ablation verdicts
+    keep_evidence(folder, evidence)
+    (folder / CARD_README).write_text(render_readme(card, previous_readme, evidence), encoding="utf-8")
     return card
 
 

@@ -96,6 +96,16 @@ def show(folder: str | Path, console=None) -> None:
             t.add_row(name, *[f"{s[c]:.4g}" if s.get(c) is not None else "-" for c in cols])
         console.print(t)
 
+    from corpus.cards.evidence import evidence_rows, read_evidence
+
+    rows = evidence_rows(read_evidence(Path(folder)))
+    if rows:
+        t = Table(title="Evidence (train ablate)")
+        for col in ("ablation", "this arm", "against", "eval set", "loss diff", "verdict", "scale"):
+            t.add_column(col)
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
     facts = card.get("stage_facts") or {}
     if facts:
         console.print("[bold]Stage facts[/bold]: " + ", ".join(facts) + f"  (see {Path(folder) / CARD_README})")

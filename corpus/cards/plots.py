@@ -12,7 +12,7 @@ from pathlib import Path
 PLOTS_DIR = "plots"
 WIDTH, HEIGHT, FONT, CHAR = 640, 320, 11, 6.6  # CHAR: a generous average glyph width at FONT px
 TOP, ROW = 40, 22  # room for the title; height of one horizontal bar's row
-COLORS = ("#4C72B0", "#DD8452")
+COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 LABEL_CHARS = 32  # longer labels end with an ellipsis
 
 
@@ -58,9 +58,13 @@ def _svg(width: float, height: float, title: str, body: list[str]) -> bytes:
     return "\n".join(head + body + ["</svg>\n"]).encode("ascii", "xmlcharrefreplace")
 
 
-def columns(title: str, labels: list[str], series: dict[str, list[float]], ylabel: str) -> bytes:
-    """Vertical bars, one group per label and one bar per series; a legend when there are several series."""
-    ticks, names = _ticks(max((v for values in series.values() for v in values), default=0))
+def columns(title: str, labels: list[str], series: dict[str, list[float]], ylabel: str,
+            errors: dict[str, list[float]] | None = None) -> bytes:  # fmt: skip
+    """Vertical bars, one group per label and one bar per series; a legend when there are several series.
+    `errors`: a +- error bar on each bar (same shape as `series`)."""
+    errors = errors or {}
+    top = max((v + (errors.get(s) or [0] * len(vals))[i] for s, vals in series.items() for i, v in enumerate(vals)), default=0)
+    ticks, names = _ticks(top)
     left, right, top = 30 + CHAR * max(map(len, names)), WIDTH - 16, TOP + (18 if len(series) > 1 else 0)
     slot = (right - left) / max(len(labels), 1)
     shown = [_clip(label, 16) for label in labels]
@@ -77,6 +81,10 @@ def columns(title: str, labels: list[str], series: dict[str, list[float]], ylabe
         for j, values in enumerate(series.values()):
             v = values[i] if values[i] > 0 else 0  # negative or NaN: no bar
             body.append(_rect(x + j * width, bottom - v * scale, width, v * scale, COLORS[j % len(COLORS)]))
+            err = (errors.get(list(series)[j]) or [0] * len(values))[i]
+            if err and err > 0 and v > 0:
+                cx, lo, hi = x + (j + 0.5) * width, bottom - max(v - err, 0) * scale, bottom - (v + err) * scale
+                body += [_line(cx, lo, cx, hi), _line(cx - width / 6, lo, cx + width / 6, lo), _line(cx - width / 6, hi, cx + width / 6, hi)]
         cx = left + (i + 0.5) * slot
         turn = f' text-anchor="end" transform="rotate(-30 {_n(cx)} {_n(bottom + 14)})"' if rotate else ' text-anchor="middle"'
         body.append(_text(cx, bottom + 14, label, turn))
@@ -84,6 +92,41 @@ def columns(title: str, labels: list[str], series: dict[str, list[float]], ylabe
         x = right - 90 * (len(series) - j)
         body += [_rect(x, TOP - 4, 10, 10, COLORS[j % len(COLORS)]), _text(x + 14, TOP + 5, _clip(name, 10))]
     body += [_line(left, top, left, bottom), _line(left, bottom, right, bottom)]
+    mid = (top + bottom) / 2
+    body.append(_text(12, mid, ylabel, f' text-anchor="middle" transform="rotate(-90 12 {_n(mid)})"'))
+    return _svg(WIDTH, HEIGHT, title, body)
+
+
+def lines(title: str, series: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabel: str) -> bytes:
+    """One polyline per series of (x values, y values); the y axis spans the data, not from zero."""
+    xs = [x for xv, _ in series.values() for x in xv]
+    ys = [y for _, yv in series.values() for y in yv if y == y]
+    if not xs or not ys:
+        return _svg(WIDTH, HEIGHT, title, [_text(WIDTH / 2, HEIGHT / 2, "no data", ' text-anchor="middle"')])
+    lo, hi = min(ys), max(ys)
+    span = (hi - lo) or abs(hi) or 1.0
+    lo, hi = lo - 0.05 * span, hi + 0.05 * span
+    x_ticks, x_names = _ticks(max(xs))
+    step = (hi - lo) / 4
+    y_values = [lo + i * step for i in range(5)]
+    y_names = [f"{v:.3g}" for v in y_values]
+    left, right = 30 + CHAR * max(map(len, y_names)), WIDTH - 16
+    top, bottom = TOP + 18, HEIGHT - 44
+    sx, sy = (right - left) / (x_ticks[-1] or 1), (bottom - top) / (hi - lo)
+    body = []
+    for value, name in zip(y_values, y_names):
+        y = bottom - (value - lo) * sy
+        body += [_line(left, y, right, y, "#e4e4e4"), _text(left - 6, y + 4, name, ' text-anchor="end"')]
+    for value, name in zip(x_ticks, x_names):
+        body.append(_text(left + value * sx, bottom + 15, name, ' text-anchor="middle"'))
+    for j, (name, (xv, yv)) in enumerate(series.items()):
+        points = " ".join(f"{_n(left + x * sx)},{_n(bottom - (y - lo) * sy)}" for x, y in zip(xv, yv) if y == y)
+        color = COLORS[j % len(COLORS)]
+        body.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+        lx = left + 8 + 110 * j
+        body += [_rect(lx, TOP - 4, 10, 10, color), _text(lx + 14, TOP + 5, _clip(name, 14))]
+    body += [_line(left, top, left, bottom), _line(left, bottom, right, bottom)]
+    body.append(_text((left + right) / 2, bottom + 34, xlabel, ' text-anchor="middle"'))
     mid = (top + bottom) / 2
     body.append(_text(12, mid, ylabel, f' text-anchor="middle" transform="rotate(-90 12 {_n(mid)})"'))
     return _svg(WIDTH, HEIGHT, title, body)

@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from corpus.cards.evidence import EVIDENCE_JSON
 from corpus.document import CARD_JSON, CARD_README
 
 
@@ -20,8 +21,9 @@ def publish(source: Path, target: Path) -> list[Path]:
         if dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
-        for name in (CARD_JSON, CARD_README):
-            shutil.copy2(folder / name, dest / name)
+        for name in (CARD_JSON, CARD_README, EVIDENCE_JSON):
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, dest / name)
         if (folder / "plots").is_dir():
             shutil.copytree(folder / "plots", dest / "plots")
         written.append(dest)

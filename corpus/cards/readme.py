@@ -78,7 +78,7 @@ def _plot(card: dict, name: str) -> str | None:
     return f"![{name}]({path})\n" if path in card.get("plots", []) else None
 
 
-def render_readme(card: dict, previous: str = "") -> str:
+def render_readme(card: dict, previous: str = "", evidence: list[dict] | None = None) -> str:
     stats = card["stats"]
     acc = card["accounting"][-1]
     facts = card.get("stage_facts") or {}
@@ -166,6 +166,10 @@ def render_readme(card: dict, previous: str = "") -> str:
         parts.append("")
     for section in card.get("stage_facts", {}).get("readme_sections", []):  # a stage's own Markdown sections
         parts.append(section + "\n")
+    if evidence:
+        from corpus.cards.evidence import render_evidence
+
+        parts.append(render_evidence(evidence))
     parts.append(LIMITATIONS_HEADING + "\n")
     parts.append(_kept_limitations(previous) + "\n")
     return "\n".join(parts)

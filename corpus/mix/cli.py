@@ -9,7 +9,7 @@ import sys
 from corpus.errors import CorpusError
 
 
-def _count(text: str) -> int:
+def parse_count(text: str) -> int:
     """`2000000`, `2M`, `500k`, `1.5B` or `1e6` as a whole number."""
     scale = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000}.get(text[-1:].lower(), 1)
     try:
@@ -76,8 +76,8 @@ def add_mix_parser(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="IN", help="dataset folders; or SFT files, NAME=FILE.jsonl or FILE.jsonl")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="a dataset folder; for SFT files, a .jsonl file")
     budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--budget-tokens", type=_count, metavar="N", help="tokens in the mix (e.g. 2M); needs --tokenizer")
-    budget.add_argument("--budget-docs", type=_count, metavar="N", help="documents (SFT: rows) in the mix, repeats included")
+    budget.add_argument("--budget-tokens", type=parse_count, metavar="N", help="tokens in the mix (e.g. 2M); needs --tokenizer")
+    budget.add_argument("--budget-docs", type=parse_count, metavar="N", help="documents (SFT: rows) in the mix, repeats included")
     p.add_argument("--weights", help="group=weight,... (normalised), e.g. insurance=0.3,general=0.7")
     p.add_argument("--by", choices=["domain", "source"], default="domain", help="what --weights name (default domain)")
     p.add_argument("--temperature", type=float, help="without --weights: p_i ~ n_i^(1/T) from natural sizes (default 1)")
