@@ -39,31 +39,39 @@ def _frame(folder: Path, kind: str) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(f, columns=cols) for f in files], how="vertical_relaxed")
 
 
-def measure(kind_dir: Path, name: str, config: Path | None, extra: dict) -> dict:
-    work = kind_dir / name
-    work.mkdir(exist_ok=True)
-    ingest, filtered, deduped = kind_dir / "raw-ingest", work / "filter", work / "dedup"
+def raw_ingest(kind_dir: Path) -> Path:
+    ingest = kind_dir / "raw-ingest"
     if not (ingest / "card.json").is_file():
         _run(["ingest", str(kind_dir / "raw.jsonl"), "-o", str(ingest), "--source", kind_dir.name, "--domain", kind_dir.name])
-    cfg_file = work / "filter.yaml"
+    return ingest
+
+
+def measure(kind_dir: Path, name: str, config: Path | dict | None, extra: dict, dedup: str = "both") -> dict:
+    """Filter (+ dedup: both, exact or none) the kind's raw pool into KIND/NAME/ and count what it kept."""
     import yaml
 
-    base = yaml.safe_load(config.read_text()) if config else {}
+    work = kind_dir / name
+    work.mkdir(exist_ok=True)
+    ingest, filtered = raw_ingest(kind_dir), work / "filter"
+    deduped = work / "dedup" if dedup != "none" else filtered
+    cfg_file = work / "filter.yaml"
+    base = config if isinstance(config, dict) else yaml.safe_load(config.read_text()) if config else {}
     merged = _merge(base or {}, extra)
     cfg_file.write_text(yaml.safe_dump(merged), encoding="utf-8")
-    _run(["filter", str(ingest), "-o", str(filtered), "--config", str(cfg_file), "--overwrite", "--tasks", "2"])
-    _run(["dedup", str(filtered), "-o", str(deduped), "--overwrite", "--tasks", "2"])
+    _run(["filter", str(ingest), "-o", str(filtered), "--config", str(cfg_file), "--tasks", "2"])
+    if dedup != "none":
+        _run(["dedup", str(filtered), "-o", str(deduped), "--mode", dedup, "--tasks", "2"])
     raw = _frame(ingest, "data").with_columns(pl.col("metadata").str.json_decode(pl.Struct({"label": pl.String, "page": pl.Int64})).alias("m"))
     # an exact copy has its original's id: metadata (its record number) tells them apart
     raw = raw.select("id", "metadata", pl.col("text").alias("raw_text"), pl.col("m").struct.field("label"), pl.col("m").struct.field("page"))
     key = ["id", "metadata"]
     kept = _frame(deduped, "data").select(*key, "text")
     rej_f = _frame(filtered, "rejected").select(*key, "reason")
-    rej_d = _frame(deduped, "rejected").select(*key, "reason")
+    rej_d = _frame(deduped, "rejected").select(*key, "reason") if deduped != filtered else rej_f.head(0)
     decided = raw.join(kept.with_columns(pl.lit(True).alias("kept")), on=key, how="left").with_columns(pl.col("kept").fill_null(False))
     decided = decided.join(pl.concat([rej_f, rej_d]), on=key, how="left")
     assert decided.height == raw.height, "a (id, metadata) pair is not unique"
-    out: dict = {"kind": kind_dir.name, "name": name}
+    out: dict = {"kind": kind_dir.name, "name": name, "output": str(deduped)}
     genuine = decided.filter(pl.col("label").is_in(["genuine", "copy"]))
     pages = genuine.group_by("page").agg(pl.col("kept").any())
     out["genuine_pages"] = pages.height

@@ -239,7 +239,7 @@ GENERAL_PROFILE: dict = {
                            "max_symbol_word_ratio": None, "min_alpha_words_ratio": None, "min_stop_words": None},
         "prose": {"enabled": True},
         "gopher_repetition": {"min_doc_words": 50, "dup_para_frac": None, "dup_para_char_frac": None,
-                              "dup_line_frac": None, "dup_line_char_frac": None, "dup_n_grams": {10: 0.3}},
+                              "dup_line_frac": None, "dup_line_char_frac": None, "top_n_grams": {}, "dup_n_grams": {10: 0.3}},
         "c4": {"enabled": False},
         "fineweb": {"enabled": False},
     },
