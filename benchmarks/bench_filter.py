@@ -125,7 +125,9 @@ def run_datatrove(input_data: Path, out: Path) -> float:
 def our_config():
     from corpus.filter.config import FilterConfig
 
-    return FilterConfig.model_validate({"sanitise": {"enabled": False}, "langid": {"enabled": False}, "quality": {"languages": None}})
+    # datatrove's chain is the web-strict profile (the general one judges other things)
+    return FilterConfig.model_validate({"profile": "web-strict", "sanitise": {"enabled": False}, "langid": {"enabled": False},
+                                        "quality": {"languages": None}})  # fmt: skip
 
 
 def run_ours(input_folder: Path, out: Path) -> float:
