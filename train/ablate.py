@@ -297,17 +297,12 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
     elif not (tokdir / "tokenizer.json").is_file():
         raise CorpusError(f"--tokenizer {tokdir}: not a tokenizer folder (no tokenizer.json)")
 
-    # the budget: what the smallest arm gives at max_epochs, unless given
-    sizes = {}
-    for arm, folders in arms.items():
-        table = read_document_table([str(f) for f in folders], str(tokdir), None, "domain", 0)
-        sizes[arm] = int(table.n_tokens.sum())
-    budget = config.budget_tokens or int(min(sizes.values()) * config.max_epochs)
-    for arm, tokens in sizes.items():
-        if tokens * config.max_epochs < budget:
-            raise CorpusError(f"arm {arm} holds {tokens:,} tokens: {config.max_epochs:g} epoch(s) give "
-                              f"{int(tokens * config.max_epochs):,}, fewer than --budget-tokens {budget:,}; lower the budget "
-                              "or raise --max-epochs")  # fmt: skip
+    # the budget: what the smallest arm gives at max_epochs, unless given (then the mix checks each arm)
+    budget = config.budget_tokens
+    if budget is None:
+        sizes = {arm: int(read_document_table([str(f) for f in folders], str(tokdir), None, "domain", 0).n_tokens.sum())
+                 for arm, folders in arms.items()}  # fmt: skip
+        budget = int(min(sizes.values()) * config.max_epochs)
 
     def shards(source: Path, target: Path, name: str) -> Path:
         tcfg = TokenizeConfig(tokenizer=str(tokdir), val_fraction=0.0, min_val_docs_per_domain=0, shard_size_mb=64)
@@ -320,11 +315,16 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
     for arm, folders in arms.items():
         mix_cfg = MixConfig(budget_tokens=budget, max_epochs=config.max_epochs, tokenizer=str(tokdir), seed=0)
         mix_out = out / "data" / arm / "mix"
-        card = run_stage(mix_job([str(f) for f in folders], f"ablation/{arm}/mix", mix_cfg, mix_out, ExecutorConfig(tasks=1),
-                                 replace_stale=True, progress=False), mix_out, ExecutorConfig(tasks=1), replace_stale=True)  # fmt: skip
+        try:
+            job = mix_job([str(f) for f in folders], f"ablation/{arm}/mix", mix_cfg, mix_out, ExecutorConfig(tasks=1),
+                          replace_stale=True, progress=False)  # fmt: skip
+        except CorpusError as e:  # the arm cannot give the budget at max_epochs
+            raise CorpusError(f"arm {arm}: {e}") from None
+        card = run_stage(job, mix_out, ExecutorConfig(tasks=1), replace_stale=True)
         mix = card["stage_facts"].get("mix", {})
+        available = sum(g.get("natural_tokens", 0) for g in card["stage_facts"].get("mix_by_domain", {}).values())
         arm_shards[arm] = str(shards(mix_out, out / "data" / arm / "shards", f"ablation/{arm}/shards"))
-        arm_data[arm] = {"datasets": [str(f.resolve()) for f in given[arm]], "tokens_available": sizes[arm],
+        arm_data[arm] = {"datasets": [str(f.resolve()) for f in given[arm]], "tokens_available": available,
                          "mix_tokens": int(card["stats"].get("tokens") or 0), "mix_docs": card["stats"]["docs"],
                          "repeated_copies": mix.get("repeated_copies", 0)}  # fmt: skip
     eval_shards = {name: str(shards(folder, out / "eval" / name / "shards", f"ablation/eval/{name}")) for name, folder in evals.items()}
@@ -533,7 +533,7 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 
 
 def write_report(out: Path, report: dict, results: dict[str, dict[int, dict]]) -> None:
-    from corpus.cards.plots import columns, lines
+    from corpus.cards.plots import intervals, lines
 
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
@@ -546,7 +546,7 @@ def write_report(out: Path, report: dict, results: dict[str, dict[int, dict]]) -
     evals = list(report["config"]["eval_sets"])
     series = {arm: [report["arms"][arm]["eval"][e]["loss_mean"] for e in evals] for arm in report["arms"]}
     errors = {arm: [report["arms"][arm]["eval"][e]["loss_std"] for e in evals] for arm in report["arms"]}
-    (plots / "eval_loss.svg").write_bytes(columns("Eval loss per arm (mean, +-1 std over seeds)", evals, series, "loss", errors))
+    (plots / "eval_loss.svg").write_bytes(intervals("Eval loss per arm (mean, +-1 std over seeds)", evals, series, errors, "loss"))
     _write_json(out / REPORT_JSON, report)
     (out / REPORT_MD).write_text(render_report(report), encoding="utf-8")
 

@@ -58,13 +58,9 @@ def _svg(width: float, height: float, title: str, body: list[str]) -> bytes:
     return "\n".join(head + body + ["</svg>\n"]).encode("ascii", "xmlcharrefreplace")
 
 
-def columns(title: str, labels: list[str], series: dict[str, list[float]], ylabel: str,
-            errors: dict[str, list[float]] | None = None) -> bytes:  # fmt: skip
-    """Vertical bars, one group per label and one bar per series; a legend when there are several series.
-    `errors`: a +- error bar on each bar (same shape as `series`)."""
-    errors = errors or {}
-    top = max((v + (errors.get(s) or [0] * len(vals))[i] for s, vals in series.items() for i, v in enumerate(vals)), default=0)
-    ticks, names = _ticks(top)
+def columns(title: str, labels: list[str], series: dict[str, list[float]], ylabel: str) -> bytes:
+    """Vertical bars, one group per label and one bar per series; a legend when there are several series."""
+    ticks, names = _ticks(max((v for values in series.values() for v in values), default=0))
     left, right, top = 30 + CHAR * max(map(len, names)), WIDTH - 16, TOP + (18 if len(series) > 1 else 0)
     slot = (right - left) / max(len(labels), 1)
     shown = [_clip(label, 16) for label in labels]
@@ -81,10 +77,6 @@ def columns(title: str, labels: list[str], series: dict[str, list[float]], ylabe
         for j, values in enumerate(series.values()):
             v = values[i] if values[i] > 0 else 0  # negative or NaN: no bar
             body.append(_rect(x + j * width, bottom - v * scale, width, v * scale, COLORS[j % len(COLORS)]))
-            err = (errors.get(list(series)[j]) or [0] * len(values))[i]
-            if err and err > 0 and v > 0:
-                cx, lo, hi = x + (j + 0.5) * width, bottom - max(v - err, 0) * scale, bottom - (v + err) * scale
-                body += [_line(cx, lo, cx, hi), _line(cx - width / 6, lo, cx + width / 6, lo), _line(cx - width / 6, hi, cx + width / 6, hi)]
         cx = left + (i + 0.5) * slot
         turn = f' text-anchor="end" transform="rotate(-30 {_n(cx)} {_n(bottom + 14)})"' if rotate else ' text-anchor="middle"'
         body.append(_text(cx, bottom + 14, label, turn))
@@ -127,6 +119,44 @@ def lines(title: str, series: dict[str, tuple[list[float], list[float]]], xlabel
         body += [_rect(lx, TOP - 4, 10, 10, color), _text(lx + 14, TOP + 5, _clip(name, 14))]
     body += [_line(left, top, left, bottom), _line(left, bottom, right, bottom)]
     body.append(_text((left + right) / 2, bottom + 34, xlabel, ' text-anchor="middle"'))
+    mid = (top + bottom) / 2
+    body.append(_text(12, mid, ylabel, f' text-anchor="middle" transform="rotate(-90 12 {_n(mid)})"'))
+    return _svg(WIDTH, HEIGHT, title, body)
+
+
+def intervals(title: str, labels: list[str], series: dict[str, list[float]], errors: dict[str, list[float]], ylabel: str) -> bytes:
+    """A dot per series and label with a +- error bar; the y axis spans the data (differences of a few
+    hundredths stay visible, as bars from zero would not show them)."""
+    lows = [v - e for s in series for v, e in zip(series[s], errors[s]) if v == v]
+    highs = [v + e for s in series for v, e in zip(series[s], errors[s]) if v == v]
+    if not lows:
+        return _svg(WIDTH, HEIGHT, title, [_text(WIDTH / 2, HEIGHT / 2, "no data", ' text-anchor="middle"')])
+    span = (max(highs) - min(lows)) or abs(max(highs)) or 1.0
+    lo, hi = min(lows) - 0.1 * span, max(highs) + 0.1 * span
+    y_values = [lo + i * (hi - lo) / 4 for i in range(5)]
+    y_names = [f"{v:.4g}" for v in y_values]
+    left, right, top, bottom = 30 + CHAR * max(map(len, y_names)), WIDTH - 16, TOP + 18, HEIGHT - 44
+    sy = (bottom - top) / (hi - lo)
+    slot = (right - left) / max(len(labels), 1)
+    body = []
+    for value, name in zip(y_values, y_names):
+        y = bottom - (value - lo) * sy
+        body += [_line(left, y, right, y, "#e4e4e4"), _text(left - 6, y + 4, name, ' text-anchor="end"')]
+    for i, label in enumerate(labels):
+        body.append(_text(left + (i + 0.5) * slot, bottom + 15, _clip(label, 24), ' text-anchor="middle"'))
+        for j, name in enumerate(series):
+            v, e = series[name][i], errors[name][i]
+            if v != v:
+                continue
+            x = left + i * slot + slot * (j + 1) / (len(series) + 1)
+            color = COLORS[j % len(COLORS)]
+            ylo, yhi, yv = bottom - (v - e - lo) * sy, bottom - (v + e - lo) * sy, bottom - (v - lo) * sy
+            body += [_line(x, ylo, x, yhi, color), _line(x - 5, ylo, x + 5, ylo, color), _line(x - 5, yhi, x + 5, yhi, color),
+                     f'<circle cx="{_n(x)}" cy="{_n(yv)}" r="4" fill="{color}"/>']  # fmt: skip
+    for j, name in enumerate(series):
+        lx = left + 8 + 110 * j
+        body += [_rect(lx, TOP - 4, 10, 10, COLORS[j % len(COLORS)]), _text(lx + 14, TOP + 5, _clip(name, 14))]
+    body += [_line(left, top, left, bottom), _line(left, bottom, right, bottom)]
     mid = (top + bottom) / 2
     body.append(_text(12, mid, ylabel, f' text-anchor="middle" transform="rotate(-90 12 {_n(mid)})"'))
     return _svg(WIDTH, HEIGHT, title, body)
