@@ -105,14 +105,21 @@ def test_equal_budgets_paired_seeds_and_numbers_that_recompute(positive):
     cfg = report["config"]
     runs = [r for arm in report["arms"].values() for r in arm["runs"]]
     assert len(runs) == 6 and {r["tokens"] for r in runs} == {cfg["tokens_per_run"]} == {cfg["steps"] * 8 * 64}
+    windows = []
     for arm in report["arms"].values():
         data = arm["data"]
-        # every arm drew the same budget (short of it by less than a document) and trains at most one pass over it
-        assert cfg["budget_tokens"] - 3_000 < data["mix_tokens"] <= cfg["budget_tokens"]
-        assert data["train_windows"] >= cfg["steps"] * cfg["batch_size"]
-        assert data["repeated_copies"] == 0
+        # every arm and seed drew the same budget (short of it by less than a document) and trains at most one pass over it
+        assert len(data["mix_tokens"]) == 3
+        assert all(cfg["budget_tokens"] - 3_000 < t <= cfg["budget_tokens"] for t in data["mix_tokens"])
+        assert all(w >= cfg["steps"] * cfg["batch_size"] for w in data["train_windows"])
+        assert data["repeated_copies"] == [0, 0, 0]
         assert sorted(r["seed"] for r in arm["runs"]) == [0, 1, 2]
-    assert abs(report["arms"]["junky"]["data"]["train_windows"] - report["arms"]["clean"]["data"]["train_windows"]) <= 60
+        windows += data["train_windows"]
+    assert max(windows) - min(windows) <= 60
+    # each seed drew another sample of each arm (its pool is larger than the budget)
+    for arm in ("junky", "clean"):
+        drawn = [set(pl.read_parquet(out / "data" / arm / f"seed-{k}" / "mix" / "data")["id"]) for k in range(2)]
+        assert drawn[0] != drawn[1]
     # the report recomputes from the per-run records
     records = {arm: {} for arm in report["arms"]}
     for path in sorted((out / "runs").glob("*/seed-*/result.json")):

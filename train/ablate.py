@@ -4,8 +4,8 @@
       ablation.json          the configuration, its fingerprint, the tokenizer, steps and tokens per run
       tokenizer/             trained on the union of the arms (unless --tokenizer is given)
       data/ARM/rest/         the arm without the held-out documents (only with --holdout)
-      data/ARM/mix/          the arm drawn to the token budget by `corpus mix` (natural shares)
-      data/ARM/shards/       its token shards
+      data/ARM/seed-K/mix/   the arm drawn to the token budget by `corpus mix` (natural shares, seed K)
+      data/ARM/seed-K/shards/  its token shards
       eval/NAME/shards/      each eval set, tokenized once (eval/heldout-ARM/split/ with --holdout)
       runs/ARM/seed-K/       a `train pretrain` run folder (metrics.jsonl, the final checkpoint) and
                              result.json (the run's loss on every eval set)
@@ -13,8 +13,9 @@
 
 Every arm gets the same tokens (the same number of steps of the same batch shape, none of them
 past one pass over its draw), the same tokenizer, the same hyperparameters and the same seeds:
-seed k gives every arm the same initial weights and the same window-order policy, so the
-comparison of two arms is paired by seed. A comparison's verdict is "A better than B" only when
+seed k gives every arm the same initial weights, the same window-order policy and draws its
+budget with mix seed k, so the comparison of two arms is paired by seed and the spread across
+seeds covers which documents were drawn as well as the initialisation. A comparison's verdict is "A better than B" only when
 the mean paired difference of eval loss exceeds twice its standard deviation across seeds;
 otherwise "no detectable difference".
 
@@ -247,7 +248,7 @@ class Prepared(BaseModel):
     tokenizer: str
     tokenizer_sha256: str
     tokenizer_trained: bool
-    arm_shards: dict[str, str]
+    arm_shards: dict[str, list[str]]  # per arm, per seed
     arm_data: dict[str, dict]
     eval_shards: dict[str, str]
     overlap: dict
@@ -311,22 +312,30 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
             tokenize_dataset([str(source)], target, tcfg, overwrite=True, name=name, fingerprint=fp)
         return target
 
-    arm_shards, arm_data = {}, {}
+    arm_shards: dict[str, list[str]] = {}
+    arm_data: dict[str, dict] = {}
     for arm, folders in arms.items():
-        mix_cfg = MixConfig(budget_tokens=budget, max_epochs=config.max_epochs, tokenizer=str(tokdir), seed=0)
-        mix_out = out / "data" / arm / "mix"
-        try:
-            job = mix_job([str(f) for f in folders], f"ablation/{arm}/mix", mix_cfg, mix_out, ExecutorConfig(tasks=1),
-                          replace_stale=True, progress=False)  # fmt: skip
-        except CorpusError as e:  # the arm cannot give the budget at max_epochs
-            raise CorpusError(f"arm {arm}: {e}") from None
-        card = run_stage(job, mix_out, ExecutorConfig(tasks=1), replace_stale=True)
-        mix = card["stage_facts"].get("mix", {})
-        available = sum(g.get("natural_tokens", 0) for g in card["stage_facts"].get("mix_by_domain", {}).values())
-        arm_shards[arm] = str(shards(mix_out, out / "data" / arm / "shards", f"ablation/{arm}/shards"))
-        arm_data[arm] = {"datasets": [str(f.resolve()) for f in given[arm]], "tokens_available": available,
-                         "mix_tokens": int(card["stats"].get("tokens") or 0), "mix_docs": card["stats"]["docs"],
-                         "repeated_copies": mix.get("repeated_copies", 0)}  # fmt: skip
+        draws = []
+        for seed in range(config.seeds):  # seed k draws with mix seed k: the spread covers the draw too
+            mix_cfg = MixConfig(budget_tokens=budget, max_epochs=config.max_epochs, tokenizer=str(tokdir), seed=seed)
+            mix_out = out / "data" / arm / f"seed-{seed}" / "mix"
+            try:
+                job = mix_job([str(f) for f in folders], f"ablation/{arm}/seed-{seed}/mix", mix_cfg, mix_out,
+                              ExecutorConfig(tasks=1), replace_stale=True, progress=False)  # fmt: skip
+            except CorpusError as e:  # the arm cannot give the budget at max_epochs
+                raise CorpusError(f"arm {arm}: {e}") from None
+            card = run_stage(job, mix_out, ExecutorConfig(tasks=1), replace_stale=True)
+            shard_dir = shards(mix_out, out / "data" / arm / f"seed-{seed}" / "shards", f"ablation/{arm}/seed-{seed}/shards")
+            draws.append((str(shard_dir), card))
+        facts = draws[0][1]["stage_facts"]
+        arm_shards[arm] = [d for d, _ in draws]
+        arm_data[arm] = {
+            "datasets": [str(f.resolve()) for f in given[arm]],
+            "tokens_available": sum(g.get("natural_tokens", 0) for g in facts.get("mix_by_domain", {}).values()),
+            "mix_tokens": [int(c["stats"].get("tokens") or 0) for _, c in draws],
+            "mix_docs": [c["stats"]["docs"] for _, c in draws],
+            "repeated_copies": [c["stage_facts"].get("mix", {}).get("repeated_copies", 0) for _, c in draws],
+        }
     eval_shards = {name: str(shards(folder, out / "eval" / name / "shards", f"ablation/eval/{name}")) for name, folder in evals.items()}
     return Prepared(tokenizer=str(tokdir), tokenizer_sha256=tokenizer_sha256(tokdir), tokenizer_trained=config.tokenizer is None,
                     arm_shards=arm_shards, arm_data=arm_data, eval_shards=eval_shards, overlap=overlap)  # fmt: skip
@@ -335,15 +344,16 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
 # ---------------------------------------------------------------- the runs
 
 
-def plan_steps(config: AblateConfig, prepared: Prepared) -> tuple[int, dict[str, int]]:
+def plan_steps(config: AblateConfig, prepared: Prepared) -> tuple[int, dict[str, list[int]]]:
     """Steps per run: every arm trains on the same number of windows, none past one pass over its draw."""
     from train.data import WindowLoader
 
-    windows = {arm: WindowLoader(path, "train", config.seq_len, config.batch_size).num_windows for arm, path in prepared.arm_shards.items()}
-    steps = min(windows.values()) // config.batch_size
+    windows = {arm: [WindowLoader(path, "train", config.seq_len, config.batch_size).num_windows for path in paths]
+               for arm, paths in prepared.arm_shards.items()}  # fmt: skip
+    steps = min(min(w) for w in windows.values()) // config.batch_size
     if steps < 1:
-        small = min(windows, key=windows.get)
-        raise CorpusError(f"arm {small}: {windows[small]} windows of {config.seq_len + 1} tokens, fewer than one batch of "
+        small = min(windows, key=lambda a: min(windows[a]))
+        raise CorpusError(f"arm {small}: {min(windows[small])} windows of {config.seq_len + 1} tokens, fewer than one batch of "
                           f"{config.batch_size}; raise --budget-tokens or lower --seq-len / --batch-size")  # fmt: skip
     return steps, windows
 
@@ -369,7 +379,7 @@ def run_one(config: AblateConfig, prepared: Prepared, arm: str, seed: int, steps
     started = time.perf_counter()
     if not (existing and int(existing[-1].name.split("-")[1]) >= steps):
         pretrain(PretrainConfig(
-            data=prepared.arm_shards[arm], tokenizer=prepared.tokenizer, output=str(run), preset=config.preset,
+            data=prepared.arm_shards[arm][seed], tokenizer=prepared.tokenizer, output=str(run), preset=config.preset,
             resume="auto", seq_len=config.seq_len, batch_size=config.batch_size, lr=config.lr, warmup_steps=warmup,
             max_steps=steps, eval_every=0, save_every=max(1, steps // 4), keep_last=1, log_every=max(1, min(10, steps // 50)),
             seed=seed, device=config.device, tensorboard=False, verify=False, validation=False, quiet=True,
@@ -584,11 +594,17 @@ def render_report(report: dict) -> str:
                     cells.append(_fmt(statistics.fmean(vals)) if vals else "-")
                 parts.append(f"| {arm} | {name} | " + " | ".join(cells) + " |")
     parts += ["", "![eval loss](plots/eval_loss.svg)\n", "![training loss](plots/train_loss.svg)\n", "## Data per arm\n",
+              "Seed k draws each arm's budget with mix seed k, so the spread across seeds covers which documents "
+              "were drawn as well as the initial weights. Per seed:\n",
               "| arm | datasets | tokens available | drawn (tokens) | documents drawn | repeated copies | train windows |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+
+    def per_seed(values: list[int]) -> str:
+        return ", ".join(f"{v:,}" for v in values)
+
     for arm, entry in report["arms"].items():
         d = entry["data"]
-        parts.append(f"| {arm} | {', '.join(f'`{p}`' for p in d['datasets'])} | {d['tokens_available']:,} | {d['mix_tokens']:,} | "
-                     f"{d['mix_docs']:,} | {d['repeated_copies']:,} | {d['train_windows']:,} |")  # fmt: skip
+        parts.append(f"| {arm} | {', '.join(f'`{p}`' for p in d['datasets'])} | {d['tokens_available']:,} | {per_seed(d['mix_tokens'])} | "
+                     f"{per_seed(d['mix_docs'])} | {per_seed(d['repeated_copies'])} | {per_seed(d['train_windows'])} |")  # fmt: skip
     t = report["timing"]
     parts += ["", f"Time in this call: {t['total_seconds_this_call']:.0f} s (preparing the data {t['prepare_seconds']:.0f} s; "
               f"all runs' training {t['train_seconds']:.0f} s and evaluation {t['eval_seconds']:.0f} s, over every call).\n"]  # fmt: skip
