@@ -77,14 +77,16 @@ def test_web_strict_is_datatrove_and_damages_what_general_keeps(both_profiles):
 def test_profiles_are_defaults_that_given_options_override():
     assert FilterConfig().profile == "general"
     general = FilterConfig()
-    assert general.quality.prose.enabled and not general.quality.c4.enabled and general.langid.read == "words"
+    assert general.quality.prose.enabled and general.langid.read == "words"
+    assert not general.quality.c4.rewrite_text and general.quality.c4.min_num_sentences == -1  # scored, not decided
     strict = FilterConfig(profile="web-strict")
     assert not strict.quality.prose.enabled and strict.quality.c4.enabled and strict.quality.gopher_quality.min_doc_words == 50
     assert strict.model_dump(exclude={"profile"}) == FilterConfig.model_validate({"profile": "web-strict"}).model_dump(exclude={"profile"})
     # an option given over the profile wins; the rest of the profile stays
-    mine = FilterConfig.model_validate({"quality": {"prose": {"min_function_word_ratio": 0.2}, "c4": {"enabled": True}}})
-    assert mine.quality.prose.min_function_word_ratio == 0.2 and mine.quality.prose.enabled and mine.quality.c4.enabled
-    assert mine.quality.fineweb.enabled is False
+    mine = FilterConfig.model_validate({"quality": {"prose": {"min_function_word_ratio": 0.2}, "c4": {"min_num_sentences": 3}}})
+    assert mine.quality.prose.min_function_word_ratio == 0.2 and mine.quality.prose.enabled
+    assert mine.quality.c4.min_num_sentences == 3 and mine.quality.c4.rewrite_text is False
+    assert mine.quality.fineweb.line_punct_thr is None
     # a dumped config (as in a card) reads back to the same config
     assert FilterConfig.model_validate(mine.model_dump(mode="json")) == mine
     assert set(GENERAL_PROFILE) <= {"langid", "quality", "sanitise"}
@@ -120,3 +122,13 @@ def test_word_variety_is_judged_only_on_documents_long_enough():
     scores = quality_scores(pl.Series([short, long]), cfg, pl.Series(["en", "en"]), pl.Series([0.9, 0.9]))
     assert scores["prose_word_variety"][1] == pytest.approx(5 / 96**0.5)
     assert _reasons([short, long], cfg, ["en", "en"], [0.9, 0.9]) == [None, "prose_low_word_variety"]
+
+
+@needs_lid_model
+def test_general_keeps_the_web_rules_scores_as_columns(both_profiles):
+    """So a user can still apply the strict web thresholds to the general profile's output."""
+    kept, rejected = both_profiles["general"]
+    for column in ("c4_sentences", "fineweb_line_punct_ratio", "gopher_rep_top_2_gram_char_frac", "gopher_rep_dup_5_gram_char_frac",
+                   "gopher_alpha_words_ratio", "prose_function_word_ratio"):  # fmt: skip
+        assert column in kept.columns and kept[column].null_count() < kept.height
+    assert not set(rejected["reason"]) & {"c4_too_few_sentences", "fineweb_line_punct_ratio", "gopher_rep_top_2_gram"}

@@ -239,9 +239,12 @@ GENERAL_PROFILE: dict = {
                            "max_symbol_word_ratio": None, "min_alpha_words_ratio": None, "min_stop_words": None},
         "prose": {"enabled": True},
         "gopher_repetition": {"min_doc_words": 50, "dup_para_frac": None, "dup_para_char_frac": None,
-                              "dup_line_frac": None, "dup_line_char_frac": None, "top_n_grams": {}, "dup_n_grams": {10: 0.3}},
-        "c4": {"enabled": False},
-        "fineweb": {"enabled": False},
+                              "dup_line_frac": None, "dup_line_char_frac": None, "top_n_grams": {2: None, 3: None, 4: None},
+                              "dup_n_grams": {5: None, 6: None, 7: None, 8: None, 9: None, 10: 0.3}},
+        # scored but not decided, and the text not rewritten: the web rules' columns stay in the output,
+        # so their thresholds can still be applied to it (docs/filter.md, "Retuning from the output")
+        "c4": {"rewrite_text": False, "min_num_sentences": -1, "filter_lorem_ipsum": False, "filter_curly_bracket": False},
+        "fineweb": {"line_punct_thr": None, "short_line_thr": None, "char_duplicates_ratio": None, "new_line_ratio": None},
     },
 }  # fmt: skip
 PROFILES: dict[str, dict] = {"general": GENERAL_PROFILE, "web-strict": {}}
