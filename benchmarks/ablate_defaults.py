@@ -100,7 +100,7 @@ def main() -> None:
                 e = entry["eval"][ev]
                 facts = kept.get(arm, {})
                 rows.append({"arm": arm, "loss_mean": round(e["loss_mean"], 4), "loss_std": round(e["loss_std"], 4),
-                             "repeated_copies": entry["data"]["repeated_copies"], "genuine_kept": facts.get("genuine_kept"),
+                             "repeated_copies": sum(entry["data"]["repeated_copies"]), "genuine_kept": facts.get("genuine_kept"),
                              "junk_removed": facts.get("junk_removed"), "kept_chars_share": facts.get("kept_chars_share")})  # fmt: skip
             verdicts = {f"{c['a']} vs {c['b']}": {"diff": round(c["diff_mean"], 4), "std": round(c["diff_std"], 4), "verdict": c["verdict"]}
                         for c in report["comparisons"] if "raw" in (c["a"], c["b"]) or "default" in (c["a"], c["b"])}  # fmt: skip

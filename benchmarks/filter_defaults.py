@@ -46,6 +46,13 @@ def raw_ingest(kind_dir: Path) -> Path:
     return ingest
 
 
+def _run_or_replace(args: list[str]) -> None:
+    from corpus.cli import main
+
+    if main(["-q", *args]):
+        _run([*args, "--overwrite"])
+
+
 def measure(kind_dir: Path, name: str, config: Path | dict | None, extra: dict, dedup: str = "both") -> dict:
     """Filter (+ dedup: both, exact or none) the kind's raw pool into KIND/NAME/ and count what it kept."""
     import yaml
@@ -58,9 +65,10 @@ def measure(kind_dir: Path, name: str, config: Path | dict | None, extra: dict, 
     base = config if isinstance(config, dict) else yaml.safe_load(config.read_text()) if config else {}
     merged = _merge(base or {}, extra)
     cfg_file.write_text(yaml.safe_dump(merged), encoding="utf-8")
-    _run(["filter", str(ingest), "-o", str(filtered), "--config", str(cfg_file), "--tasks", "2"])
+    # the same inputs and options: "up to date"; other ones replace the folder (this benchmark owns it)
+    _run_or_replace(["filter", str(ingest), "-o", str(filtered), "--config", str(cfg_file), "--tasks", "2"])
     if dedup != "none":
-        _run(["dedup", str(filtered), "-o", str(deduped), "--mode", dedup, "--tasks", "2"])
+        _run_or_replace(["dedup", str(filtered), "-o", str(deduped), "--mode", dedup, "--tasks", "2"])
     raw = _frame(ingest, "data").with_columns(pl.col("metadata").str.json_decode(pl.Struct({"label": pl.String, "page": pl.Int64})).alias("m"))
     # an exact copy has its original's id: metadata (its record number) tells them apart
     raw = raw.select("id", "metadata", pl.col("text").alias("raw_text"), pl.col("m").struct.field("label"), pl.col("m").struct.field("page"))

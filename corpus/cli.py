@@ -87,6 +87,22 @@ def cmd_dedup(args) -> int:
     return 0
 
 
+def cmd_decontaminate(args) -> int:
+    from pydantic import ValidationError
+
+    from corpus.decontaminate import DecontaminateConfig, decontaminate_job
+    from corpus.execution import run_stage
+
+    try:
+        config = DecontaminateConfig(against=[os.path.abspath(p) for p in args.against], ngram=args.ngram,
+                                     min_words=args.min_words, mode=args.mode)  # fmt: skip
+    except ValidationError as e:
+        raise _config_error(e) from None
+    job = decontaminate_job(args.inputs, args.name or os.path.basename(os.path.normpath(args.output)), config)
+    run_stage(job, args.output, _executor(args), overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])
+    return 0
+
+
 def cmd_run(args) -> int:
     from corpus.pipeline import run_pipeline
 
@@ -382,6 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     _executor_args(p)
     p.set_defaults(func=cmd_dedup)
+
+    p = sub.add_parser("decontaminate", help="drop (or redact) documents that hold evaluation items: word n-gram matching")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="dataset folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("--against", required=True, nargs="+", metavar="EVAL",
+                   help="eval sources: dataset folders, `train sft` run folders (their test split), .json/.jsonl(.gz) or .txt files")
+    p.add_argument("--ngram", type=int, default=13, help="words per n-gram (default 13)")
+    p.add_argument("--min-words", type=int, default=6, help="shorter items are listed as too short, not matched (default 6)")
+    p.add_argument("--mode", choices=["drop", "redact"], default="drop", help="reject the document, or cut the matching spans out")
+    p.add_argument("--name")
+    _executor_args(p)
+    p.set_defaults(func=cmd_decontaminate)
 
     p = sub.add_parser("run", help="run a pipeline YAML (sources and stages)")
     p.add_argument("pipeline", metavar="PIPELINE.yaml")

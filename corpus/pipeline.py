@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corpus.crawl.config import CrawlConfig
+from corpus.decontaminate import DecontaminateConfig
 from corpus.dedup import DedupConfig
 from corpus.errors import CorpusError
 from corpus.yaml_file import read_yaml
@@ -70,6 +71,7 @@ STAGE_MODELS["mix"] = MixConfig
 STAGE_MODELS["filter"] = FilterConfig
 STAGE_MODELS["instruct"] = InstructConfig
 STAGE_MODELS["dedup"] = DedupConfig
+STAGE_MODELS["decontaminate"] = DecontaminateConfig
 STAGE_MODELS["pretrain"] = PretrainStageConfig
 STAGE_MODELS["sft"] = SFTStageConfig
 STAGE_MODELS["eval"] = EvalStageConfig
@@ -201,6 +203,15 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
 
             options = options.model_copy(update={"against": [str((base / p).resolve()) for p in options.against]})
             job = dedup_job([str(written[-1])], name, options, progress=progress)
+        elif kind == "decontaminate":  # the latest dataset folder, against eval files relative to the pipeline
+            from corpus.decontaminate import decontaminate_job
+            from corpus.document import is_dataset
+
+            source = next((p for p in reversed(written) if is_dataset(p)), None)
+            if source is None:
+                raise CorpusError(f"{path}: stage decontaminate needs a dataset stage before it")
+            options = options.model_copy(update={"against": [str((base / p).resolve()) for p in options.against]})
+            job = decontaminate_job([str(source)], name, options, progress=progress)
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")
         card = run_stage(
