@@ -43,7 +43,7 @@ train-demo: install
 # A rerun skips finished stages; `make clean` (or rm -rf out/insurance) starts over.
 insurance-demo: install
 	$(BIN)/corpus run pipelines/insurance.yaml
-	@echo "evaluation report: out/insurance/10-eval/report.md (and report.json)"
+	@echo "evaluation report: out/insurance/11-eval/report.md (and report.json)"
 
 # Does cleaning make a better model? Raw ingest against the filter + dedup output of the sample, at equal
 # tokens, 3 seeds of the tiny preset each, scored on held-out clean pages (pipelines/ablation.yaml).

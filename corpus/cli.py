@@ -225,7 +225,7 @@ def cmd_instruct(args) -> int:
 
     from corpus.instruct import InstructConfig, build_instructions
 
-    options = {"min_answer_chars": args.min_answer_chars, "max_answer_chars": args.max_answer_chars}
+    options = {"min_answer_chars": args.min_answer_chars, "max_answer_chars": args.max_answer_chars, "test_split": args.test_split}
     if args.rules:
         options["rules"] = [r.strip() for r in args.rules.split(",") if r.strip()]
     if args.domains:
@@ -249,6 +249,8 @@ def _instruct_parser(sub) -> None:
     p.add_argument("--domains", help="comma-separated domains to read (default: all)")
     p.add_argument("--min-answer-chars", type=int, default=20)
     p.add_argument("--max-answer-chars", type=int, default=6000)
+    p.add_argument("--test-split", type=float, default=0.0,
+                   help="hold out this share of pairs in test.jsonl (train.jsonl: the rest, minus pairs sharing a 13-gram with a test pair)")
     p.add_argument("--name")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.set_defaults(func=cmd_instruct)

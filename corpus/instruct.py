@@ -12,6 +12,9 @@ Three rules, each a business rule a domain team would write by hand:
 Output::
 
     OUT/pairs.jsonl   one {"messages": [user, assistant], "rule", "lang", "source_id", "url"} a line
+    OUT/train.jsonl   with `test_split`: the pairs to train on ...
+    OUT/test.jsonl    ... and the held-out pairs (by a seeded hash of the pair), no train pair
+                      sharing a word 13-gram with a test pair (corpus.decontaminate's matching)
     OUT/card.json     lineage, config, counts per rule / language, skipped pages by reason, examples
     OUT/README.md     the same for people
 
@@ -28,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -41,6 +45,7 @@ from corpus.progress import say
 from corpus.tokenize.common import PartialOutput
 
 PAIRS_FILE = "pairs.jsonl"
+TRAIN_FILE, TEST_FILE = "train.jsonl", "test.jsonl"
 
 # Prompt wording per language; a page in another language falls back to English wording.
 PROMPTS = {
@@ -61,6 +66,8 @@ class InstructConfig(BaseModel):
     min_answer_chars: int = Field(20, ge=1, description="shorter answers are skipped (a heading with no text under it)")
     max_answer_chars: int = Field(6000, ge=100, description="longer answers are skipped (they would not fit a context)")
     domains: list[str] | None = Field(None, description="only documents of these domains; none: all")
+    test_split: float = Field(0.0, ge=0, lt=1, description="share of pairs held out in test.jsonl (0: no split)")
+    split_seed: int = 0
 
     @field_validator("rules")
     @classmethod
@@ -164,6 +171,31 @@ def build_pairs(files: list[str], config: InstructConfig) -> tuple[list[dict], C
     return pairs, skipped
 
 
+def split_pairs(pairs: list[dict], test_fraction: float, seed: int, ngram: int = 13) -> tuple[list[dict], list[dict], int]:
+    """(train, test, train pairs dropped): test by a seeded hash of each pair's messages; a train pair
+    that shares a word n-gram with a test pair (the same answer from two pages, a translation
+    quoting an English term) is dropped, so the test answers are not taught by SFT either."""
+    import hashlib
+
+    from corpus.decontaminate.index import EvalIndex, Words, normalise
+    from corpus.tokenize.common import mix_seed, unit_interval
+
+    keys = [hashlib.blake2b(json.dumps(p["messages"], sort_keys=True, ensure_ascii=False).encode(), digest_size=8).digest() for p in pairs]
+    hashes = np.array([int.from_bytes(k, "little") for k in keys], dtype=np.uint64)
+    in_test = unit_interval(mix_seed(hashes, seed)) < test_fraction
+    test = [p for p, t in zip(pairs, in_test) if t]
+    train = [p for p, t in zip(pairs, in_test) if not t]
+    if not test or not train:
+        return train, test, 0
+    texts = [m["content"] for p in test for m in p["messages"]]
+    index, _, _ = EvalIndex.build(texts, ngram, min_words=6)
+    answers = [p["messages"][-1]["content"] + "\n" + p["messages"][0]["content"] for p in train]
+    doc, *_ = index.matches(Words(normalise(answers)))
+    overlapping = set(doc.tolist())
+    kept = [p for i, p in enumerate(train) if i not in overlapping]
+    return kept, test, len(train) - len(kept)
+
+
 def _count(pairs: list[dict], key: str) -> dict[str, int]:
     return dict(sorted(Counter(str(p[key]) for p in pairs).items()))
 
@@ -187,6 +219,11 @@ def _readme(card: dict) -> str:
     lines.append(f"{card['pairs']:,} instruction pairs built by rules from {card['documents_in']:,} documents by "
                  f"`{' '.join(card['command'])}` (corpus {card['tool']['version']}, {card['created']}). "
                  f"Each line of `{PAIRS_FILE}` is a chat in `messages` form, ready for `train sft`.\n")  # fmt: skip
+    if card.get("split"):
+        sp = card["split"]
+        lines.append(f"Split: {sp['train']:,} pairs in `{TRAIN_FILE}`, {sp['test']:,} held out in `{TEST_FILE}`; "
+                     f"{sp['train_dropped_sharing_a_13_gram_with_test']:,} train pairs sharing a word 13-gram with a test pair "
+                     "were dropped, so SFT does not teach the held-out answers.\n")  # fmt: skip
     lines.append("| rule | pairs |\n|---|---|")
     lines += [f"| {rule} | {n:,} |" for rule, n in card["by_rule"].items()]
     lines.append("\n| language | pairs |\n|---|---|")
@@ -216,9 +253,20 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
     if not pairs:
         raise CorpusError(f"{', '.join(inputs)}: no rule produced a pair (skipped: {dict(skipped) or 'nothing read'})")
     partial = target.start()
-    with open(partial / PAIRS_FILE, "w", encoding="utf-8") as f:
-        for pair in pairs:
-            f.write(json.dumps(pair, ensure_ascii=False) + "\n")
+
+    def write(name: str, rows: list[dict]) -> None:
+        with open(partial / name, "w", encoding="utf-8") as f:
+            for pair in rows:
+                f.write(json.dumps(pair, ensure_ascii=False) + "\n")
+
+    write(PAIRS_FILE, pairs)
+    split = None
+    if config.test_split > 0:
+        train, test, dropped = split_pairs(pairs, config.test_split, config.split_seed)
+        write(TRAIN_FILE, train)
+        write(TEST_FILE, test)
+        split = {"train": len(train), "test": len(test), "train_dropped_sharing_a_13_gram_with_test": dropped,
+                 "method": "blake2b of the messages, mixed with split_seed, below test_split"}  # fmt: skip
     documents_in = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
     card = {
         "card_version": 1,
@@ -236,8 +284,11 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
         "by_domain": _count(pairs, "domain"),
         "skipped": dict(sorted(skipped.items())),
         "examples": _examples(pairs),
-        "files": [{"path": PAIRS_FILE, "sha256": file_sha256(partial / PAIRS_FILE)}],
+        "files": [{"path": name, "sha256": file_sha256(partial / name)} for name in (PAIRS_FILE, TRAIN_FILE, TEST_FILE)
+                  if (partial / name).is_file()],
     }
+    if split is not None:
+        card["split"] = split
     card["card_sha256"] = card_hash(card)
     (partial / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (partial / CARD_README).write_text(_readme(card), encoding="utf-8")

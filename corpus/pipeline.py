@@ -148,6 +148,13 @@ def _mix_stage_job(options, written, out, name, base, executor, overwrite, progr
     return mix_job([str(datasets[-1])], name, options, out, executor, overwrite=overwrite, replace_stale=True, progress=progress)
 
 
+def _earlier_or_path(ref: str, written: list[Path], base: Path) -> str:
+    """An earlier stage's folder, by its folder name (`04-instruct`) or kind (`instruct`: the latest
+    such), or else a path relative to the pipeline file."""
+    found = [p for p in written if ref in (p.name, p.name.split("-", 1)[-1])]
+    return str(found[-1]) if found else str((base / ref).resolve())
+
+
 def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = True, command: list[str] | None = None) -> list[Path]:
     """Run every stage in order; returns the dataset folders written."""
     from corpus.crawl import crawl_source
@@ -210,7 +217,7 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
             source = next((p for p in reversed(written) if is_dataset(p)), None)
             if source is None:
                 raise CorpusError(f"{path}: stage decontaminate needs a dataset stage before it")
-            options = options.model_copy(update={"against": [str((base / p).resolve()) for p in options.against]})
+            options = options.model_copy(update={"against": [_earlier_or_path(r, written, base) for r in options.against]})
             job = decontaminate_job([str(source)], name, options, progress=progress)
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")

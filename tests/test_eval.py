@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import math
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def shards(tmp_path_factory, tiny_model) -> Path:
 
 
 @pytest.mark.slow
-def test_eval_reports_perplexity_per_domain_sft_loss_and_side_by_side(tmp_path, tiny_model, shards, prompts_file):
+def test_eval_reports_perplexity_per_domain_sft_loss_and_side_by_side(tmp_path, tiny_model, shards, prompts_file, capsys):
     out = tmp_path / "report"
     rc = main(["eval", str(tiny_model), str(tiny_model), "--shards", str(shards), "--sft-test", str(FIXTURES / "alpaca_en_demo.json"),
                "--prompts", str(prompts_file), "--seq-len", "64", "--max-tokens", "2000", "--max-new-tokens", "4", "-o", str(out)])  # fmt: skip
@@ -131,6 +132,41 @@ def test_eval_reports_perplexity_per_domain_sft_loss_and_side_by_side(tmp_path, 
     sbs = report["side_by_side"]
     assert sbs["pairwise"][0]["ties"] == 2  # the same model twice, greedy: every answer ties
     assert "## Worst answers" in (out / "report.md").read_text()
+    # the tiny model's lineage holds no decontamination against the prompts: said, not silent
+    assert f"no `corpus decontaminate --against {prompts_file}`" in capsys.readouterr().err
+
+
+def test_lineage_shows_which_eval_files_the_training_data_was_decontaminated_against(tmp_path):
+    """model -> run.json -> shards card -> dataset cards -> a decontaminate card naming its eval sources."""
+    from train.lineage import undecontaminated
+
+    def card(folder: Path, stage: str, inputs: list[Path], config: dict | None = None) -> Path:
+        folder.mkdir(parents=True)
+        (folder / "card.json").write_text(json.dumps({"stage": stage, "config": config or {},
+                                                      "inputs": [{"kind": "dataset", "path": os.path.relpath(i, folder)} for i in inputs]}))  # fmt: skip
+        return folder
+
+    held_out = tmp_path / "instruct"
+    held_out.mkdir()
+    (held_out / "test.jsonl").write_text(json.dumps({"prompt": "What is a premium?", "response": "The amount you pay each month."}) + "\n")
+    same_items = tmp_path / "copy-of-test.jsonl"
+    same_items.write_text((held_out / "test.jsonl").read_text())
+    other = tmp_path / "other.txt"
+    other.write_text("another eval set\n")
+    ingest = card(tmp_path / "00-ingest", "ingest", [])
+    from corpus.decontaminate import items_digest
+    from corpus.decontaminate.items import read_eval_items
+
+    decon = card(tmp_path / "01-decontaminate", "decontaminate", [ingest],
+                 {"against": [str(held_out)], "against_digests": [items_digest(read_eval_items(held_out))]})  # fmt: skip
+    shards = card(tmp_path / "02-tokenize", "tokenize", [decon])
+    run = tmp_path / "pretrain"
+    (run / "checkpoints" / "step-00000010").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"config": {"data": str(shards)}}))
+    checkpoint = run / "checkpoints" / "step-00000010"
+    assert undecontaminated(checkpoint, [str(held_out / "test.jsonl"), str(same_items), str(other)]) == [str(other)]
+    (run / "run.json").write_text(json.dumps({"config": {"data": str(ingest)}}))  # trained before the decontamination
+    assert undecontaminated(checkpoint, [str(held_out / "test.jsonl")]) == [str(held_out / "test.jsonl")]
 
 
 def test_shards_of_another_tokenizer_are_refused(tmp_path, tiny_model, shards, capsys):

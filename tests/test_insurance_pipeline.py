@@ -49,17 +49,27 @@ def test_insurance_pipeline_end_to_end(tmp_path):
     out = tmp_path / "out" / "insurance"
     folders = {kind: out / f"{i:02d}-{kind}" for i, kind in enumerate(kinds)}
 
-    for kind in ("ingest", "length_filter", "filter", "dedup", "mix", "tokenizer", "tokenize", "instruct"):
+    for kind in ("ingest", "length_filter", "filter", "dedup", "decontaminate", "mix", "tokenizer", "tokenize", "instruct"):
         assert (folders[kind] / "card.json").is_file(), kind
     assert (folders["instruct"] / "pairs.jsonl").stat().st_size > 0
+    # the held-out pairs: not in SFT's training data, and no pretraining page holds one of their answers
+    test_rows = [json.loads(line) for line in (folders["instruct"] / "test.jsonl").read_text().splitlines()]
+    train_rows = [json.loads(line) for line in (folders["instruct"] / "train.jsonl").read_text().splitlines()]
+    assert test_rows and train_rows and not {json.dumps(r["messages"]) for r in test_rows} & {json.dumps(r["messages"]) for r in train_rows}
+    decon = json.loads((folders["decontaminate"] / "card.json").read_text())
+    facts = decon["stage_facts"]["decontamination"]["by_eval_set"][str(folders["instruct"])]
+    assert facts["items"] == len(test_rows) and facts["docs_matched"] > 0
+    assert decon["accounting"][-1]["rejected"]["contaminated"] == facts["docs_matched"]
+    mix_inputs = json.loads((folders["mix"] / "card.json").read_text())["inputs"]
+    assert [i["stage"] for i in mix_inputs] == ["decontaminate"]
     checkpoints = sorted((folders["pretrain"] / "checkpoints").glob("step-*"))
     assert [c.name for c in checkpoints] == ["step-00000030"]
     assert (checkpoints[-1] / "config.json").is_file() and (checkpoints[-1] / "tokenizer.json").is_file()
     sft = json.loads((folders["sft"] / "run.json").read_text())
     assert sft["kind"] == "sft" and sft["training"]["steps"] == 4
     assert sft["base_model"] == str(checkpoints[-1].resolve())
-    assert sft["data"] == [str((folders["instruct"] / "pairs.jsonl").resolve())]
-    assert (folders["sft"] / "config.json").is_file() and (folders["sft"] / "data" / "test.jsonl").is_file()
+    assert sft["data"] == [str((folders["instruct"] / "train.jsonl").resolve())]
+    assert (folders["sft"] / "config.json").is_file()
 
     report = json.loads((folders["eval"] / "report.json").read_text())
     names = list(report["models"])
@@ -75,6 +85,7 @@ def test_insurance_pipeline_end_to_end(tmp_path):
     markdown = (folders["eval"] / "report.md").read_text()
     assert "## Perplexity on token shards" in markdown and "A win rate" in markdown
     assert f"report: {folders['eval'] / 'report.md'}" in proc.stdout
+    assert "no `corpus decontaminate" not in proc.stderr  # the lineage shows the decontamination
 
     # A rerun with the same inputs and options leaves the training stages' outputs as they are.
     marks = [checkpoints[-1] / "trainer_state.pt", folders["sft"] / "run.json", folders["eval"] / "report.json"]

@@ -196,7 +196,9 @@ def shard_perplexity(model, docs_by_domain: dict[str, list], seq_len: int, max_t
 def run_eval(models: list[str], output: str | None, shards: str | None = None, split: str = "val",
              sft_test: list[str] | None = None, prompts_file: str | None = None, judge_spec: str | None = None,
              seq_len: int = 512, max_tokens: int = 200_000, max_new_tokens: int = 128, worst: int = 10,
-             log=print) -> dict:  # fmt: skip
+             log=print, eval_sources: list[str] | None = None) -> dict:  # fmt: skip
+    """`eval_sources`: the files the prompts and test rows come from (default: the files given),
+    checked against each model's lineage: a warning when no decontamination covered them."""
     from train.formats import LoadReport, load_sft
     from train.generate import Generator, load_prompts
     from train.sft import encode_all, masked_loss
@@ -206,6 +208,13 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
     if prompts_file and len(models) < 2:
         raise TrainError("--prompts compares models side by side: give at least two model folders")
     names = _unique_names(models)
+    from train.lineage import undecontaminated
+
+    sources = eval_sources if eval_sources is not None else [f for f in [prompts_file, *(sft_test or [])] if f]
+    for name, path in zip(names, models):
+        for f in undecontaminated(path, sources):
+            log(f"eval: warning: {name}: no `corpus decontaminate --against {f}` in the lineage of its training data; "
+                "its scores on it may be inflated by items it trained on")  # fmt: skip
     judge = load_judge(judge_spec) if prompts_file else None
     prompts = load_prompts(prompts_file) if prompts_file else None
     sft_rows = load_sft(sft_test) if sft_test else None

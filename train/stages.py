@@ -214,12 +214,23 @@ def _pretrain_stage(options: PretrainStageConfig, written, out: Path, base: Path
     return out
 
 
-def _sft_stage(options: SFTStageConfig, written, out: Path, overwrite: bool, command, pipeline_file: str) -> Path:
-    from corpus.instruct import PAIRS_FILE, is_instruct_folder
+def _sft_data(written, stage: str, pipeline_file: str) -> tuple[Path, Path | None]:
+    """The instruct stage's pairs to train on, and its held-out test pairs when it split them
+    (`instruct: {test_split: ...}`): then SFT trains on train.jsonl and does not split again."""
+    from corpus.instruct import PAIRS_FILE, TEST_FILE, TRAIN_FILE, is_instruct_folder
 
+    folder = _need(_latest(written, is_instruct_folder), "an 'instruct' stage", stage, pipeline_file)
+    if (folder / TRAIN_FILE).is_file() and (folder / TEST_FILE).is_file():
+        return folder / TRAIN_FILE, folder / TEST_FILE
+    return folder / PAIRS_FILE, None
+
+
+def _sft_stage(options: SFTStageConfig, written, out: Path, overwrite: bool, command, pipeline_file: str) -> Path:
     run = _need(_latest(written, _is_pretrain_run), "a 'pretrain' stage", "sft", pipeline_file)
     model = _latest_checkpoint(run)
-    pairs = _need(_latest(written, is_instruct_folder), "an 'instruct' stage", "sft", pipeline_file) / PAIRS_FILE
+    pairs, held_out = _sft_data(written, "sft", pipeline_file)
+    if held_out is not None:
+        options = options.model_copy(update={"test_split": 0.0})  # the instruct stage held the test pairs out
     fp = _fingerprint({"stage": "sft", "config": options.model_dump(), "model": str(model),
                        "model_fingerprint": _stored_fingerprint(run), "pairs": _file_sha(pairs)})  # fmt: skip
     if not overwrite and _is_sft_run(out) and _stored_fingerprint(out) == fp:
@@ -239,7 +250,8 @@ def _eval_stage(options: EvalStageConfig, written, out: Path, overwrite: bool, p
     sft = _need(_latest(written, _is_sft_run), "an 'sft' stage", "eval", pipeline_file)
     base_model = _latest_checkpoint(_need(_latest(written, _is_pretrain_run), "a 'pretrain' stage", "eval", pipeline_file))
     shards = _latest(written, is_shards_folder)
-    test = sft / "data" / "test.jsonl"
+    _, held_out = _sft_data(written, "eval", pipeline_file)
+    test = held_out or sft / "data" / "test.jsonl"
     has_test = test.is_file() and test.stat().st_size > 0
     fp = _fingerprint({"stage": "eval", "config": options.model_dump(), "base": str(base_model),
                        "sft": _stored_fingerprint(sft), "shards": _card_sha(shards) if shards else None})  # fmt: skip
@@ -259,7 +271,8 @@ def _eval_stage(options: EvalStageConfig, written, out: Path, overwrite: bool, p
     run_eval([str(base_model), str(sft)], str(out), shards=str(shards) if shards else None, split=options.split,
              sft_test=[str(test)] if has_test else None, prompts_file=str(prompts_file) if prompts_file else None,
              judge_spec=options.judge, seq_len=options.seq_len, max_tokens=options.max_tokens,
-             max_new_tokens=options.max_new_tokens, worst=options.worst, log=say)  # fmt: skip
+             max_new_tokens=options.max_new_tokens, worst=options.worst, log=say,
+             eval_sources=[str(test)] if has_test else None)  # fmt: skip
     _store_fingerprint(out, "eval", fp, {"base": base_model, "sft": sft, "shards": shards})
     return out
 

@@ -192,9 +192,9 @@ def decontaminate_job(inputs: list[str], name: str, config: DecontaminateConfig,
     from corpus.execution import DatasetReader, StageJob, dataset_inputs
 
     files, lineage = dataset_inputs(inputs)
-    for source in config.against:  # a bad or empty eval source fails before anything runs
-        read_eval_items(source)
-    digests = [_digest(Path(s)) for s in config.against]  # in the config, so a changed eval set redoes the stage
+    # a bad or empty eval source fails before anything runs; the digests of the items go in the
+    # config, so a changed eval set redoes the stage (and nothing else about its files does)
+    digests = [items_digest(read_eval_items(source)) for source in config.against]
 
     def prepare(partial: Path, work: Path, executor) -> None:
         if not ((work / INDEX_FILE).is_file() and (work / TEXTS_FILE).is_file()):
@@ -216,14 +216,12 @@ def _tasks(work: Path) -> int:
     return max(1, len(list((work / STATS_DIR).glob(f"{STAGE}-*.json"))))
 
 
-def _digest(path: Path) -> str:
-    """The identity of an eval source: its files' checksums (a changed eval set redoes the stage)."""
+def items_digest(items) -> str:
+    """The identity of an eval set: its items' texts, in order (not their names, which hold the
+    file's path: a copy of the file is the same eval set)."""
     import hashlib
 
-    from corpus.document import file_sha256
-
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
     digest = hashlib.sha256()
-    for f in files:
-        digest.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{file_sha256(f)}\n".encode())
+    for item in items:
+        digest.update(json.dumps(item.texts, ensure_ascii=False).encode())
     return digest.hexdigest()

@@ -2,7 +2,8 @@
 
 An eval source is one of:
 - a dataset folder (card.json + data/): one item per document, named by its `id`;
-- a `train sft` run folder (its `data/test.jsonl`, the held-out split);
+- a `train sft` run folder (its `data/test.jsonl`, the held-out split), or a `corpus instruct
+  --test-split` folder (its `test.jsonl`);
 - a JSON file (an array of records) or a JSON Lines file (.jsonl, .jsonl.gz): one item per record,
   named by its `id` field or FILE:LINE. Its texts are the fields it has of: text, content, prompt,
   question, instruction, input, response, answer, output, completion, chosen, rejected (a string or
@@ -95,7 +96,7 @@ def _records(path: Path) -> Iterator[tuple[int, Any]]:
             raise CorpusError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
 
 
-def _json_items(path: Path, shown: str) -> Iterator[EvalItem]:
+def _json_items(path: Path, shown: str, source: str | None = None) -> Iterator[EvalItem]:
     array = _read_text(path).lstrip().startswith("[")
     for number, record in _records(path):
         texts = record_texts(record)
@@ -105,7 +106,7 @@ def _json_items(path: Path, shown: str) -> Iterator[EvalItem]:
             raise CorpusError(f"{where}: no eval text in the record (fields: {keys}); expected one of "
                               f"{', '.join(TEXT_FIELDS + MESSAGE_FIELDS)}")  # fmt: skip
         name = str(record["id"]) if isinstance(record, dict) and isinstance(record.get("id"), (str, int)) else where
-        yield EvalItem(shown, name, texts)
+        yield EvalItem(source or shown, name, texts)
 
 
 def _txt_items(path: Path, shown: str) -> Iterator[EvalItem]:
@@ -138,9 +139,12 @@ def read_eval_items(path: str | Path) -> list[EvalItem]:
         if is_dataset(path):
             items = list(_dataset_items(path))
         elif (path / "data" / "test.jsonl").is_file():  # a `train sft` run: its held-out split
-            items = list(_json_items(path / "data" / "test.jsonl", str(path / "data" / "test.jsonl")))
+            items = list(_json_items(path / "data" / "test.jsonl", str(path / "data" / "test.jsonl"), shown))
+        elif (path / "test.jsonl").is_file():  # a `corpus instruct --test-split` folder: its held-out pairs
+            items = list(_json_items(path / "test.jsonl", str(path / "test.jsonl"), shown))
         else:
-            raise CorpusError(f"{path}: neither a dataset folder nor a `train sft` run folder (no data/test.jsonl)")
+            raise CorpusError(f"{path}: not a dataset folder, a `train sft` run folder (data/test.jsonl) or an instruct "
+                              "folder with a held-out split (test.jsonl)")  # fmt: skip
     elif not path.is_file():
         raise CorpusError(f"{path}: not a regular file")
     elif path.name.endswith((".json", ".jsonl", ".jsonl.gz", ".json.gz")):
