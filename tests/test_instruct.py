@@ -77,3 +77,20 @@ stages:
 def test_unknown_rule_is_a_clear_error(tmp_path, capsys):
     rc = corpus_main(["instruct", str(tmp_path), "-o", str(tmp_path / "o"), "--rules", "title_body,guess"])
     assert rc == 2 and "unknown rule(s) guess" in capsys.readouterr().err
+
+
+def test_split_holds_pairs_out_and_drops_train_pairs_that_share_their_answers():
+    from corpus.instruct import split_pairs
+
+    answer = "The premium is the amount you pay each month to your insurer to keep your health plan active."
+    pairs = [{"messages": [{"role": "user", "content": f"Question number {i} about plans?"},
+                           {"role": "assistant", "content": f"Plan {i} covers visits {i + 1} to {i + 9} and the drugs on list {i * 7}."}]}
+             for i in range(200)]  # fmt: skip
+    pairs += [{"messages": [{"role": "user", "content": f"What is a premium ({i})?"}, {"role": "assistant", "content": answer}]} for i in range(6)]
+    train, test, dropped = split_pairs(pairs, 0.2, seed=0)
+    assert 20 <= len(test) <= 60 and len(train) + len(test) + dropped == len(pairs)
+    premium_in_test = any(p["messages"][1]["content"] == answer for p in test)
+    assert premium_in_test  # with 6 copies, at least one lands in the test split at seed 0
+    assert not any(p["messages"][1]["content"] == answer for p in train)
+    assert 1 <= dropped <= 5  # only the other copies of the held-out answer
+    assert split_pairs(pairs, 0.2, seed=0) == (train, test, dropped)  # the same split on every run
