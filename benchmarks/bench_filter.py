@@ -6,11 +6,11 @@ datatrove pipelines on the local executor with 2 tasks and 2 workers, reading th
 files and writing Parquet:
 
     datatrove: ParquetReader -> GopherQuality -> GopherRepetition -> C4Quality -> FineWebQuality -> ParquetWriter
-    ours:      corpus filter (sanitiser and language ID off; rules decided for every language)
+    ours:      corpus filter, profile web-strict (sanitiser and language ID off; rules decided for every language)
 
 datatrove's filters get a regex WordTokenizer (the same splitting as ours: corpus.filter.words), so
 both run offline and split words the same way; their thresholds are datatrove 0.10.1's defaults,
-which are our defaults. 1,464 documents are too few for a stable timing, so the set is repeated
+which are our web-strict profile (the default `general` profile judges other things: docs/filter.md). 1,464 documents are too few for a stable timing, so the set is repeated
 (--repeat, default 30) with the copies' ids made unique. Runs alternate datatrove / ours and the
 best of --rounds is reported for each. Decision agreement is counted over the distinct documents.
 
