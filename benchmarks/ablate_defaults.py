@@ -57,6 +57,34 @@ def _config(arms: dict, out: Path, budget: int, max_epochs: float, args):
                         vocab_size=4096, seq_len=args.seq_len, batch_size=8, budget_tokens=budget, max_epochs=max_epochs)  # fmt: skip
 
 
+def markdown(summary: dict) -> str:
+    """The results as the tables of benchmarks/README.md."""
+    lines = ["| kind | tokens per run | raw | default (filter + dedup) | raw - default (mean ± std over 3 seeds) | verdict | genuine pages kept | junk pages removed |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    loo = ["| kind | default - no-prose | default - no-repetition | default - no-dedup | default - exact-dedup only | default - web-strict (strict ablation) |",
+           "|---|---|---|---|---|---|"]  # fmt: skip
+
+    def cell(v: dict | None) -> str:
+        if not v:
+            return "-"
+        verdict = v["verdict"].replace("no detectable difference", "no difference")
+        return f"{v['diff']:+.3f} ± {v['std']:.3f} ({verdict})"
+
+    for kind, entry in summary.items():
+        main_ab = entry["ablations"][0]
+        arms = {r["arm"]: r for r in main_ab["arms"]}
+        v = main_ab["verdicts"].get("raw vs default")
+        d = arms["default"]
+        lines.append(f"| {kind} | {main_ab['tokens_per_run']:,} | {arms['raw']['loss_mean']:.3f} ± {arms['raw']['loss_std']:.3f} | "
+                     f"{d['loss_mean']:.3f} ± {d['loss_std']:.3f} | {v['diff']:+.3f} ± {v['std']:.3f} | {v['verdict']} | "
+                     f"{100 * d['genuine_kept']:.1f}% | {100 * d['junk_removed']:.1f}% |")  # fmt: skip
+        verdicts = main_ab["verdicts"]
+        strict = entry["ablations"][1]["verdicts"].get("default vs web-strict") if len(entry["ablations"]) > 1 else None
+        loo.append(f"| {kind} | " + " | ".join(cell(verdicts.get(f"default vs {arm}")) for arm in ("no-prose", "no-repetition", "no-dedup", "exact-dedup"))
+                   + f" | {cell(strict)} |")  # fmt: skip
+    return "\n".join(lines) + "\n\n" + "\n".join(loo) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kinds_dir", type=Path)
@@ -66,7 +94,11 @@ def main() -> None:
     parser.add_argument("--max-budget", type=int, default=300_000, help="tokens per arm at most")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--strict-epochs", type=float, default=4.0, help="most passes over web-strict's output")
+    parser.add_argument("--table", action="store_true", help="only print the tables of OUT/summary.json")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(json.loads((args.kinds_dir / "summary.json").read_text())))
+        return
 
     from train.ablate import run_ablation
 
@@ -117,6 +149,7 @@ def main() -> None:
                 print(f"  {pair}: {v['diff']:+.4f} ± {v['std']:.4f}: {v['verdict']}", flush=True)
         summary[kind]["seconds"] = round(time.perf_counter() - started)
         (args.kinds_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print("\n" + markdown(summary))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def cmd_filter(args) -> int:
     from corpus.filter.config import load_filter_config
     from corpus.filter.stage import filter_job
 
-    config = load_filter_config(args.config)
+    config = load_filter_config(args.config, profile=args.profile)
     job = filter_job(args.inputs, args.name or os.path.basename(os.path.normpath(args.output)), config)
     run_stage(job, args.output, _executor(args), overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])
     return 0
@@ -374,10 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="crawl name in the card (default: the output folder's name)")
     p.add_argument("--overwrite", action="store_true", help="delete a crawl in OUT and start over")
     p.set_defaults(func=cmd_crawl)
-    p = sub.add_parser("filter", help="sanitise, identify languages, score and apply Gopher/C4/FineWeb quality rules")
+    p = sub.add_parser("filter", help="sanitise, identify languages, score and decide quality rules (profiles general, web-strict)")
     p.add_argument("inputs", nargs="+", metavar="IN", help="dataset folders")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
-    p.add_argument("--config", metavar="FILE", help="filter YAML (sanitise, langid, quality); default: built-in defaults")
+    p.add_argument("--config", metavar="FILE", help="filter YAML (profile, sanitise, langid, quality); default: built-in defaults")
+    p.add_argument("--profile", choices=["general", "web-strict"],
+                   help="the defaults: general (every kind of text; the default) or web-strict (datatrove's web rules); over a --config's")
     p.add_argument("--name")
     _executor_args(p)
     p.set_defaults(func=cmd_filter)

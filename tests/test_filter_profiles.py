@@ -132,3 +132,18 @@ def test_general_keeps_the_web_rules_scores_as_columns(both_profiles):
                    "gopher_alpha_words_ratio", "prose_function_word_ratio"):  # fmt: skip
         assert column in kept.columns and kept[column].null_count() < kept.height
     assert not set(rejected["reason"]) & {"c4_too_few_sentences", "fineweb_line_punct_ratio", "gopher_rep_top_2_gram"}
+
+
+def test_cli_profile_flag(tmp_path):
+    from corpus.cli import main
+    from tests.test_filter import c4_texts
+
+    inp = make_dataset(tmp_path / "in", [{"text": t} for t in c4_texts()[:6]])
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text("langid: {enabled: false}\n")
+    assert main(["-q", "filter", str(inp), "-o", str(tmp_path / "a"), "--config", str(cfg), "--profile", "web-strict"]) == 0
+    assert main(["-q", "filter", str(inp), "-o", str(tmp_path / "b"), "--config", str(cfg)]) == 0
+    strict = json.loads((tmp_path / "a" / "card.json").read_text())["config"]
+    general = json.loads((tmp_path / "b" / "card.json").read_text())["config"]
+    assert strict["profile"] == "web-strict" and strict["quality"]["c4"]["rewrite_text"] is True and strict["langid"]["enabled"] is False
+    assert general["profile"] == "general" and general["quality"]["prose"]["enabled"] is True

@@ -277,16 +277,19 @@ class FilterConfig(_Strict):
         return overlay(PROFILES[profile], raw)
 
 
-def load_filter_config(path: str | Path | None) -> FilterConfig:
-    """Read a filter YAML (the options themselves, or under a top-level `filter:` key)."""
+def load_filter_config(path: str | Path | None, profile: str | None = None) -> FilterConfig:
+    """Read a filter YAML (the options themselves, or under a top-level `filter:` key); `profile`
+    (the CLI's --profile) replaces the file's."""
     if path is None:
-        return FilterConfig()
+        return FilterConfig.model_validate({"profile": profile} if profile else {})
     path = Path(path)
     raw = read_yaml(path, "config file") or {}
     if isinstance(raw, dict) and set(raw) == {"filter"}:
         raw = raw["filter"] or {}
     if not isinstance(raw, dict):
-        raise CorpusError(f"{path}: a filter config is a YAML mapping (sanitise, langid, quality)")
+        raise CorpusError(f"{path}: a filter config is a YAML mapping (profile, sanitise, langid, quality)")
+    if profile:
+        raw = {**raw, "profile": profile}
     try:
         return FilterConfig.model_validate(raw)
     except ValidationError as e:
