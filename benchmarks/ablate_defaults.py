@@ -15,7 +15,7 @@ preset, the same seeds), then scored on the kind's held-out genuine pages:
   exact-dedup    the default filter, exact dedup only (no MinHash)
 
 Two ablations per kind. `ablation/`: every arm but web-strict, at the tokens the smallest of them
-holds (at most --max-budget), no repeats. `ablation-strict/`: default against web-strict, whose
+holds times --max-epochs (at most --max-budget). `ablation-strict/`: default against web-strict, whose
 output is much smaller, at the tokens web-strict gives in --strict-epochs passes (at most
 --max-budget): what a user of the web rules gets at equal tokens is repeats of what they kept.
 Prints one table per kind and writes OUT/KIND/ablation*/report.md (and report.json) and
@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-budget", type=int, default=300_000, help="tokens per arm at most")
     parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--max-epochs", type=float, default=1.0, help="most passes over an arm (the budget: the smallest arm times this, at most --max-budget)")
     parser.add_argument("--strict-epochs", type=float, default=4.0, help="most passes over web-strict's output")
     parser.add_argument("--table", action="store_true", help="only print the tables of OUT/summary.json")
     args = parser.parse_args()
@@ -117,8 +118,8 @@ def main() -> None:
             return json.loads((Path(path) / "card.json").read_text())["stats"]["chars"] // 5
 
         main_arms = {k: v for k, v in arms.items() if k != "web-strict"}
-        budget = min(args.max_budget, min(tokens(p[0]) for p in main_arms.values()))
-        reports = [run_ablation(_config(main_arms, kind_dir / "ablation", budget, 1.0, args), replace_stale=True)]
+        budget = min(args.max_budget, int(min(tokens(p[0]) for p in main_arms.values()) * args.max_epochs))
+        reports = [run_ablation(_config(main_arms, kind_dir / "ablation", budget, args.max_epochs, args), replace_stale=True)]
         if "web-strict" in arms:
             strict_budget = min(args.max_budget, tokens(arms["web-strict"][0]) * args.strict_epochs, tokens(arms["default"][0]))
             strict_arms = {"default": arms["default"], "web-strict": arms["web-strict"]}

@@ -179,25 +179,6 @@ class Words:
         return np.diff(self.doc_offsets)
 
 
-class Words:
-    """The words of a batch of (normalised) texts: hashes, per-text offsets, code-point spans."""
-
-    def __init__(self, texts: pa.Array):
-        offsets, data = string_buffers(texts)
-        kinds, lower = char_tables()
-        size = max(int(offsets[-1] - offsets[0]), 1)  # at most one word per byte
-        self.hashes = np.empty(size, np.uint64)
-        self.doc_offsets = np.empty(len(offsets), np.int64)
-        self.start = np.empty(size, np.int64)
-        self.end = np.empty(size, np.int64)
-        self.lettered = np.empty(size, np.bool_)
-        n = _words(data, offsets, kinds, lower, self.hashes, self.doc_offsets, self.start, self.end, self.lettered)
-        self.hashes, self.start, self.end, self.lettered = self.hashes[:n], self.start[:n], self.end[:n], self.lettered[:n]
-
-    def counts(self) -> np.ndarray:
-        return np.diff(self.doc_offsets)
-
-
 @numba.njit(cache=True, nogil=True)
 def _kgram_hash(words, start, k):
     h = _U64(0)
