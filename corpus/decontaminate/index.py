@@ -91,16 +91,22 @@ def _needs_nfkc(data, offsets, table, out):
 
 def normalise(texts: pa.Array | pa.ChunkedArray | list[str]) -> pa.Array:
     """NFKC of every text (null as empty), as an Arrow string array. Only texts holding a character
-    NFKC may change are normalised (most hold none)."""
+    NFKC may change are normalised (most hold none); the others are not copied."""
+    import pyarrow.compute as pc
+
     array = pa.array(texts, pa.large_string()) if isinstance(texts, list) else texts
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    if array.null_count:
+        array = pc.fill_null(array, "")
     offsets, data = string_buffers(array)
     needs = np.empty(len(offsets) - 1, np.bool_)
     _needs_nfkc(data, offsets, _nfkc_changeable(), needs)
-    series = pl.Series(array).cast(pl.String).fill_null("")
-    rows = np.flatnonzero(needs)
-    if len(rows):
-        series = series.scatter(rows, series.gather(rows).str.normalize("NFKC"))
-    return series.to_arrow()
+    if not needs.any():
+        return array
+    mask = pa.array(needs)
+    changed = pl.Series(array.filter(mask)).cast(pl.String).str.normalize("NFKC").to_arrow().cast(array.type)
+    return pc.replace_with_mask(array, mask, changed)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -120,7 +126,24 @@ def _words(data, offsets, kinds, lower, out_hash, out_doc_offsets, out_start, ou
         end = offsets[d + 1]
         while i < end:
             b = data[i]
-            if b < 0x80:  # ASCII, the common case: no decoding
+            if b < 0x80 and kinds[b] == _WORD:
+                # a run of ASCII word characters, the common case: no decoding, one table lookup each
+                if run == 0:
+                    start = cp_index
+                    lettered = False
+                while True:
+                    h = (h ^ _U64(lower[b])) * _FNV_PRIME
+                    lettered = lettered or b < 0x30 or b > 0x39
+                    run += 1
+                    cp_index += 1
+                    i += 1
+                    if i >= end:
+                        break
+                    b = data[i]
+                    if b >= 0x80 or kinds[b] != _WORD:
+                        break
+                continue
+            if b < 0x80:
                 cp, width = np.int64(b), 1
             else:
                 cp, width = _next_code_point(data, i, end)
@@ -166,7 +189,7 @@ class Words:
     def __init__(self, texts: pa.Array):
         offsets, data = string_buffers(texts)
         kinds, lower = char_tables()
-        size = max(int(offsets[-1] - offsets[0]), 1)  # at most one word per byte
+        size = max(int(offsets[-1] - offsets[0]) // 2 + len(offsets), 1)  # a word and the separator after it take 2 bytes
         self.hashes = np.empty(size, np.uint64)
         self.doc_offsets = np.empty(len(offsets), np.int64)
         self.start = np.empty(size, np.int64)
@@ -220,7 +243,9 @@ def kgrams(words: Words, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class Table:
-    """An open-addressing hash table from 64-bit keys to row numbers (at most half full)."""
+    """An open-addressing hash table from 64-bit keys to row numbers (at most half full). Key 0
+    marks an empty slot (a key that is 0 is stored as 1: one hash in 2**64 shares a slot's key), so
+    a probe reads one array until it finds the key."""
 
     def __init__(self, keys: np.ndarray):
         capacity = 1 << max(4, int(2 * max(len(keys), 1) - 1).bit_length())
@@ -228,32 +253,60 @@ class Table:
         self.keys = np.zeros(capacity, np.uint64)
         self.rows = np.full(capacity, -1, np.int64)
         _fill(keys, self.mask, self.keys, self.rows)
+        # a bitmap of the keys' top bits, 16 bits per key (at least 2**16): most probes of keys that
+        # are absent stop there, in cache, before touching the table
+        bits = 1 << max(16, int(16 * max(len(keys), 1) - 1).bit_length())
+        self.bitmap = np.zeros(bits // 64, np.uint64)
+        self.bitmap_shift = _U64(64 - (bits.bit_length() - 1))
+        _set_bits(keys, self.bitmap, self.bitmap_shift)
+
+
+@numba.njit(cache=True, nogil=True)
+def _set_bits(keys, bitmap, shift):
+    for i in range(keys.shape[0]):
+        bit = _nonzero(keys[i]) >> shift
+        bitmap[bit >> _U64(6)] |= _U64(1) << (bit & _U64(63))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _maybe(key, bitmap, shift):
+    bit = _nonzero(key) >> shift
+    return (bitmap[bit >> _U64(6)] >> (bit & _U64(63))) & _U64(1)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _nonzero(key):
+    return key if key != _U64(0) else _U64(1)
 
 
 @numba.njit(cache=True, nogil=True)
 def _fill(keys, mask, table_keys, table_rows):
     for i in range(keys.shape[0]):
-        s = keys[i] & mask
-        while table_rows[s] >= 0 and table_keys[s] != keys[i]:
+        key = _nonzero(keys[i])
+        s = key & mask
+        while table_keys[s] != _U64(0) and table_keys[s] != key:
             s = (s + _U64(1)) & mask
-        if table_rows[s] < 0:  # a key seen before keeps its first row
-            table_keys[s] = keys[i]
+        if table_keys[s] == _U64(0):  # a key seen before keeps its first row
+            table_keys[s] = key
             table_rows[s] = i
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _find(key, mask, table_keys, table_rows):
+    key = _nonzero(key)
     s = key & mask
-    while table_rows[s] >= 0:
-        if table_keys[s] == key:
+    while True:
+        k = table_keys[s]
+        if k == key:
             return table_rows[s]
+        if k == _U64(0):
+            return -1
         s = (s + _U64(1)) & mask
-    return -1
 
 
 @numba.njit(cache=True, nogil=True)
-def _match(words, doc_offsets, n, m, long_mask, long_keys, long_rows, short_mask, short_keys, short_rows,
-           short_first, short_count, short_len, short_hash, out_doc, out_pos, out_kind, out_row):  # fmt: skip
+def _match(words, doc_offsets, n, m, long_bitmap, long_shift, long_mask, long_keys, long_rows, short_mask, short_keys,
+           short_rows, short_first, short_count, short_len, short_hash, out_doc, out_pos, out_kind, out_row):  # fmt: skip
     """Every n-gram of the texts in the long table, and every run equal to a short item (found by its
     first m words in the short table): writes up to len(out_doc) hits and returns how many there are
     (more than written: call again with room for all). out_kind: 0 long (out_row: its row), 1 short."""
@@ -279,7 +332,8 @@ def _match(words, doc_offsets, n, m, long_mask, long_keys, long_rows, short_mask
                 hm = hm - words[i - m] * top_m
             hm = hm * _ROLL + words[i]
             if i - start + 1 >= n:
-                row = _find(_mix64(hn ^ _U64(n)), long_mask, long_keys, long_rows)
+                key = _mix64(hn ^ _U64(n))
+                row = _find(key, long_mask, long_keys, long_rows) if _maybe(key, long_bitmap, long_shift) else -1
                 if row >= 0:
                     if hits < cap:
                         out_doc[hits] = d
@@ -366,8 +420,8 @@ class EvalIndex:
         room = max(1024, len(words.hashes) // 32)  # hits are rare; a second pass only when they are not
         while True:
             out = [np.empty(room, np.int64) for _ in range(4)]
-            n = _match(words.hashes, words.doc_offsets, self.ngram, self.min_words, self.long_table.mask, self.long_table.keys,
-                       self.long_table.rows, self.short_table.mask, self.short_table.keys, self.short_table.rows,
+            n = _match(words.hashes, words.doc_offsets, self.ngram, self.min_words, self.long_table.bitmap,
+                       self.long_table.bitmap_shift, self.long_table.mask, self.long_table.keys, self.long_table.rows, self.short_table.mask, self.short_table.keys, self.short_table.rows,
                        self.short_first, self.short_count, self.short_len, self.short_hash, *out)  # fmt: skip
             if n <= room:
                 break
