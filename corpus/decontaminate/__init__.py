@@ -19,6 +19,7 @@ so the owner of an eval set knows which of its items are compromised.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterator, Literal
@@ -102,11 +103,9 @@ class Decontaminate(PipelineStep):
         self.work_dir = work_dir
 
     def run(self, data: Iterator[pa.Table], rank: int = 0, world_size: int = 1) -> Iterator[pa.Table]:
-        from corpus.decontaminate.index import EvalIndex, Words, normalise
+        from corpus.decontaminate.index import Words, normalise
 
-        index = EvalIndex.load(Path(self.work_dir) / INDEX_FILE)
-        texts = pl.read_parquet(Path(self.work_dir) / TEXTS_FILE)
-        sources, items, item_texts = texts["source"].to_list(), texts["item"].to_list(), texts["text"].to_list()
+        index, sources, items, item_texts = _loaded(self.work_dir)
         docs_by_source: Counter = Counter()
         docs_by_item: Counter = Counter()
         removed_chars = 0
@@ -155,6 +154,26 @@ class Decontaminate(PipelineStep):
             "docs_by_source": dict(docs_by_source), "removed_chars": removed_chars,
             "docs_by_item": [[s, n, c] for (s, n), c in sorted(docs_by_item.items())],
         })  # fmt: skip
+
+
+_LOADED: dict[str, tuple] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _loaded(work_dir: str) -> tuple:
+    """The index and the eval texts, read once per process: the tasks of a local run are threads and
+    share them (read only)."""
+    from corpus.decontaminate.index import EvalIndex
+
+    key = str(Path(work_dir) / INDEX_FILE)
+    with _LOADED_LOCK:
+        stamp = (key, Path(key).stat().st_mtime_ns)
+        if _LOADED.get("stamp") != stamp:
+            texts = pl.read_parquet(Path(work_dir) / TEXTS_FILE)
+            _LOADED.clear()
+            _LOADED["stamp"] = stamp
+            _LOADED["value"] = (EvalIndex.load(key), texts["source"].to_list(), texts["item"].to_list(), texts["text"].to_list())
+        return _LOADED["value"]
 
 
 def decontaminate_card_facts(work: Path, config: DecontaminateConfig, tasks: int) -> dict:

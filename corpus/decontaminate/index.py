@@ -234,6 +234,13 @@ def _kgrams(words, doc_offsets, k, out_hash, out_doc, out_pos):
     return n
 
 
+@numba.njit(cache=True, nogil=True)
+def _short_hashes(words, starts, lengths, m, out_whole, out_prefix):
+    for i in range(starts.shape[0]):
+        out_whole[i] = _kgram_hash(words, starts[i], lengths[i])
+        out_prefix[i] = _kgram_hash(words, starts[i], m)
+
+
 def kgrams(words: Words, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(hash, text index, word position) of every run of k words."""
     size = max(int(np.maximum(words.counts() - k + 1, 0).sum()), 1)
@@ -379,29 +386,23 @@ class EvalIndex:
         counts = words.counts()
         lettered = np.concatenate([[0], np.cumsum(words.lettered)])
 
-        def worded(h, doc, pos, k, share):  # a run of numbers ("1 2 3 4 5 6 7 8") says nothing about the item
-            start = words.doc_offsets[doc] + pos
-            keep = (lettered[start + k] - lettered[start]) >= max(1.0, share * k)
-            return h[keep], doc[keep], pos[keep]
-
-        long_hash, long_text, long_pos = worded(*kgrams(words, ngram), ngram, 0.0)
+        # an n-gram with no word holding a letter ("1 2 3 ... 13") says nothing about the item
+        long_hash, long_text, long_pos = kgrams(words, ngram)
+        first = words.doc_offsets[long_text] + long_pos
+        keep = lettered[first + ngram] > lettered[first]
+        long_hash, long_text, long_pos = long_hash[keep], long_text[keep], long_pos[keep]
+        # the short texts: one hash of all their words, and one of their first min_words words
         short = np.flatnonzero((counts >= min_words) & (counts < ngram))
-        prefix, length, whole, text = [], [], [], []
-        p, pdoc, ppos = kgrams(words, min_words)
-        first = dict(zip(pdoc[ppos == 0].tolist(), p[ppos == 0].tolist()))  # each text's first min_words words
-        for k in np.unique(counts[short]).tolist():
-            h, doc, pos = kgrams(words, k)
-            keep = (counts[doc] == k) & (pos == 0)  # the whole of a k-word text
-            h, doc, _ = worded(h[keep], doc[keep], pos[keep], k, 0.5)
-            prefix += [first[d] for d in doc.tolist()]
-            length += [k] * len(h)
-            whole += h.tolist()
-            text += doc.tolist()
-        index = cls(ngram, min_words, long_hash, long_text, long_pos, np.array(prefix, np.uint64), np.array(length, np.int64),
-                    np.array(whole, np.uint64), np.array(text, np.int64))  # fmt: skip
+        starts = words.doc_offsets[short]
+        enough = (lettered[starts + counts[short]] - lettered[starts]) * 2 >= counts[short]  # not mostly numbers
+        short, starts = short[enough], starts[enough]
+        whole, prefix = np.empty(len(short), np.uint64), np.empty(len(short), np.uint64)
+        _short_hashes(words.hashes, starts, counts[short], min_words, whole, prefix)
+        length, text = counts[short], short
+        index = cls(ngram, min_words, long_hash, long_text, long_pos, prefix, length.astype(np.int64), whole, text.astype(np.int64))
         indexed = np.zeros(len(texts), np.bool_)
         indexed[long_text] = True
-        indexed[np.array(text, np.int64)] = True
+        indexed[text] = True
         return index, counts, indexed
 
     def save(self, path) -> None:
