@@ -146,7 +146,7 @@ def test_the_verdict_lands_in_the_arms_cards_and_survives_regeneration(positive,
 
     out, _ = positive
     clean = datasets["clean"]
-    (entry,) = [e for e in read_evidence(clean) if e["ablation"] == str(out.resolve())]
+    (entry,) = [e for e in read_evidence(clean) if (clean / e["ablation"]).resolve() == out.resolve()]
     assert entry["arm"] == "clean" and entry["verdicts"][0]["against"] == "junky"
     assert entry["verdicts"][0]["verdict"] == "clean better than junky" and entry["verdicts"][0]["loss_diff_mean"] < 0
     readme = (clean / "README.md").read_text()

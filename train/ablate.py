@@ -451,7 +451,9 @@ def run_ablation(config: AblateConfig, overwrite: bool = False, stop_after_runs:
             shutil.rmtree(out)  # an ablation folder (it has ablation.json): ours to replace
         elif (out / REPORT_JSON).is_file():
             say(f"ablate: {out} is up to date (same arms, eval sets and options); nothing to do")
-            return json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
+            report = json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
+            record_evidence(out, report)  # the same entries again: a card written since gets them back
+            return report
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     _write_json(out / ABLATION_JSON, {"fingerprint": fp, **identity, "state": "preparing"})

@@ -60,12 +60,19 @@ def keep_evidence(folder: Path, entries: list[dict]) -> None:
 
 
 def add_evidence(folder: Path, entry: dict) -> None:
-    """Add (or replace: same ablation and arm) an entry and render the README's Evidence section again."""
+    """Add (or replace: same ablation and arm) an entry and render the README's Evidence section again.
+    The entry's `ablation` and `report` paths are stored relative to the dataset folder."""
     from corpus.cards.readme import render_readme
+
+    from corpus.cards import relative_to
 
     folder = Path(folder)
     card = json.loads((folder / CARD_JSON).read_text(encoding="utf-8"))
-    entry = {**entry, "data_digest": data_digest(card)}
+    # paths as seen from the dataset folder, as in its lineage: a tree of folders can move as a whole
+    entry = {**entry, "data_digest": data_digest(card),
+             **{key: relative_to(entry[key], folder) for key in ("ablation", "report") if entry.get(key)}}  # fmt: skip
+    if isinstance(entry.get("arms"), dict):
+        entry["arms"] = {arm: [relative_to(p, folder) for p in paths] for arm, paths in entry["arms"].items()}
     entries = [e for e in read_evidence(folder) if (e.get("ablation"), e.get("arm")) != (entry["ablation"], entry["arm"])]
     entries.append(entry)
     _write(folder, entries)
