@@ -271,3 +271,26 @@ def test_pipeline_ablate_stage_validates_and_finds_earlier_stages(tmp_path):
 
     with pytest.raises(CorpusError, match="neither an earlier dataset stage nor an existing folder"):
         _dataset_ref("mix", written, tmp_path, "p.yaml")
+
+
+def test_steps_fit_the_smallest_draw_so_no_arm_repeats_beyond_its_plan(monkeypatch):
+    import train.data
+    from train.ablate import AblateConfig, Prepared, plan_steps
+
+    windows = {"a0": 1000, "a1": 990, "b0": 640, "b1": 700}
+
+    class FakeLoader:
+        def __init__(self, path, split, seq_len, batch_size):
+            self.num_windows = windows[path]
+
+    monkeypatch.setattr(train.data, "WindowLoader", FakeLoader)
+    config = AblateConfig(arms={"a": ["x"], "b": ["y"]}, eval=["z"], output="o", seeds=2, batch_size=8)
+    prepared = Prepared(tokenizer="t", tokenizer_sha256="s", tokenizer_trained=True, arm_shards={"a": ["a0", "a1"], "b": ["b0", "b1"]},
+                        arm_data={}, eval_shards={}, overlap={})  # fmt: skip
+    steps, per_arm = plan_steps(config, prepared)
+    assert steps == 80 and per_arm == {"a": [1000, 990], "b": [640, 700]}  # 640 // 8: the smallest draw, once
+    windows["b0"] = 7
+    from corpus.errors import CorpusError
+
+    with pytest.raises(CorpusError, match="arm b: 7 windows of 257 tokens, fewer than one batch of 8"):
+        plan_steps(config, prepared)
