@@ -7,8 +7,10 @@ import os
 import sys
 import traceback
 
-from corpus import __version__
+from corpus import __version__, lifetime
 from corpus.errors import CorpusError
+
+lifetime.install()  # in a helper process the command started (datatrove's fork server): die with it
 
 
 def _executor_args(p: argparse.ArgumentParser) -> None:
@@ -452,6 +454,7 @@ def entry() -> None:
     """The `corpus` command: main(), then a quick exit. Everything is written and closed by then;
     the interpreter's teardown would only unload modules (numba's compiled code takes a few tenths
     of a second), so atexit handlers run and output is flushed, then the process ends."""
+    lifetime.install(command=True)  # helper processes die with this one, even after kill -9
     code = main()
     import atexit
     import threading

@@ -40,9 +40,13 @@ from corpus.document import (
     split_kept_rejected,
     to_working,
 )
+from corpus import lifetime
 from corpus.errors import CorpusError, StageFailed
+from corpus.outputs import OutputLock, check_output, made_by_us, mark, remove_ours, replace_hint
 from corpus.progress import quiet, say, task_progress
 from corpus.stage_stats import merge_counts, read_task_stats, write_task_stats
+
+lifetime.install()  # in a worker process of the command: die with it, even after kill -9
 
 WORK_DIR = "_work"
 TALLY_DIR = "text_tally"  # in the work folder: the writers' TextTally parts
@@ -103,7 +107,10 @@ def _quiet_task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: i
     logger.remove()
     logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
     fmt = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
-    logger.add(sys.stderr, level="ERROR" if quiet() or local_rank else "WARNING", format=fmt, colorize=False)
+    # a task's failure (datatrove logs it with its traceback) goes to its log file only: the command
+    # prints one line naming the error and the log folder
+    logger.add(sys.stderr, level="CRITICAL" if quiet() or local_rank else "WARNING", format=fmt, colorize=False,
+               filter=lambda record: record["level"].no < 40)
     logger.add(logfile, level="DEBUG", format=fmt, colorize=False)
     return logfile
 
@@ -297,12 +304,32 @@ class DatasetReader(PipelineStep):
         schema = unified_schema(self.files)
         docs_in = 0
         for path in task_progress(mine, self.stage, rank, enabled=self.progress):
-            parquet = pq.ParquetFile(path)
-            for batch in parquet.iter_batches(batch_size=batch_rows(parquet)):
+            for batch in read_batches(path):
                 table = conform(pa.Table.from_batches([batch]), schema)
                 docs_in += table.num_rows
                 yield to_working(table)
         write_task_stats(self.work_dir, "reader", rank, {"files": len(mine), "docs_in": docs_in})
+
+
+def read_batches(path: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """A data file's record batches; a damaged file is a CorpusError that names it."""
+    try:
+        parquet = pq.ParquetFile(path)
+        yield from parquet.iter_batches(batch_size=batch_rows(parquet), columns=columns)
+    except (OSError, pa.ArrowException) as e:
+        raise CorpusError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())[:160]})") from None
+
+
+def unreadable(files: list[str], error: Exception) -> Exception:
+    """After a read across `files` failed: the CorpusError naming the damaged file (each is read
+    through to find it), or the error itself when every file reads."""
+    for path in files:
+        try:
+            for _ in read_batches(path):
+                pass
+        except CorpusError as e:
+            return e
+    return error
 
 
 def unified_schema(files: list[str]) -> pa.Schema:
@@ -393,12 +420,25 @@ def run_stage(
     pipeline_file: str | None = None,
     replace_stale: bool = False,
 ) -> dict | None:
-    """Run a stage into `output`. Returns the card, or None when the tasks were only submitted (Slurm)."""
-    from corpus.cards import write_card
-
+    """Run a stage into `output`. Returns the card, or None when the tasks were only submitted (Slurm).
+    One writer at a time: a second run on the same output stops with the first one's PID."""
     executor = executor or ExecutorConfig()
     configure_main_logging()
-    out = Path(output).resolve()
+    out = check_output(output, [i["path"] for i in job.inputs if i.get("path")])
+    with OutputLock(out):
+        card, ran = _run_locked(job, output, out, executor, overwrite, command, pipeline_file, replace_stale)
+    if card is None or not ran:
+        return card
+    acc = card["accounting"][-1]
+    rejected = ", ".join(f"{k} {v:,}" for k, v in acc["rejected"].items()) or "none"
+    say(f"{job.stage}: {acc['docs_in']:,} documents in, {acc['kept']:,} kept, rejected: {rejected} -> {output}")
+    return card
+
+
+def _run_locked(job, output, out: Path, executor, overwrite, command, pipeline_file, replace_stale) -> tuple[dict | None, bool]:
+    """run_stage's work while it holds the output's lock: (the card, whether the stage ran)."""
+    from corpus.cards import write_card
+
     partial = out.with_name(out.name + ".partial")
     work = partial / WORK_DIR
     fp = fingerprint(job, executor)
@@ -406,15 +446,18 @@ def run_stage(
     if out.exists():
         if is_dataset(out) and read_card(out).get("fingerprint") == fp and not overwrite:
             say(f"{job.stage}: {output} is up to date (same inputs and config); nothing to do")
-            return read_card(out)
+            return read_card(out), False
         stale = is_dataset(out) and replace_stale  # a pipeline's own earlier output of another config
         if not (overwrite or stale):
             what = "was made by another configuration" if is_dataset(out) else "exists and is not a finished dataset"
-            raise CorpusError(f"{output}: {what}; pass --overwrite to replace it")
+            raise CorpusError(f"{output}: {what}; {replace_hint(out)}")
+        if not made_by_us(out):
+            raise CorpusError(f"{output}: exists and {replace_hint(out)}")
     if partial.exists():
         saved = work / "fingerprint"
         if not saved.exists() or saved.read_text().strip() != fp:
-            shutil.rmtree(partial)  # a half-finished run of another configuration cannot be resumed
+            remove_ours(partial)  # a half-finished run of another configuration cannot be resumed
+    mark(partial)
     work.mkdir(parents=True, exist_ok=True)
     (work / "fingerprint").write_text(fp)
 
@@ -434,6 +477,8 @@ def run_stage(
     started = time.time()
     try:
         runner.run()
+    except CorpusError:  # bad input a task found (a damaged data file ...): its one line, exit 2
+        raise
     except Exception as e:
         raise StageFailed(
             f"{job.stage}: a task failed ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
@@ -443,18 +488,14 @@ def run_stage(
     if incomplete:
         if executor.type == "slurm":
             say(f"{job.stage}: submitted {executor.tasks} tasks to Slurm; rerun this command when they finish")
-            return None
+            return None, False
         raise StageFailed(f"{job.stage}: tasks {incomplete} did not complete; logs in {work / 'logs'}; rerun to resume")
 
     previous_readme = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else ""
     card = _finalize(job, partial, work, executor, fp, started, command, pipeline_file, write_card, previous_readme, out)
-    if out.exists():
-        shutil.rmtree(out)
+    remove_ours(out)
     os.replace(partial, out)
-    acc = card["accounting"][-1]
-    rejected = ", ".join(f"{k} {v:,}" for k, v in acc["rejected"].items()) or "none"
-    say(f"{job.stage}: {acc['docs_in']:,} documents in, {acc['kept']:,} kept, rejected: {rejected} -> {output}")
-    return card
+    return card, True
 
 
 def _finalize(job, partial: Path, work: Path, executor, fp, started, command, pipeline_file, write_card,
@@ -515,7 +556,12 @@ def dataset_inputs(paths: list[str | Path]) -> tuple[list[str], list[dict]]:
             hint = " (it is half-written: rerun the stage that makes it)" if path.name.endswith(".partial") else ""
             raise CorpusError(f"{path}: not a dataset folder (no {CARD_JSON} and {DATA_DIR}/){hint}")
         card = read_card(path)
-        files.extend(str(f) for f in data_files(path))
+        for f in data_files(path):
+            try:  # the footer: a truncated or foreign file fails here, before any task starts
+                pq.read_metadata(f)
+            except Exception as e:
+                raise CorpusError(f"{f}: not a readable Parquet file ({' '.join(str(e).split())[:160]})") from None
+            files.append(str(f))
         lineage.append(
             {
                 "kind": "dataset",

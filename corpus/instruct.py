@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -142,7 +143,10 @@ def build_pairs(files: list[str], config: InstructConfig) -> tuple[list[dict], C
     skipped: Counter = Counter()
     seen: set[tuple[str, str]] = set()
     for path in files:
-        table = pq.read_table(path, columns=["id", "text", "domain", "url", "lang", "metadata"])
+        try:
+            table = pq.read_table(path, columns=["id", "text", "domain", "url", "lang", "metadata"])
+        except (OSError, pa.ArrowException) as e:
+            raise CorpusError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())[:160]})") from None
         for row in table.to_pylist():
             if config.domains is not None and row["domain"] not in config.domains:
                 skipped["other_domain"] += 1
@@ -248,7 +252,7 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
     from corpus.execution import dataset_inputs
 
     files, lineage = dataset_inputs(inputs)
-    target = PartialOutput(output, overwrite, is_instruct_folder)
+    target = PartialOutput(output, overwrite, is_instruct_folder, inputs)
     pairs, skipped = build_pairs(files, config)
     if not pairs:
         raise CorpusError(f"{', '.join(inputs)}: no rule produced a pair (skipped: {dict(skipped) or 'nothing read'})")

@@ -23,6 +23,7 @@ from corpus.crawl.config import CrawlConfig
 from corpus.decontaminate import DecontaminateConfig
 from corpus.dedup import DedupConfig
 from corpus.errors import CorpusError
+from corpus.outputs import OutputLock, check_output
 from corpus.yaml_file import read_yaml
 from corpus.execution import ExecutorConfig, run_stage
 from corpus.filter.config import FilterConfig
@@ -157,13 +158,23 @@ def _earlier_or_path(ref: str, written: list[Path], base: Path) -> str:
 
 def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = True, command: list[str] | None = None) -> list[Path]:
     """Run every stage in order; returns the dataset folders written."""
-    from corpus.crawl import crawl_source
-    from corpus.filter.length import length_filter_job
-
     path = Path(path)
     config, stages = load_pipeline(path)
     base = path.resolve().parent
-    output = (base / config.output).resolve()
+    if not str(config.output).strip():
+        raise CorpusError(f"{path}: output: empty; name a new folder")
+    # before anything runs: an output inside a source (or holding one) would be read back by a rerun
+    sources = [p for s in config.sources if s.crawl is None for p in s.paths(base)]
+    output = check_output(base / config.output, sources, what=f"{path}: output")
+    with OutputLock(output):  # one pipeline run at a time on this output
+        return _run_stages(path, config, stages, base, output, overwrite, progress, command)
+
+
+def _run_stages(path: Path, config: PipelineConfig, stages: list, base: Path, output: Path, overwrite: bool,
+                progress: bool, command: list[str] | None) -> list[Path]:  # fmt: skip
+    from corpus.crawl import crawl_source
+    from corpus.filter.length import length_filter_job
+
     written: list[Path] = []
     for i, (kind, options) in enumerate(stages):
         out = output / f"{i:02d}-{kind}"

@@ -58,14 +58,23 @@ def test_unknown_format_exit_2(tmp_path):
     _one_line_error(proc, "blob.bin", "unknown format")
 
 
-def test_existing_output_needs_overwrite(small_corpus, tmp_path):
+def test_existing_output_is_never_replaced_unless_ours(small_corpus, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "something.txt").write_text("mine")
-    proc = run_cli("ingest", str(small_corpus / "general"), "-o", str(out), "--source", "s", "--domain", "d")
+    args = ("ingest", str(small_corpus / "general"), "-o", str(out), "--source", "s", "--domain", "d")
+    proc = run_cli(*args)
     assert proc.returncode == 2
-    _one_line_error(proc, str(out), "--overwrite")
-    assert (out / "something.txt").exists()
+    _one_line_error(proc, str(out), "not made by corpus")
+    assert "--overwrite" not in proc.stderr  # the flag would not help: it is not offered
+    proc = run_cli(*args, "--overwrite")
+    assert proc.returncode == 2
+    _one_line_error(proc, str(out), "not made by corpus")
+    assert (out / "something.txt").read_text() == "mine"
+    assert run_cli(*args[:3], str(tmp_path / "new"), *args[4:]).returncode == 0
+    proc = run_cli(*args[:3], str(tmp_path / "new"), *args[4:], "--source", "t")  # another config: ours to replace
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    assert run_cli(*args[:3], str(tmp_path / "new"), *args[4:], "--source", "t", "--overwrite").returncode == 0
 
 
 def _pipeline(tmp_path: Path, body: str) -> Path:

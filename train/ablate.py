@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import statistics
 import time
 from itertools import combinations
@@ -39,7 +38,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from corpus.errors import CorpusError
-from corpus.progress import quiet, say
+from corpus.outputs import OutputLock, check_output, remove_ours
+from corpus.progress import say
 
 ABLATION_JSON = "ablation.json"
 RESULT_JSON = "result.json"
@@ -434,8 +434,15 @@ def run_ablation(config: AblateConfig, overwrite: bool = False, stop_after_runs:
                  replace_stale: bool = False) -> dict | None:  # fmt: skip
     """Run (or resume) the ablation into config.output and return the report. `stop_after_runs`
     ends the call after that many new runs (tests use it to stand for a kill), returning None.
-    `replace_stale`: an ablation of other arms or options in the folder is replaced (a pipeline's own)."""
-    out = Path(config.output)
+    `replace_stale`: an ablation of other arms or options in the folder is replaced (a pipeline's own).
+    One writer at a time: a second run on the same folder stops with the first one's PID."""
+    out = check_output(config.output, [path for paths in config.arms.values() for path in paths] + list(config.eval))
+    with OutputLock(out):
+        return _run_ablation(config, out, overwrite, stop_after_runs, replace_stale)
+
+
+def _run_ablation(config: AblateConfig, out: Path, overwrite: bool, stop_after_runs: int | None,
+                  replace_stale: bool) -> dict | None:  # fmt: skip
     identity = _identity(config)
     fp = _fingerprint(identity)
     if out.exists() and any(out.iterdir()):
@@ -448,7 +455,7 @@ def run_ablation(config: AblateConfig, overwrite: bool = False, stop_after_runs:
         if recorded != fp and not (overwrite or replace_stale):
             raise CorpusError(f"{out}: holds an ablation of other arms, eval sets or options; pass --overwrite to replace it")
         if overwrite or recorded != fp:
-            shutil.rmtree(out)  # an ablation folder (it has ablation.json): ours to replace
+            remove_ours(out)  # an ablation folder (it has ablation.json): ours to replace
         elif (out / REPORT_JSON).is_file():
             say(f"ablate: {out} is up to date (same arms, eval sets and options); nothing to do")
             report = json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))

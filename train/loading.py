@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,22 +152,28 @@ def device():
 class RunFolder:
     """A run written under `RUN.partial` and renamed to `RUN` when complete."""
 
-    def __init__(self, output: str | Path, overwrite: bool):
-        self.final = Path(output).resolve()
+    def __init__(self, output: str | Path, overwrite: bool, inputs: list[str | Path] = ()):
+        from corpus.outputs import OutputLock, check_output, made_by_us, replace_hint
+
+        self.final = check_output(output, inputs)
         self.partial = self.final.with_name(self.final.name + ".partial")
-        if self.final.exists() and not overwrite:
-            raise TrainError(f"{self.final}: already exists; pass --overwrite to replace it")
+        if self.final.exists() and not (overwrite and made_by_us(self.final)):
+            raise TrainError(f"{self.final}: already exists; {replace_hint(self.final)}")
+        self.lock = OutputLock(self.final)
 
     def start(self) -> Path:
-        if self.partial.exists():
-            shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True)
-        return self.partial
+        from corpus.outputs import mark, remove_ours
+
+        self.lock.acquire()
+        remove_ours(self.partial)
+        return mark(self.partial)
 
     def finish(self) -> Path:
-        if self.final.exists():
-            shutil.rmtree(self.final)
+        from corpus.outputs import remove_ours
+
+        remove_ours(self.final)
         os.replace(self.partial, self.final)
+        self.lock.release()
         return self.final
 
 

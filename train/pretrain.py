@@ -434,10 +434,17 @@ def flops_per_token(model, seq_len: int) -> float:
 
 def pretrain(config: PretrainConfig) -> dict:
     """Train; returns the last train and validation records. Raises CorpusError on bad input, before step 1."""
+    from corpus.outputs import OutputLock, check_output
+
     dist = Dist(config.device)
+    lock = None
     try:
+        if dist.main:  # one run at a time writes RUN (the other ranks follow rank 0)
+            lock = OutputLock(check_output(config.output, [config.data, config.tokenizer])).acquire()
         return _pretrain(config, dist)
     finally:
+        if lock is not None:
+            lock.release()
         dist.close()
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from corpus.document import CARD_JSON
 from corpus.errors import CorpusError
+from corpus.outputs import mark, remove_ours
 from corpus.progress import say
 from train.ablate import AblateOptions
 from train.sft import SFTOptions
@@ -193,7 +193,7 @@ def _pretrain_stage(options: PretrainStageConfig, written, out: Path, base: Path
     fp = _fingerprint({"stage": "pretrain", "config": settings, "inputs": [_card_sha(shards), _card_sha(tokdir)]})
     if out.exists() and (overwrite or _stored_fingerprint(out) != fp):
         say(f"pretrain: {out}: {'--overwrite' if overwrite else 'inputs or options changed'}; starting a new run")
-        shutil.rmtree(out)
+        remove_ours(out)
     if _is_pretrain_run(out):
         latest = _latest_checkpoint(out)
         if int(latest.name.split("-")[1]) >= options.max_steps:
@@ -260,8 +260,8 @@ def _eval_stage(options: EvalStageConfig, written, out: Path, overwrite: bool, p
         return out
     from train.evaluate import run_eval
 
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    remove_ours(out)
+    mark(out)
     prompts_file = None
     if options.prompts and has_test:
         # The first N held-out examples: the SFT model never trained on them.

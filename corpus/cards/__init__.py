@@ -109,8 +109,12 @@ class TextTally:
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{rank:05d}-{part}" if part else f"{rank:05d}"
         docs, candidates = self.frames()
-        docs.with_columns(pl.lit(self.has_tokens).alias("_has_tokens")).write_parquet(folder / f"docs-{name}.parquet")
-        candidates.write_parquet(folder / f"examples-{name}.parquet")
+        from corpus.outputs import atomic_write
+
+        with atomic_write(folder / f"docs-{name}.parquet") as tmp:
+            docs.with_columns(pl.lit(self.has_tokens).alias("_has_tokens")).write_parquet(tmp)
+        with atomic_write(folder / f"examples-{name}.parquet") as tmp:
+            candidates.write_parquet(tmp)
 
 
 def load_tallies(folder: Path, ranks: int, per_domain: int = EXAMPLES_PER_DOMAIN) -> TextPass | None:

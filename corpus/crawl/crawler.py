@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from corpus.crawl.state import CrawlState
 from corpus.crawl.urls import BadURL, Scope, normalise
 from corpus.crawl.warc import WARC_DIR, RotatingWarcWriter
 from corpus.errors import CorpusError
+from corpus.outputs import OutputLock, check_output, mark, remove_ours, replace_hint
 from corpus.progress import say
 
 STATE_DB = "crawl_state.sqlite"
@@ -110,22 +110,23 @@ def prepare_output(output: Path, config: CrawlConfig, overwrite: bool, replace_o
         if not output.is_dir():
             raise CorpusError(f"{output}: exists and is not a folder")
         if overwrite:
-            shutil.rmtree(output)
+            remove_ours(check_output(output))
         elif (output / STATE_DB).exists():
             state = CrawlState(output / STATE_DB)
             saved = state.get_meta("fingerprint")
             state.close()
             if saved != fingerprint(config) and replace_other_scope:
                 say(f"crawl: {output} holds a crawl of other seeds or scope; starting over")
-                shutil.rmtree(output)
+                remove_ours(output)
             elif saved != fingerprint(config):
                 raise CorpusError(
                     f"{output}: holds a crawl of other seeds or scope; pass --overwrite to start over, or choose another -o"
                 )
         elif any(output.iterdir()):
-            raise CorpusError(f"{output}: exists and is not a crawl folder; pass --overwrite to replace it, or choose another -o")
+            raise CorpusError(f"{output}: exists and is not a crawl folder; {replace_hint(output)}")
     try:
         (output / WARC_DIR).mkdir(parents=True, exist_ok=True)
+        mark(output)
         probe = output / ".write-probe"
         probe.write_bytes(b"")
         probe.unlink()
@@ -558,10 +559,16 @@ def crawl(config: CrawlConfig, output: str | Path, *, overwrite: bool = False, c
           name: str | None = None, replace_other_scope: bool = False) -> dict:  # fmt: skip
     """Crawl into `output` (WARC files, state, log, card); resumes a crawl already there.
     Returns the card."""
+    output = check_output(output)
+    seeds, sitemaps = validate_start_urls(config)
+    with OutputLock(output):
+        return _crawl_locked(config, output, seeds, sitemaps, overwrite, command, name, replace_other_scope)
+
+
+def _crawl_locked(config: CrawlConfig, output: Path, seeds, sitemaps, overwrite: bool, command, name,
+                  replace_other_scope: bool) -> dict:  # fmt: skip
     from corpus.crawl.card import write_crawl_card
 
-    output = Path(output)
-    seeds, sitemaps = validate_start_urls(config)
     prepare_output(output, config, overwrite, replace_other_scope)
     (output / "card.json").unlink(missing_ok=True)  # a crawl under way has no card.json: it is not finished
     started = time.time()

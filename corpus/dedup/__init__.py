@@ -81,8 +81,8 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
         from corpus.errors import StageFailed
 
         dedup_dir = work / DEDUP_WORK
-        if (dedup_dir / "decisions.parquet").exists():
-            return  # an interrupted run resumes at pass 2
+        if (dedup_dir / FACTS_FILE).exists():
+            return  # written last (after decisions.parquet and the index): an interrupted run resumes at pass 2
         dedup_dir.mkdir(parents=True, exist_ok=True)
         sig_path = dedup_dir / SIGNATURES_FILE
         if with_signatures and not sig_path.exists():

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
 from corpus.document import reject_where, to_working
-from corpus.execution import DatasetReader, batch_rows, conform, unified_schema
+from corpus.execution import DatasetReader, conform, read_batches, unified_schema
 from corpus.progress import task_progress
 from corpus.stage_stats import write_task_stats
 
@@ -73,9 +73,8 @@ class RowKeyedReader(DatasetReader):
         mine = list(range(len(self.files)))[rank::world_size]
         for index in task_progress(mine, self.stage, rank, enabled=self.progress):
             row = self.row_starts[index]
-            parquet = pq.ParquetFile(self.files[index])
-            columns = [c for c in schema.names if c in parquet.schema_arrow.names]
-            for batch in parquet.iter_batches(batch_size=batch_rows(parquet), columns=columns):
+            columns = [c for c in schema.names if c in pq.read_schema(self.files[index]).names]
+            for batch in read_batches(self.files[index], columns):
                 table = conform(pa.Table.from_batches([batch]), schema)
                 keys = pa.array(np.arange(row, row + table.num_rows, dtype=np.int64))
                 row += table.num_rows

@@ -147,11 +147,20 @@ def remove_boilerplate(texts: pl.Series, sources: pl.Series, boilerplate: pl.Dat
 
 
 def write_boilerplate(boilerplate: pl.DataFrame, path: Path) -> None:
-    pq.write_table(boilerplate.to_arrow(), path)
+    from corpus.outputs import atomic_write
+
+    with atomic_write(path) as tmp:  # a kill leaves no half-written list for the rerun to trust
+        pq.write_table(boilerplate.to_arrow(), tmp)
 
 
 def read_boilerplate(path: str | Path | None) -> pl.DataFrame | None:
-    if path is None or not Path(path).exists():
+    """The boilerplate list the run found; None when the run asked for none. A list that should be
+    there and is not is an error: filtering without it would give another dataset, silently."""
+    if path is None:
         return None
+    if not Path(path).is_file():
+        from corpus.errors import StageFailed
+
+        raise StageFailed(f"{path}: the boilerplate list is missing (was the work folder removed by another run?); rerun to rebuild it")
     return pl.read_parquet(path)
 

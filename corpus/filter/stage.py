@@ -135,7 +135,7 @@ def _details(score: pl.Series, check, fails: np.ndarray, thresholds: np.ndarray)
 
 
 def filter_job(inputs: list[str], name: str, config: FilterConfig, progress: bool = True):
-    from corpus.execution import DatasetReader, StageJob, dataset_inputs
+    from corpus.execution import DatasetReader, StageJob, dataset_inputs, unreadable
     from corpus.filter.sanitise import find_boilerplate, write_boilerplate
 
     if config.langid.enabled:
@@ -149,7 +149,11 @@ def filter_job(inputs: list[str], name: str, config: FilterConfig, progress: boo
         if config.sanitise.enabled and config.sanitise.boilerplate.enabled:
             boilerplate_file = str(Path(work_dir) / BOILERPLATE_FILE)
             if not Path(boilerplate_file).exists():  # a resumed run reuses the list its first tasks used
-                write_boilerplate(find_boilerplate(files, config.sanitise.boilerplate), Path(boilerplate_file))
+                try:
+                    found = find_boilerplate(files, config.sanitise.boilerplate)
+                except Exception as e:  # a damaged data file: name it
+                    raise unreadable(files, e) from None
+                write_boilerplate(found, Path(boilerplate_file))
         return [DatasetReader(files, work_dir, STAGE, progress=progress), QualityFilter(config, work_dir, boilerplate_file)]
 
     return StageJob(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from corpus.errors import CorpusError
+from corpus.outputs import OutputLock, check_output, made_by_us, mark, remove_ours, replace_hint
 
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -102,29 +102,33 @@ def vocab_extent(tokenizer) -> int:
 
 
 class PartialOutput:
-    """An output folder written under `OUT.partial` and renamed to `OUT` only when complete."""
+    """An output folder written under `OUT.partial` and renamed to `OUT` only when complete; the
+    output's lock is held from start() to finish() or abandon()."""
 
-    def __init__(self, output: str | Path, overwrite: bool, is_finished):
-        self.final = Path(output).resolve()
+    def __init__(self, output: str | Path, overwrite: bool, is_finished, inputs: list[str | Path] = ()):
+        self.final = check_output(output, inputs)
         self.partial = self.final.with_name(self.final.name + ".partial")
         self.overwrite = overwrite
         self.is_finished = is_finished
+        self.lock = OutputLock(self.final)
 
     def start(self) -> Path:
-        if self.final.exists() and not self.overwrite:
+        self.lock.acquire()
+        if self.final.exists() and not (self.overwrite and made_by_us(self.final)):
             what = "already exists" if self.is_finished(self.final) else "exists and is not a finished output"
-            raise CorpusError(f"{self.final}: {what}; pass --overwrite to replace it")
-        if self.partial.exists():
-            shutil.rmtree(self.partial)  # a half-written attempt: nothing in it is trusted
-        self.partial.mkdir(parents=True)
+            self.lock.release()
+            raise CorpusError(f"{self.final}: {what}; {replace_hint(self.final)}")
+        remove_ours(self.partial)  # a half-written attempt: nothing in it is trusted
+        mark(self.partial)
         return self.partial
 
     def abandon(self) -> None:
         """Remove the partial folder: these outputs cannot be resumed, so a failed run leaves nothing."""
-        shutil.rmtree(self.partial, ignore_errors=True)
+        remove_ours(self.partial)
+        self.lock.release()
 
     def finish(self) -> Path:
-        if self.final.exists():
-            shutil.rmtree(self.final)
+        remove_ours(self.final)
         os.replace(self.partial, self.final)
+        self.lock.release()
         return self.final

@@ -370,7 +370,7 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
     bos_id = specials["bos"][1] if config.bos else None
     extent = vocab_extent(tokenizer)
     dtype = choose_dtype(config.dtype, extent, config.tokenizer)
-    target = PartialOutput(output, overwrite, is_shards_folder)
+    target = PartialOutput(output, overwrite, is_shards_folder, inputs)
     partial = target.start()
     try:
         card = _tokenize_into(partial, files, lineage, inputs, config, tokenizer, extent, dtype, eos_id, bos_id, command,
