@@ -440,8 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corpus: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("corpus: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as e:  # a bug, not bad input: one line unless --debug
         if args.debug:
             traceback.print_exc()
@@ -450,12 +449,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _interrupted() -> int:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while this line is written changes nothing
+    print("corpus: interrupted; rerun the same command to resume", file=sys.stderr)
+    return 130
+
+
 def entry() -> None:
     """The `corpus` command: main(), then a quick exit. Everything is written and closed by then;
     the interpreter's teardown would only unload modules (numba's compiled code takes a few tenths
     of a second), so atexit handlers run and output is flushed, then the process ends."""
+    import signal
+
     lifetime.install(command=True)  # helper processes die with this one, even after kill -9
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C outside main's own handlers (while it printed an error, say)
+        code = _interrupted()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # done or abandoned: a late Ctrl-C only cuts the exit short
     import atexit
     import threading
 

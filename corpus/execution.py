@@ -156,6 +156,9 @@ def build_executor(cfg: ExecutorConfig, pipeline: list, logging_dir: str, thread
     if cfg.type == "local":
         from datatrove.executor import LocalPipelineExecutor
 
+        if workers > 1 and threading.current_thread() is threading.main_thread():
+            lifetime.start_fork_server()
+
         return LocalPipelineExecutor(pipeline, tasks=cfg.tasks, workers=workers, logging_dir=logging_dir)
     if cfg.type == "ray":
         import ray

@@ -14,6 +14,8 @@ Linux lets a process ask for a signal when its parent dies (prctl PR_SET_PDEATHS
   do): it watches the command's process through a pidfd and SIGKILLs itself when the command
   ends, and registers the same fork hook. In any other process it does nothing.
 
+The helpers also ignore SIGINT (see `start_fork_server`): Ctrl-C is handled by the command alone.
+
 So killing `corpus` kills the manager (its child) and the pool workers (watching it); the fork
 server and the resource tracker then exit on their own, as their last clients are gone.
 Elsewhere than Linux this is a no-op.
@@ -80,6 +82,21 @@ def _after_fork_in_child() -> None:
     # a child forked from another thread would be killed when that thread ends: leave it alone
     if _forked_from_main_thread:
         die_with_parent()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle (one line)
+
+
+def start_fork_server() -> None:
+    """Start multiprocess's fork server with SIGINT ignored, before datatrove's pool needs it. The
+    disposition survives exec, and the pool workers it forks inherit it: a Ctrl-C in the terminal
+    (sent to the whole process group) is handled by the command alone, which prints one line,
+    instead of by every worker, which would print a traceback each."""
+    import multiprocess.forkserver
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocess.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def install(command: bool = False) -> None:

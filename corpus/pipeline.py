@@ -165,7 +165,10 @@ def run_pipeline(path: str | Path, overwrite: bool = False, progress: bool = Tru
         raise CorpusError(f"{path}: output: empty; name a new folder")
     # before anything runs: an output inside a source (or holding one) would be read back by a rerun
     sources = [p for s in config.sources if s.crawl is None for p in s.paths(base)]
-    output = check_output(base / config.output, sources, what=f"{path}: output")
+    try:
+        output = check_output(base / config.output, sources)
+    except CorpusError as e:
+        raise CorpusError(f"{path}: output: {e}") from None
     with OutputLock(output):  # one pipeline run at a time on this output
         return _run_stages(path, config, stages, base, output, overwrite, progress, command)
 
