@@ -313,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"train: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+            from train.loading import short_cause
+
+            # short_cause: one line, and never torch's advice to load a file with weights_only=False
+            print(f"train: internal error: {type(e).__name__}: {short_cause(e)} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 
 
