@@ -208,3 +208,20 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint_latest(base_run, tm
     assert "warning" not in capsys.readouterr().err  # the interrupted save is no checkpoint
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [STEP2, STEP4]
     assert train_losses(run) == before
+
+
+def test_torch_advice_to_unpickle_never_reaches_the_user(monkeypatch, tmp_path, capsys):
+    """Even from a load we did not foresee (an internal error), torch's weights_only=False advice is not shown."""
+    import pickle
+
+    import train.pretrain
+
+    def load_fails(config):
+        raise pickle.UnpicklingError("Weights only load failed. Re-running `torch.load` with `weights_only` set to "
+                                     "`False` will likely succeed, but it can result in arbitrary code execution.")  # fmt: skip
+
+    monkeypatch.setattr(train.pretrain, "pretrain", load_fails)
+    assert main(["pretrain", "--data", str(tmp_path), "--tokenizer", str(tmp_path), "-o", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("train: internal error: UnpicklingError: a torch file holds something other than plain tensors")
+    assert "weights_only" not in err and err.count("\n") == 1

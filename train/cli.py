@@ -313,10 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         else:
-            from train.loading import short_cause
+            from train.loading import one_line
 
-            # short_cause: one line, and never torch's advice to load a file with weights_only=False
-            print(f"train: internal error: {type(e).__name__}: {short_cause(e)} (rerun with --debug for the traceback)", file=sys.stderr)
+            print(f"train: internal error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -91,14 +91,18 @@ def _read_run(path: Path) -> dict:
 # would run whatever code the file holds, so its text never reaches the user.
 
 
-def short_cause(e: BaseException) -> str:
-    """The first sentence of an exception's message, on one line; nothing of torch's advice to turn
-    weights_only off."""
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line, without torch's advice to load a file with
+    weights_only=False (which would unpickle, and so run, whatever the file holds)."""
     text = " ".join(str(e).split())
-    if "weights_only" in text or "Weights only" in text:
-        return type(e).__name__
-    first = text.split(". ")[0].rstrip(".")
-    return first[:160] or type(e).__name__
+    if "weights_only" in text.lower() or "weights only" in text.lower():
+        return "a torch file holds something other than plain tensors; it was not loaded"
+    return text or type(e).__name__
+
+
+def short_cause(e: BaseException) -> str:
+    """The first sentence of one_line(e), for a cause in parentheses."""
+    return one_line(e).split(". ")[0].rstrip(".")[:160]
 
 
 def load_torch_file(path: str | Path):
