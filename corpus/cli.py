@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, help="requests in flight in all (default 4)")
     p.add_argument("--host-concurrency", type=int, help="requests in flight per host (default 1)")
     p.add_argument("--user-agent", metavar="UA", help="User-Agent header, also matched against robots.txt")
-    p.add_argument("--allow-private", action="store_true", default=None, help="allow private, loopback and link-local addresses")
+    p.add_argument("--allow-private", action="store_true", default=None, help="allow private, loopback and link-local addresses (also carried in IPv6 forms)")
     p.add_argument("--allow-network", action="append", metavar="CIDR", help="allow this private range only (repeatable)")
     p.add_argument("--retries", type=int, help="retries after 5xx, timeouts and dropped connections (default 2)")
     p.add_argument("--ca-bundle", metavar="PEM", help="CA certificates to trust instead of the system's (internal sites)")

@@ -19,7 +19,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from corpus.cli import main
 from corpus.crawl import CrawlConfig, crawl
-from corpus.crawl.fetch import FetchError, address_refusal, inflate
+from corpus.crawl.fetch import FetchError, address_refusal, inflate, resolve_allowed
 from corpus.crawl.urls import BadURL, normalise
 from corpus.errors import CorpusError
 
@@ -352,21 +352,164 @@ def test_normalise():
     assert e.value.reason == "unsupported_scheme"
 
 
-def test_address_policy():
-    default = CrawlConfig(seeds=["http://example.org/"])
-    assert address_refusal("10.1.2.3", default) == "private"
-    assert address_refusal("192.168.0.1", default) == "private"
-    assert address_refusal("127.0.0.1", default) == "loopback"
-    assert address_refusal("169.254.169.254", default) == "link-local"
-    assert address_refusal("::ffff:10.0.0.1", default) == "private"
-    assert address_refusal("fe80::1", default) == "link-local"
-    assert address_refusal("0.0.0.0", default) == "unspecified"
-    assert address_refusal("93.184.216.34", default) is None
+# Each address with the refusal address_refusal gives under the default config (None: crawled).
+ADDRESS_TABLE = [
+    # IPv4
+    ("10.1.2.3", "a private address"),
+    ("172.16.0.1", "a private address"),
+    ("192.168.0.1", "a private address"),
+    ("127.0.0.1", "a loopback address"),
+    ("127.255.255.254", "a loopback address"),
+    ("169.254.169.254", "a link-local address"),
+    ("0.0.0.0", "an unspecified address"),
+    ("0.1.2.3", "a 'this network' (0.0.0.0/8) address"),
+    ("100.64.0.1", "a carrier-grade NAT (100.64.0.0/10) address"),
+    ("192.0.0.8", "an IETF protocol assignment (192.0.0.0/24) address"),
+    ("192.0.2.1", "a documentation address"),
+    ("198.51.100.7", "a documentation address"),
+    ("203.0.113.9", "a documentation address"),
+    ("198.18.0.1", "a benchmarking address"),
+    ("192.88.99.1", "a 6to4 relay anycast (deprecated) address"),
+    ("224.0.0.1", "a multicast address"),
+    ("240.0.0.1", "a reserved address"),
+    ("255.255.255.255", "a broadcast address"),
+    # native IPv6
+    ("::", "an unspecified address"),
+    ("::1", "a loopback address"),
+    ("fe80::1", "a link-local address"),
+    ("fe80::1%eth0", "a link-local address"),
+    ("fec0::1", "a site-local (deprecated) address"),
+    ("fc00::1", "a unique local address"),
+    ("fd12:3456::1", "a unique local address"),
+    ("ff02::1", "a multicast address"),
+    ("2001:db8::1", "a documentation address"),
+    ("3fff::1", "a documentation address"),
+    ("2001:2::1", "a benchmarking address"),
+    ("2001:10::1", "an ORCHID address"),
+    ("2001:20::1", "an ORCHID address"),
+    ("2001:5::1", "an IETF protocol assignment address (2001::/23)"),
+    ("100::1", "a reserved address (outside 2000::/3, the global unicast range)"),
+    ("::ffff:0:a00:1", "a reserved address (outside 2000::/3, the global unicast range)"),  # IPv4-translated
+    # IPv4 carried in IPv6: judged by the IPv4 address
+    ("::ffff:10.0.0.1", "a private address (IPv4-mapped IPv6 of 10.0.0.1)"),
+    ("::ffff:169.254.169.254", "a link-local address (IPv4-mapped IPv6 of 169.254.169.254)"),
+    ("::ffff:127.0.0.1", "a loopback address (IPv4-mapped IPv6 of 127.0.0.1)"),
+    ("::127.0.0.1", "a loopback address (IPv4-compatible IPv6 of 127.0.0.1)"),
+    ("::10.0.0.1", "a private address (IPv4-compatible IPv6 of 10.0.0.1)"),
+    ("::0.0.0.2", "a 'this network' (0.0.0.0/8) address (IPv4-compatible IPv6 of 0.0.0.2)"),
+    ("64:ff9b::7f00:1", "a loopback address (NAT64 IPv6 of 127.0.0.1)"),
+    ("64:ff9b::a00:1", "a private address (NAT64 IPv6 of 10.0.0.1)"),
+    ("64:ff9b::a9fe:a9fe", "a link-local address (NAT64 IPv6 of 169.254.169.254)"),
+    ("64:ff9b:1::7f00:1", "a loopback address (local-use NAT64 IPv6 of 127.0.0.1)"),
+    ("64:ff9b:1::808:808", "a local-use NAT64 address (local-use NAT64 IPv6 of 8.8.8.8)"),
+    ("2002:7f00:0001::", "a loopback address (6to4 IPv6 of 127.0.0.1)"),
+    ("2002:0a00:0001::", "a private address (6to4 IPv6 of 10.0.0.1)"),
+    ("2002:a9fe:a9fe:1::1", "a link-local address (6to4 IPv6 of 169.254.169.254)"),
+    # Teredo: server 65.54.227.120; clients 127.0.0.1 and 8.8.8.8 (last 32 bits inverted). Never crawled.
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe",
+     "a Teredo tunnel address (server 65.54.227.120, client 127.0.0.1; Teredo is never crawled)"),
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+     "a Teredo tunnel address (server 65.54.227.120, client 8.8.8.8; Teredo is never crawled)"),
+    # public unicast: crawled
+    ("8.8.8.8", None),
+    ("1.1.1.1", None),
+    ("93.184.216.34", None),
+    ("2606:4700:4700::1111", None),
+    ("2a00:1450:4001:80b::200e", None),
+    ("2001:3::1", None),  # AMT: the IANA registry's one globally reachable block in 2001::/23 of these
+    ("::ffff:8.8.8.8", None),
+    ("::8.8.8.8", None),
+    ("64:ff9b::808:808", None),  # a NAT64 network's way to a public IPv4 host
+    ("2002:808:808::1", None),
+]
+
+
+@pytest.mark.parametrize("ip, refusal", ADDRESS_TABLE)
+def test_address_guard_allows_only_public_unicast(ip, refusal):
+    assert address_refusal(ip, CrawlConfig(seeds=["http://example.org/"])) == refusal
+
+
+def test_address_guard_options():
     loopback_only = CrawlConfig(seeds=["http://example.org/"], allow_networks=["127.0.0.0/8"])
-    assert address_refusal("127.0.0.1", loopback_only) is None and address_refusal("10.0.0.1", loopback_only) == "private"
+    assert address_refusal("127.0.0.1", loopback_only) is None
+    assert address_refusal("10.0.0.1", loopback_only) == "a private address"
+    # --allow-network matches the IPv4 address an IPv6 form carries, as well as the address itself
+    for carried in ("::ffff:127.0.0.1", "::127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::"):
+        assert address_refusal(carried, loopback_only) is None, carried
+    assert address_refusal("64:ff9b::a00:1", loopback_only) == "a private address (NAT64 IPv6 of 10.0.0.1)"
+    assert address_refusal("fd00::5", CrawlConfig(seeds=["http://example.org/"], allow_networks=["fd00::/8"])) is None
     everything_private = CrawlConfig(seeds=["http://example.org/"], allow_private=True)
-    assert address_refusal("10.0.0.1", everything_private) is None
-    assert address_refusal("0.0.0.0", everything_private) == "unspecified"
+    for lifted in ("10.0.0.1", "127.0.0.1", "169.254.169.254", "100.64.0.1", "::1", "fe80::1", "fc00::1", "fec0::1",
+                   "::ffff:10.0.0.1", "::127.0.0.1", "64:ff9b::7f00:1", "2002:a00:1::"):  # fmt: skip
+        assert address_refusal(lifted, everything_private) is None, lifted
+    # --allow-private is about private networks, not about addresses no web server has
+    for kept in ("0.0.0.0", "::", "224.0.0.1", "255.255.255.255", "192.0.2.1", "2001:db8::1",
+                 "2001:0:4136:e378:8000:63bf:80ff:fffe", "::ffff:224.0.0.1"):  # fmt: skip
+        assert address_refusal(kept, everything_private) is not None, kept
+
+
+@pytest.fixture
+def numeric_resolver(monkeypatch):
+    """The real getaddrinfo, limited to numeric hosts so that a test never sends a DNS query."""
+    real = socket.getaddrinfo
+
+    def numeric_only(host, port, family=0, type=0, proto=0, flags=0):
+        return real(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+
+    monkeypatch.setattr(socket, "getaddrinfo", numeric_only)
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "0x7f.1", "0177.0.0.1", "127.1"])
+def test_numeric_host_spellings_are_judged_as_the_resolver_reads_them(host, numeric_resolver):
+    default = CrawlConfig(seeds=["http://example.org/"])
+    with pytest.raises(FetchError) as e:
+        resolve_allowed(host, 80, default)
+    assert e.value.reason == "private_address"
+    assert e.value.detail == f"{host} is 127.0.0.1, a loopback address (pass --allow-private to crawl it)"
+    assert resolve_allowed(host, 80, CrawlConfig(seeds=["http://example.org/"], allow_networks=["127.0.0.0/8"])) == "127.0.0.1"
+
+
+def test_every_resolved_address_is_judged(monkeypatch):
+    answers = {
+        "mixed.test": ["93.184.216.34", "2606:4700:4700::1111", "::ffff:10.0.0.1"],
+        "public.test": ["2606:4700:4700::1111", "93.184.216.34"],
+        "rebound.test": ["93.184.216.34", "64:ff9b::7f00:1"],
+    }
+    asked = []
+
+    def fake_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+        asked.append(host)
+        return [(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in answers[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    default = CrawlConfig(seeds=["http://example.org/"])
+    assert resolve_allowed("public.test", 443, default) == "93.184.216.34"  # IPv4 first
+    for host, detail in [
+        ("mixed.test", "mixed.test is ::ffff:10.0.0.1, a private address (IPv4-mapped IPv6 of 10.0.0.1; pass --allow-private to crawl it)"),
+        ("rebound.test", "rebound.test is 64:ff9b::7f00:1, a loopback address (NAT64 IPv6 of 127.0.0.1; pass --allow-private to crawl it)"),
+    ]:
+        with pytest.raises(FetchError) as e:
+            resolve_allowed(host, 80, default)
+        assert e.value.reason == "private_address" and e.value.detail == detail
+    assert asked == ["public.test", "mixed.test", "rebound.test"]
+    # a literal address is judged as it is, without a lookup
+    with pytest.raises(FetchError, match=r"::127\.0\.0\.1 is a loopback address \(IPv4-compatible IPv6 of 127\.0\.0\.1;"):
+        resolve_allowed("::127.0.0.1", 80, default)
+    assert asked == ["public.test", "mixed.test", "rebound.test"]
+
+
+@pytest.mark.parametrize("seed, message", [
+    ("http://[::127.0.0.1]/", "a loopback address (IPv4-compatible IPv6 of 127.0.0.1; pass --allow-private"),
+    ("http://[64:ff9b::a00:1]/", "a private address (NAT64 IPv6 of 10.0.0.1; pass --allow-private"),
+    ("http://[2002:7f00:1::]:8080/", "a loopback address (6to4 IPv6 of 127.0.0.1; pass --allow-private"),
+    ("http://[fec0::1]/", "a site-local (deprecated) address (pass --allow-private"),
+    ("http://2130706433/", "2130706433 is 127.0.0.1, a loopback address"),
+])  # fmt: skip
+def test_ipv6_forms_of_private_seeds_are_refused_before_connecting(tmp_path, connections, numeric_resolver, capsys, seed, message):
+    rc = main(["crawl", seed, "-o", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and message in err and err.count("\n") == 0, err
+    assert connections == [] and not (tmp_path / "c").exists()
 
 
 def test_inflate_caps_output_without_producing_it():

@@ -313,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"train: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+            from train.loading import one_line
+
+            print(f"train: internal error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
 
 

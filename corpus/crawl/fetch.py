@@ -44,23 +44,154 @@ class FetchError(Exception):
 
 
 # ---------------------------------------------------------------- addresses
+#
+# An explicit allow rule: an address is crawled only if it is public unicast. An IPv6 address that
+# carries an IPv4 address (mapped, compatible, NAT64, 6to4) is judged by that IPv4 address, so
+# ::127.0.0.1 or 64:ff9b::a00:1 cannot reach loopback or a private network. Teredo is never crawled.
+
+
+def _v4(cidr: str) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(cidr)
+
+
+def _v6(cidr: str) -> ipaddress.IPv6Network:
+    return ipaddress.IPv6Network(cidr)
+
+
+# (network, kind, lifted by allow_private). The first match wins, so a narrow range comes before a
+# wide one. Source: the IANA IPv4 and IPv6 special-purpose address registries.
+IPV4_NOT_PUBLIC = [
+    (_v4("0.0.0.0/32"), "an unspecified", False),
+    (_v4("0.0.0.0/8"), "a 'this network' (0.0.0.0/8)", False),
+    (_v4("10.0.0.0/8"), "a private", True),
+    (_v4("100.64.0.0/10"), "a carrier-grade NAT (100.64.0.0/10)", True),
+    (_v4("127.0.0.0/8"), "a loopback", True),
+    (_v4("169.254.0.0/16"), "a link-local", True),
+    (_v4("172.16.0.0/12"), "a private", True),
+    (_v4("192.0.0.0/24"), "an IETF protocol assignment (192.0.0.0/24)", False),
+    (_v4("192.0.2.0/24"), "a documentation", False),
+    (_v4("192.88.99.0/24"), "a 6to4 relay anycast (deprecated)", False),
+    (_v4("192.168.0.0/16"), "a private", True),
+    (_v4("198.18.0.0/15"), "a benchmarking", False),
+    (_v4("198.51.100.0/24"), "a documentation", False),
+    (_v4("203.0.113.0/24"), "a documentation", False),
+    (_v4("224.0.0.0/4"), "a multicast", False),
+    (_v4("255.255.255.255/32"), "a broadcast", False),
+    (_v4("240.0.0.0/4"), "a reserved", False),
+]
+# Inside 2001::/23 (IETF protocol assignments) only these blocks are globally reachable unicast.
+IPV6_IETF_GLOBAL = [_v6("2001:1::1/128"), _v6("2001:1::2/128"), _v6("2001:1::3/128"), _v6("2001:3::/32"),
+                    _v6("2001:4:112::/48"), _v6("2001:30::/28")]  # fmt: skip
+IPV6_NOT_PUBLIC = [
+    (_v6("::/128"), "an unspecified", False),
+    (_v6("::1/128"), "a loopback", True),
+    (_v6("ff00::/8"), "a multicast", False),
+    (_v6("fe80::/10"), "a link-local", True),
+    (_v6("fec0::/10"), "a site-local (deprecated)", True),
+    (_v6("fc00::/7"), "a unique local", True),
+    (_v6("2001:db8::/32"), "a documentation", False),
+    (_v6("3fff::/20"), "a documentation", False),
+    (_v6("2001:2::/48"), "a benchmarking", False),
+    (_v6("2001:10::/28"), "an ORCHID", False),
+    (_v6("2001:20::/28"), "an ORCHID", False),
+]
+GLOBAL_UNICAST_V6 = _v6("2000::/3")
+IETF_V6 = _v6("2001::/23")
+MAPPED = _v6("::ffff:0:0/96")
+COMPATIBLE = _v6("::/96")
+NAT64 = _v6("64:ff9b::/96")
+NAT64_LOCAL = _v6("64:ff9b:1::/48")
+SIX_TO_FOUR = _v6("2002::/16")
+TEREDO = _v6("2001::/32")
+
+
+@dataclass(frozen=True)
+class AddressVerdict:
+    """Why an address is refused: `kind` ("a loopback"), the IPv4 address an IPv6 form carries and
+    how (`via`), and whether --allow-private lifts the refusal."""
+
+    kind: str
+    via: str | None = None
+    private: bool = False
+
+    def describe(self, hint: str = "") -> str:
+        notes = "; ".join(n for n in (self.via, hint) if n)
+        return f"{self.kind} address" + (f" ({notes})" if notes else "")
+
+
+def embedded_ipv4(addr: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 form carries, and the form's name; None for native IPv6 (and Teredo,
+    which is refused whole)."""
+    value = int(addr)
+    low32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if addr in MAPPED:
+        return low32, "IPv4-mapped IPv6"
+    if addr in COMPATIBLE and value > 1:  # :: and ::1 are IPv6's own
+        return low32, "IPv4-compatible IPv6"
+    if addr in NAT64:
+        return low32, "NAT64 IPv6"
+    if addr in NAT64_LOCAL:
+        return low32, "local-use NAT64 IPv6"
+    if addr in SIX_TO_FOUR:
+        return ipaddress.IPv4Address((value >> 80) & 0xFFFFFFFF), "6to4 IPv6"
+    return None
+
+
+def _ipv4_verdict(addr: ipaddress.IPv4Address) -> AddressVerdict | None:
+    for net, kind, private in IPV4_NOT_PUBLIC:
+        if addr in net:
+            return AddressVerdict(kind, None, private)
+    return None
+
+
+def _ipv6_verdict(addr: ipaddress.IPv6Address) -> AddressVerdict | None:
+    for net, kind, private in IPV6_NOT_PUBLIC:
+        if addr in net:
+            return AddressVerdict(kind, None, private)
+    if addr in TEREDO:
+        value = int(addr)
+        server = ipaddress.IPv4Address((value >> 64) & 0xFFFFFFFF)
+        client = ipaddress.IPv4Address((value & 0xFFFFFFFF) ^ 0xFFFFFFFF)
+        return AddressVerdict("a Teredo tunnel", f"server {server}, client {client}; Teredo is never crawled")
+    if addr not in GLOBAL_UNICAST_V6:
+        return AddressVerdict("a reserved", "outside 2000::/3, the global unicast range")
+    if addr in IETF_V6 and not any(addr in net for net in IPV6_IETF_GLOBAL):
+        return AddressVerdict("an IETF protocol assignment", "2001::/23")
+    return None
+
+
+def judge_address(ip: str, config: CrawlConfig) -> AddressVerdict | None:
+    """None if `ip` may be crawled, else why not. --allow-network wins over everything and matches
+    the address or the IPv4 address it carries; --allow-private lifts private, loopback, link-local,
+    carrier-grade NAT, unique local and site-local refusals (of a carried IPv4 address too)."""
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])  # fe80::1%eth0: the zone does not change the verdict
+    carried = embedded_ipv4(addr) if isinstance(addr, ipaddress.IPv6Address) else None
+    candidates = [addr] + ([carried[0]] if carried else [])
+    for net in config.allow_networks:
+        network = ipaddress.ip_network(net, strict=False)
+        if any(a.version == network.version and a in network for a in candidates):
+            return None
+    if carried:
+        v4, form = carried
+        verdict = _ipv4_verdict(v4)
+        if verdict is not None:
+            verdict = AddressVerdict(verdict.kind, f"{form} of {v4}", verdict.private)
+        elif form.startswith("local-use NAT64"):  # translated by a local gateway: never public
+            verdict = AddressVerdict("a local-use NAT64", f"{form} of {v4}", True)
+    elif isinstance(addr, ipaddress.IPv4Address):
+        verdict = _ipv4_verdict(addr)
+    else:
+        verdict = _ipv6_verdict(addr)
+    if verdict is not None and verdict.private and config.allow_private:
+        return None
+    return verdict
 
 
 def address_refusal(ip: str, config: CrawlConfig) -> str | None:
-    """Why an address may not be crawled (None if it may)."""
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
-    if any(addr in ipaddress.ip_network(net, strict=False) for net in config.allow_networks):
-        return None
-    if addr.is_global:
-        return None
-    if addr.is_unspecified or addr.is_multicast:
-        return "unspecified" if addr.is_unspecified else "multicast"
-    kind = "loopback" if addr.is_loopback else "link-local" if addr.is_link_local else "private"
-    if config.allow_private and kind in ("loopback", "link-local", "private"):
-        return None
-    return kind
+    """Why an address may not be crawled, e.g. "a loopback address (IPv4-compatible IPv6 of
+    127.0.0.1)"; None if it may."""
+    verdict = judge_address(ip, config)
+    return verdict.describe() if verdict else None
 
 
 def resolve_allowed(hostname: str, port: int, config: CrawlConfig) -> str:
@@ -76,12 +207,14 @@ def resolve_allowed(hostname: str, port: int, config: CrawlConfig) -> str:
             raise FetchError("dns_error", f"cannot resolve {hostname}: {e}") from None
         # IPv4 first: a name with an AAAA record is often not reachable over IPv6 from a crawler
         addresses = sorted(dict.fromkeys(info[4][0] for info in infos), key=lambda ip: ":" in ip)
+        if not addresses:
+            raise FetchError("dns_error", f"cannot resolve {hostname}: no address")
     for ip in addresses:
-        kind = address_refusal(ip, config)
-        if kind:
-            hint = "" if config.allow_private else " (pass --allow-private to crawl it)"
+        verdict = judge_address(ip, config)
+        if verdict:
+            hint = "pass --allow-private to crawl it" if verdict.private and not config.allow_private else ""
             name = f"{ip} is" if ip == hostname else f"{hostname} is {ip},"
-            raise FetchError("private_address", f"{name} a {kind} address{hint}")
+            raise FetchError("private_address", f"{name} {verdict.describe(hint)}")
     return addresses[0]
 
 
