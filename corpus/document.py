@@ -153,8 +153,10 @@ class PartWriter:
     no file that looks complete. `clear()` removes a previous attempt's files of the same task.
     """
 
-    def __init__(self, folder: Path, rank: int, max_rows_per_file: int = 200_000, prefix: str = "part"):
+    def __init__(self, folder: Path, rank: int, max_rows_per_file: int = 200_000, prefix: str = "part",
+                 stamp: dict[str, str] | None = None):  # fmt: skip
         self.folder = Path(folder)
+        self.stamp = {k.encode(): v.encode() for k, v in (stamp or {}).items()}  # key-value metadata of each file
         self.rank = rank
         self.prefix = prefix  # another prefix lets a second writer of the same task share the folder
         self.max_rows = max_rows_per_file
@@ -192,6 +194,8 @@ class PartWriter:
         self._schema = schema
         final = self.folder / f"{self.prefix}-{self.rank:05d}-{self._index:04d}.parquet"
         self._tmp_path = final.with_suffix(".parquet.tmp")
+        if self.stamp:
+            schema = schema.with_metadata({**(schema.metadata or {}), **self.stamp})
         self._writer = pq.ParquetWriter(self._tmp_path, schema, compression="zstd")
         self._rows_in_file = 0
 

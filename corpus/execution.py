@@ -356,15 +356,16 @@ class DatasetWriter(PipelineStep):
     name = "write dataset"
     type = "writer"
 
-    def __init__(self, out_dir: str, work_dir: str, max_rows_per_file: int = 200_000):
+    def __init__(self, out_dir: str, work_dir: str, max_rows_per_file: int = 200_000, stamp: dict[str, str] | None = None):
         super().__init__()
         self.out_dir = out_dir
         self.work_dir = work_dir
         self.max_rows_per_file = max_rows_per_file
+        self.stamp = stamp  # written into each part file: the run's fingerprint and work-file digests
 
     def run(self, data: Iterator[pa.Table], rank: int = 0, world_size: int = 1) -> Iterator:
-        kept_writer = PartWriter(Path(self.out_dir) / DATA_DIR, rank, self.max_rows_per_file)
-        rejected_writer = PartWriter(Path(self.out_dir) / REJECTED_DIR, rank, self.max_rows_per_file)
+        kept_writer = PartWriter(Path(self.out_dir) / DATA_DIR, rank, self.max_rows_per_file, stamp=self.stamp)
+        rejected_writer = PartWriter(Path(self.out_dir) / REJECTED_DIR, rank, self.max_rows_per_file, stamp=self.stamp)
         kept_writer.clear()
         rejected_writer.clear()
         from corpus.cards import TextTally
@@ -407,6 +408,9 @@ class StageJob:
     prepare: Callable[[Path, Path, ExecutorConfig], None] | None = None
     # local runs put the tasks in threads of this process (steps that release the GIL), not processes
     threads: bool = False
+    # files in the work folder that the tasks read (relative paths): their digests are written into
+    # every part file and the card, so `card validate` finds parts made with other ones
+    work_files: list[str] = field(default_factory=list)
 
 
 def fingerprint(job: StageJob, executor: ExecutorConfig) -> str:
@@ -475,7 +479,11 @@ def _run_locked(job, output, out: Path, executor, overwrite, command, pipeline_f
                 f"logs in {work}; rerun the same command to resume"
             ) from e
     steps = job.make_steps(str(partial), str(work))
-    steps.append(DatasetWriter(str(partial), str(work)))
+    from corpus.document import file_sha256
+
+    work_digests = {name: file_sha256(work / name) for name in job.work_files if (work / name).is_file()}
+    stamp = {"corpus.fingerprint": fp, "corpus.work_files": json.dumps(work_digests, sort_keys=True)}
+    steps.append(DatasetWriter(str(partial), str(work), stamp=stamp))
     runner = build_executor(executor, steps, str(work / "logs"), threads=job.threads)
     started = time.time()
     try:
@@ -495,14 +503,15 @@ def _run_locked(job, output, out: Path, executor, overwrite, command, pipeline_f
         raise StageFailed(f"{job.stage}: tasks {incomplete} did not complete; logs in {work / 'logs'}; rerun to resume")
 
     previous_readme = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else ""
-    card = _finalize(job, partial, work, executor, fp, started, command, pipeline_file, write_card, previous_readme, out)
+    card = _finalize(job, partial, work, executor, fp, started, command, pipeline_file, write_card, previous_readme, out,
+                     work_digests)  # fmt: skip
     remove_ours(out)
     os.replace(partial, out)
     return card, True
 
 
 def _finalize(job, partial: Path, work: Path, executor, fp, started, command, pipeline_file, write_card,
-              previous_readme: str, out: Path) -> dict:
+              previous_readme: str, out: Path, work_digests: dict[str, str]) -> dict:
     readers = read_task_stats(work, "reader", executor.tasks)
     writers = read_task_stats(work, "writer", executor.tasks)
     docs_in = sum(r.get("docs_in", 0) for r in readers)
@@ -526,6 +535,8 @@ def _finalize(job, partial: Path, work: Path, executor, fp, started, command, pi
         stage_facts["warnings"] = warnings
     if job.finalize_hook:
         stage_facts.update(job.finalize_hook(partial, stage_facts))
+    if work_digests:
+        stage_facts["work_files"] = work_digests
     from corpus.cards import load_tallies
 
     texts = load_tallies(work / TALLY_DIR, executor.tasks)

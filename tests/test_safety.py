@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from corpus.errors import CorpusError
@@ -292,7 +293,7 @@ def test_no_helper_process_outlives_a_killed_command_and_ctrl_c_is_one_line(tmp_
             proc.kill()
         else:
             os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
-        err = proc.communicate()[1]
+        err = proc.communicate(timeout=600)[1]  # a hang fails the test instead of stalling the suite
         if how == signal.SIGINT:
             assert proc.returncode == 130, err
             assert err.strip().splitlines() == ["corpus: interrupted; rerun the same command to resume"], err
@@ -360,7 +361,7 @@ def test_chaos_kill_and_ctrl_c_at_random_points_of_the_quickstart_pipeline(tmp_p
             else:
                 os.killpg(proc.pid, signal.SIGINT)
             hit += 1
-        err = proc.communicate()[1]
+        err = proc.communicate(timeout=600)[1]  # a hang fails the test instead of stalling the suite
         context = f"seed {seed}, {how.name} at {marker.relative_to(out)}"
         if how == signal.SIGINT and proc.returncode != 0:  # 0: it finished before the signal landed
             assert proc.returncode == 130, f"{context}: {err}"
@@ -375,3 +376,36 @@ def test_chaos_kill_and_ctrl_c_at_random_points_of_the_quickstart_pipeline(tmp_p
         if (out / stage / "data").is_dir():
             assert run_cli("card", "validate", str(out / stage)).returncode == 0
     assert not list(out.glob("*.partial"))
+
+
+def test_card_validate_finds_parts_of_another_run_or_other_work_files(small_corpus, tmp_path):
+    """A folder finished over the parts of two runs gets a card whose digests match its files; the
+    fingerprint and work-file digests stamped in each part still tell the runs apart."""
+    from corpus.cards import card_hash
+    from corpus.document import file_sha256
+
+    ds, out = tmp_path / "ds", tmp_path / "f"
+    ingest = ("ingest", str(small_corpus / "general"), str(small_corpus / "insurance"), "-o", str(ds))
+    assert run_cli(*ingest, "--source", "s", "--domain", "d").returncode == 0
+    assert run_cli("filter", str(ds), "-o", str(out), "--tasks", "2").returncode == 0
+    card = json.loads((out / "card.json").read_text())
+    assert set(card["stage_facts"]["work_files"]) == {"boilerplate.parquet"}
+    assert run_cli("card", "validate", str(out)).returncode == 0
+    part = sorted((out / "data").glob("*.parquet"))[-1]
+    original = part.read_bytes()
+    for key, value, complaint in [
+        ("corpus.fingerprint", "0123456789abcdef", "written by another run"),
+        ("corpus.work_files", json.dumps({"boilerplate.parquet": "0" * 64}), "read other work files"),
+    ]:
+        part.write_bytes(original)
+        table = pq.read_table(part)
+        meta = {**table.schema.metadata, key.encode(): value.encode()}
+        pq.write_table(table.replace_schema_metadata(meta), part)
+        fixed = json.loads((out / "card.json").read_text())  # as a finish over the mixed folder would write it
+        for entry in fixed["files"]:
+            if entry["path"] == f"data/{part.name}":
+                entry["sha256"] = file_sha256(part)
+        fixed["card_sha256"] = card_hash(fixed)
+        (out / "card.json").write_text(json.dumps(fixed))
+        proc = run_cli("card", "validate", str(out))
+        assert proc.returncode != 0 and complaint in proc.stdout + proc.stderr, proc.stdout + proc.stderr

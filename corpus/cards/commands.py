@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from corpus.cards import CARD_JSON, card_hash, computed_facts
 from corpus.document import CARD_README, data_files, is_dataset
@@ -225,6 +226,7 @@ def validate(folder: str | Path) -> list[str]:
         problems.append(f"{folder / path}: listed in the card but missing")
     for path in sorted(present - set(listed)):
         problems.append(f"{folder / path}: present but not in the card")
+    problems += _check_stamps(folder, card, sorted(present))
     try:
         recomputed = computed_facts(folder)
     except Exception as e:  # a corrupt Parquet file
@@ -252,6 +254,26 @@ def validate(folder: str | Path) -> list[str]:
         problems.append(f"{folder}: accounting's rejected counts differ from rejected/ ({recomputed['rejected_stats']['by_reason']})")
     if acc["docs_in"] != acc["kept"] + sum(acc["rejected"].values()):
         problems.append(f"{folder}: accounting does not add up: {acc['docs_in']} in != kept + rejected")
+    return problems
+
+
+def _check_stamps(folder: Path, card: dict, parts: list[str]) -> list[str]:
+    """Each part file records the fingerprint of the run that wrote it and the digests of the work
+    files (boilerplate list, dedup decisions) its task read: all must be the card's, so the parts of
+    two runs, or of tasks that read different work files, do not validate as one dataset."""
+    problems = []
+    expected_work = (card.get("stage_facts") or {}).get("work_files") or {}
+    for path in parts:
+        try:
+            meta = pq.read_metadata(folder / path).metadata or {}
+        except Exception:  # reported with the data checks
+            continue
+        fp = meta.get(b"corpus.fingerprint")
+        if fp is not None and fp.decode() != card.get("fingerprint"):
+            problems.append(f"{folder / path}: written by another run (fingerprint {fp.decode()}, the card's {card.get('fingerprint')})")
+        work = meta.get(b"corpus.work_files")
+        if work is not None and json.loads(work) != expected_work:
+            problems.append(f"{folder / path}: its task read other work files than the card records ({work.decode()[:120]})")
     return problems
 
 

@@ -118,6 +118,7 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
         config=config.model_dump(),
         inputs=lineage,
         make_steps=make_steps,
+        work_files=[f"{DEDUP_WORK}/decisions.parquet"],
         extra_card=extra,
         finalize_hook=finalize,
         prepare=prepare,

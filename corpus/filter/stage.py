@@ -163,6 +163,7 @@ def filter_job(inputs: list[str], name: str, config: FilterConfig, progress: boo
         inputs=lineage,
         make_steps=make_steps,
         finalize_hook=lambda folder, facts: filter_card_facts(folder, config),
+        work_files=[BOILERPLATE_FILE],
     )
 
 
