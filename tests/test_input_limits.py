@@ -405,3 +405,37 @@ def test_command_symlink_out_of_the_folder(tmp_path):
     # asked for, it is read
     result, card = ingest_measured(tmp_path, "docs", extra=("--follow-symlinks", "--overwrite"))
     assert result["rc"] == 0 and card["accounting"][0]["docs_in"] == 2, result
+
+
+# ---------------------------------------------------------------- the limits as options
+
+
+def test_limits_as_cli_flags_and_pipeline_options(tmp_path, capsys):
+    from corpus.cli import build_parser
+    from corpus.ingest import ingest_job
+    from corpus.pipeline import load_pipeline
+
+    args = build_parser().parse_args(["ingest", "x", "-o", "y", "--source", "s", "--domain", "d", "--max-record-bytes",
+                                      "2MiB", "--max-decompressed-bytes", "1GB", "--follow-symlinks"])  # fmt: skip
+    assert (args.max_record_bytes, args.max_decompressed_bytes, args.max_decompressed_ratio) == (2 << 20, 10**9, 100.0)
+    assert args.follow_symlinks
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ingest", "x", "-o", "y", "--source", "s", "--domain", "d", "--max-record-bytes", "lots"])
+    assert "not a size: 'lots'" in capsys.readouterr().err
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# a\n")
+    (tmp_path / "docs" / "x.md").symlink_to(tmp_path / "elsewhere.md")
+    (tmp_path / "elsewhere.md").write_text("# b\n")
+    (tmp_path / "p.yaml").write_text(
+        "name: p\noutput: out\nsources:\n  - {path: docs, source: s, domain: d, follow_symlinks: true}\n"
+        "stages:\n  - ingest: {max_record_bytes: 1MiB, max_decompressed_ratio: 50}\n",
+        encoding="utf-8",
+    )
+    config, stages = load_pipeline(tmp_path / "p.yaml")
+    limits = stages[0][1].limits()
+    assert (limits.max_record_bytes, limits.max_decompressed_ratio) == (1 << 20, 50)
+    assert config.sources[0].follow_symlinks
+    job = ingest_job([{"paths": [str(tmp_path / "docs")], "source": "s", "domain": "d", "follow_symlinks": True}], "p", limits=limits)
+    assert job.config["limits"]["max_record_bytes"] == 1 << 20
+    assert job.inputs[0]["files"] == 2
