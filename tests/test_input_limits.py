@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,20 @@ from corpus.ingest import extract_main_text
 from corpus.ingest.formats import FileTask, IngestLimits, plan_ingest
 from corpus.ingest.readers import READERS, ReadStats
 from corpus.yaml_file import FILE_LIMITS, YamlLimitError, YamlLimits, load_yaml, read_yaml
+
+
+@pytest.fixture
+def no_hang():
+    """Fails the test after 10 s instead of waiting forever (opening a FIFO waits for a writer)."""
+
+    def stop(signum, frame):
+        raise TimeoutError("blocked for 10 s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 def alias_bomb(levels: int = 9, width: int = 10, indent: str = "") -> str:
@@ -86,7 +101,7 @@ def test_read_yaml_names_the_file_and_line(tmp_path):
         read_yaml(path, "pipeline file")
 
 
-def test_read_yaml_refuses_devices_and_fifos(tmp_path):
+def test_read_yaml_refuses_devices_and_fifos(tmp_path, no_hang):
     with pytest.raises(CorpusError, match="/dev/zero: not a regular file"):
         read_yaml("/dev/zero")
     fifo = tmp_path / "p.yaml"
@@ -254,7 +269,7 @@ def test_gzipped_warc_past_the_decompression_ratio(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["/dev/zero", "fifo"])
-def test_named_device_or_fifo_is_a_one_line_error(tmp_path, name):
+def test_named_device_or_fifo_is_a_one_line_error(tmp_path, no_hang, name):
     path = Path(name) if name.startswith("/") else tmp_path / name
     if not name.startswith("/"):
         os.mkfifo(path)
@@ -262,7 +277,7 @@ def test_named_device_or_fifo_is_a_one_line_error(tmp_path, name):
         plan_ingest([path], "s", "d", fmt="txt")
 
 
-def test_fifo_and_device_inside_a_folder_are_skipped_with_a_reason(tmp_path):
+def test_fifo_and_device_inside_a_folder_are_skipped_with_a_reason(tmp_path, no_hang):
     (tmp_path / "a.txt").write_text("some text")
     os.mkfifo(tmp_path / "pipe.txt")
     (tmp_path / "zero.txt").symlink_to("/dev/zero")
@@ -309,7 +324,7 @@ def limit():
 p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit,
                      start_new_session=True)
 try:
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=30)
     rc = p.returncode
 except subprocess.TimeoutExpired:
     os.killpg(p.pid, signal.SIGKILL)
