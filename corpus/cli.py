@@ -42,9 +42,7 @@ def _executor(args):
 
 def cmd_ingest(args) -> int:
     from corpus.execution import run_stage
-    from corpus.ingest import ingest_job
-
-    from corpus.ingest import IngestLimits
+    from corpus.ingest import IngestLimits, ingest_job
 
     sources = [{"paths": args.paths, "source": args.source, "domain": args.domain, "format": args.format, "text_key": args.text_key}]
     if args.follow_symlinks:
