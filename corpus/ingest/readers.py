@@ -170,7 +170,7 @@ def read_lines(f, max_bytes: int, on_blank: Callable[[int], None]) -> Iterator[t
             break
         pos, end = 0, len(chunk)
         while pos < end:
-            if size == 0:  # at the start of a line: skip the blank lines ahead in one go
+            if size == 0 and chunk[pos] <= 32:  # a line starting with whitespace: skip the blank lines ahead in one go
                 found = _NOT_SPACE.search(chunk, pos)
                 stop = found.start() if found else end
                 blank = chunk.count(b"\n", pos, stop)
@@ -181,6 +181,15 @@ def read_lines(f, max_bytes: int, on_blank: Callable[[int], None]) -> Iterator[t
                     if pos >= end:
                         break
             newline = chunk.find(b"\n", pos)
+            if size == 0 and 0 <= newline - pos <= max_bytes:  # the common case: a whole line in this chunk
+                line = chunk[pos:newline]
+                if (line and line[0] > 32) or line.strip():
+                    yield line_no, line, newline - pos
+                else:
+                    on_blank(1)
+                line_no += 1
+                pos = newline + 1
+                continue
             piece_end = end if newline < 0 else newline
             if size + piece_end - pos <= max_bytes:
                 parts.append(chunk[pos:piece_end])
@@ -191,8 +200,8 @@ def read_lines(f, max_bytes: int, on_blank: Callable[[int], None]) -> Iterator[t
             size += piece_end - pos
             if newline < 0:
                 break
-            line = b"".join(parts)
-            if line.strip() or size > max_bytes:
+            line = parts[0] if len(parts) == 1 else b"".join(parts)
+            if size > max_bytes or (line and line[0] > 32) or line.strip():
                 yield line_no, line, size
             else:
                 on_blank(1)
