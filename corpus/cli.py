@@ -21,6 +21,19 @@ def _executor_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
 
+def _byte_size(text: str) -> int:
+    """64MiB, 1.5GB, 1000: a positive number of bytes."""
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        value = int(TypeAdapter(ByteSize).validate_python(text))
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 64MiB, 2GiB, 1000000)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+    return value
+
+
 def _executor(args):
     from corpus.execution import ExecutorConfig
 
@@ -31,10 +44,17 @@ def _executor(args):
 
 def cmd_ingest(args) -> int:
     from corpus.execution import run_stage
-    from corpus.ingest import ingest_job
+    from corpus.ingest import IngestLimits, ingest_job
 
     sources = [{"paths": args.paths, "source": args.source, "domain": args.domain, "format": args.format, "text_key": args.text_key}]
-    job = ingest_job(sources, args.name or os.path.basename(os.path.normpath(args.output)), html_timeout=args.html_timeout)
+    if args.follow_symlinks:
+        sources[0]["follow_symlinks"] = True
+    if args.max_decompressed_ratio <= 1:
+        raise CorpusError(f"--max-decompressed-ratio must be more than 1, got {args.max_decompressed_ratio:g}")
+    limits = IngestLimits(max_record_bytes=args.max_record_bytes, max_decompressed_bytes=args.max_decompressed_bytes,
+                          max_decompressed_ratio=args.max_decompressed_ratio)  # fmt: skip
+    job = ingest_job(sources, args.name or os.path.basename(os.path.normpath(args.output)), html_timeout=args.html_timeout,
+                     limits=limits)  # fmt: skip
     run_stage(job, args.output, _executor(args), overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])
     return 0
 
@@ -321,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-key", default="text", help="JSONL/Parquet field holding the text (default: text)")
     p.add_argument("--name", help="dataset name in the card (default: the output folder's name)")
     p.add_argument("--html-timeout", type=float, default=30.0, help="seconds allowed per HTML page")
+    g = p.add_argument_group("limits (docs/ingest.md, Limits)")
+    g.add_argument("--max-record-bytes", type=_byte_size, default="64MiB", metavar="SIZE",
+                   help="a longer JSONL line, txt/md/html file or WARC record is rejected (default 64MiB)")
+    g.add_argument("--max-decompressed-bytes", type=_byte_size, default="32GiB", metavar="SIZE",
+                   help="most bytes read out of one .gz/.zst file (default 32GiB)")
+    g.add_argument("--max-decompressed-ratio", type=float, default=100.0, metavar="R",
+                   help="most decompressed/compressed bytes of one file, checked past 64MiB out (default 100)")
+    g.add_argument("--follow-symlinks", action="store_true", help="read symlinks in a folder that lead outside it")
     _executor_args(p)
     p.set_defaults(func=cmd_ingest)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corpus.crawl.config import CrawlConfig
 from corpus.decontaminate import DecontaminateConfig
@@ -28,7 +28,7 @@ from corpus.yaml_file import read_yaml
 from corpus.execution import ExecutorConfig, run_stage
 from corpus.filter.config import FilterConfig
 from corpus.filter.length import LengthFilterConfig
-from corpus.ingest import FORMATS, ingest_job
+from corpus.ingest import FORMATS, IngestLimits, ingest_job
 from corpus.mix.stage import MixConfig
 from corpus.instruct import InstructConfig
 from corpus.progress import say
@@ -48,6 +48,7 @@ class SourceConfig(_Strict):
     domain: str
     format: Literal["auto", *FORMATS] = "auto"
     text_key: str = "text"
+    follow_symlinks: bool = Field(False, description="read symlinks in the folder that lead outside it")
 
     @model_validator(mode="after")
     def _path_or_crawl(self) -> "SourceConfig":
@@ -62,6 +63,13 @@ class SourceConfig(_Strict):
 
 class IngestConfig(_Strict):
     html_timeout: float = Field(30.0, gt=0, description="seconds allowed per HTML page")
+    max_record_bytes: ByteSize = Field(IngestLimits.max_record_bytes, gt=0, description="a longer line, file or WARC record is rejected")
+    max_decompressed_bytes: ByteSize = Field(IngestLimits.max_decompressed_bytes, gt=0, description="out of one .gz/.zst file")
+    max_decompressed_ratio: float = Field(IngestLimits.max_decompressed_ratio, gt=1, description="decompressed/compressed bytes of one file")
+
+    def limits(self) -> IngestLimits:
+        return IngestLimits(max_record_bytes=int(self.max_record_bytes), max_decompressed_bytes=int(self.max_decompressed_bytes),
+                            max_decompressed_ratio=self.max_decompressed_ratio)  # fmt: skip
 
 
 # Each stage entry is a one-key mapping {stage_name: options}; later stages add their models here.
@@ -184,12 +192,13 @@ def _run_stages(path: Path, config: PipelineConfig, stages: list, base: Path, ou
         name = f"{config.name}/{out.name}"
         if kind == "ingest":
             sources = [
-                {"paths": s.paths(base), "source": s.source, "domain": s.domain, "format": s.format, "text_key": s.text_key}
+                {"paths": s.paths(base), "source": s.source, "domain": s.domain, "format": s.format, "text_key": s.text_key,
+                 **({"follow_symlinks": True} if s.follow_symlinks else {})}
                 if s.crawl is None
                 else crawl_source(s.crawl, output / f"crawl-{s.source}", s.source, s.domain, overwrite, command)
                 for s in config.sources
             ]
-            job = ingest_job(sources, name, html_timeout=options.html_timeout, progress=progress)
+            job = ingest_job(sources, name, html_timeout=options.html_timeout, progress=progress, limits=options.limits())
         elif kind == "length_filter":
             job = length_filter_job([str(written[-1])], name, options, progress=progress)
         elif kind == "mix":

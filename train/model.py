@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from corpus.errors import CorpusError
@@ -58,11 +57,10 @@ PRESETS: dict[str, ModelShape] = {
 
 def load_shape(preset: str | None, model_config: str | None) -> ModelShape:
     if model_config:
+        from corpus.yaml_file import read_yaml
+
         path = Path(model_config)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as e:
-            raise CorpusError(f"{path}: cannot read the model config ({' '.join(str(e).split())[:160]})") from None
+        raw = read_yaml(path, "model config")
         try:
             return ModelShape.model_validate(raw or {})
         except ValidationError as e:

@@ -118,7 +118,7 @@ def render_readme(card: dict, previous: str = "", evidence: list[dict] | None = 
         skipped = ", ".join(f"{k}: {v:,}" for k, v in acc["skipped_records"].items())
         parts.append(f"Records that are not documents, counted apart: {skipped}.\n")
     if facts.get("skipped_files"):
-        parts.append(f"Files in input folders that hold no documents, not read ({len(facts['skipped_files']):,}):\n")
+        parts.append(f"Files in input folders not read, with the reason ({len(facts['skipped_files']):,}):\n")
         parts.append(render_value(facts["skipped_files"], limit=5) + "\n")
     if card.get("plots") and _plot(card, "rejected_by_reason.svg"):
         parts.append(_plot(card, "rejected_by_reason.svg"))

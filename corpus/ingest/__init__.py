@@ -8,12 +8,12 @@ from typing import Iterator
 from datatrove.pipeline.base import PipelineStep
 
 from corpus.document import records_to_table
-from corpus.ingest.formats import FORMATS, FileTask, IngestPlan, detect_format, plan_ingest
+from corpus.ingest.formats import FORMATS, FileTask, IngestLimits, IngestPlan, detect_format, plan_ingest
 from corpus.ingest.readers import READERS, ReadStats
 from corpus.progress import task_progress
 from corpus.stage_stats import write_task_stats
 
-__all__ = ["FORMATS", "FileTask", "IngestPlan", "IngestReader", "detect_format", "plan_ingest"]
+__all__ = ["FORMATS", "FileTask", "IngestLimits", "IngestPlan", "IngestReader", "detect_format", "plan_ingest"]
 
 BATCH_ROWS = 1000
 
@@ -97,8 +97,12 @@ class IngestReader(PipelineStep):
         )
 
 
-def ingest_job(sources: list[dict], name: str, html_timeout: float = 30.0, progress: bool = True):
-    """A StageJob that ingests `sources`: dicts with paths, source, domain, format, text_key."""
+def ingest_job(
+    sources: list[dict], name: str, html_timeout: float = 30.0, progress: bool = True, limits: IngestLimits | None = None
+):
+    """A StageJob that ingests `sources`: dicts with paths, source, domain, format, text_key and
+    optionally follow_symlinks."""
+    from dataclasses import asdict
     from pathlib import Path
 
     from corpus.errors import CorpusError
@@ -108,7 +112,8 @@ def ingest_job(sources: list[dict], name: str, html_timeout: float = 30.0, progr
     skipped: list[dict] = []
     lineage: list[dict] = []
     for spec in sources:
-        plan = plan_ingest(spec["paths"], spec["source"], spec["domain"], spec.get("format", "auto"), spec.get("text_key", "text"))
+        plan = plan_ingest(spec["paths"], spec["source"], spec["domain"], spec.get("format", "auto"), spec.get("text_key", "text"),
+                           limits=limits, follow_symlinks=spec.get("follow_symlinks", False))  # fmt: skip
         files.extend(plan.files)
         skipped.extend(plan.skipped)
         lineage.append(
@@ -127,7 +132,8 @@ def ingest_job(sources: list[dict], name: str, html_timeout: float = 30.0, progr
         where = ", ".join(str(p) for spec in sources for p in spec["paths"])
         raise CorpusError(f"{where}: no readable files of a known format ({', '.join(FORMATS)})")
     config = {"sources": [{k: (list(map(str, v)) if k == "paths" else v) for k, v in s.items()} for s in sources],
-              "html_extractor": "trafilatura (favor_precision, no comments, tables kept)"}  # fmt: skip
+              "html_extractor": "trafilatura (favor_precision, no comments, tables kept)",
+              "limits": asdict(limits or IngestLimits())}  # fmt: skip
 
     def make_steps(out_dir: str, work_dir: str):
         return [IngestReader(files, work_dir, html_timeout=html_timeout, progress=progress)]

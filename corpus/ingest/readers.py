@@ -10,16 +10,19 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import os
+import re
+import stat
 import zlib
 from collections import Counter
-from pathlib import Path
 from typing import Callable, Iterator
 
 import orjson
 import yaml
 
 from corpus.document import bytes_id
-from corpus.ingest.formats import FileTask
+from corpus.ingest.formats import FileTask, IngestLimits
+from corpus.yaml_file import FRONT_MATTER_LIMITS, YamlLimitError, load_yaml
 
 MAX_REJECTED_TEXT = 1 << 20  # keep at most 1 MiB of an undecodable record's bytes in rejected/
 HtmlExtractor = Callable[[str], tuple[str, dict]]  # html -> (text, metadata); raises on failure
@@ -57,31 +60,179 @@ def decode_text(raw: bytes, where: str) -> tuple[str | None, dict | None]:
 # ---------------------------------------------------------------- JSONL
 
 
-def _open_binary(path: str):
+class DecompressionLimit(Exception):
+    """A compressed file gave more than its limits allow (IngestLimits)."""
+
+
+class _Counted:
+    """A binary file that counts the bytes read from it (the compressed side)."""
+
+    def __init__(self, f):
+        self.f = f
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        n = self.f.readinto(buffer)
+        self.count += n or 0
+        return n
+
+    def close(self) -> None:
+        self.f.close()
+
+    def __getattr__(self, name):  # seekable(), tell(), closed, ... for the decompressors
+        return getattr(self.f, name)
+
+
+class _Bounded:
+    """The decompressed side of a .gz/.zst file, stopped (DecompressionLimit) past the file's limits:
+    more than max_decompressed_bytes out, or, once ratio_checked_after bytes are out, more than
+    max_decompressed_ratio bytes out per byte in."""
+
+    def __init__(self, stream, compressed: _Counted, limits: IngestLimits):
+        self.stream = stream
+        self.compressed = compressed
+        self.limits = limits
+        self.out = 0
+
+    def read(self, n: int = -1) -> bytes:
+        # gzip: read1, so the lines before a truncation still come out before its EOFError
+        data = self.stream.read1(n) if isinstance(self.stream, gzip.GzipFile) else self.stream.read(n)
+        self.out += len(data)
+        self.check()
+        return data
+
+    def check(self) -> None:
+        check_decompression(self.out, self.compressed.count, self.limits)
+
+    def close(self) -> None:
+        self.stream.close()
+        self.compressed.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_decompression(out: int, compressed: int, limits: IngestLimits) -> None:
+    """DecompressionLimit when `out` bytes decompressed from `compressed` bytes is past `limits`."""
+    if out > limits.max_decompressed_bytes:
+        raise DecompressionLimit(f"more than {limits.max_decompressed_bytes:,} bytes decompressed (--max-decompressed-bytes)")
+    ratio = out / max(compressed, 1)
+    if out > limits.ratio_checked_after and ratio > limits.max_decompressed_ratio:
+        raise DecompressionLimit(
+            f"{out:,} bytes decompressed from {compressed:,}: ratio {ratio:,.0f} is over "
+            f"{limits.max_decompressed_ratio:g} (--max-decompressed-ratio)"
+        )
+
+
+def open_binary(path: str, limits: IngestLimits):
+    """A file's bytes, decompressed if it is gzip or zstd (by magic, or a .zst name) within `limits`.
+    Every compressed input is opened here."""
     lowered = path.lower()
     with open(path, "rb") as probe:
         magic = probe.read(4)
     if magic[:2] == b"\x1f\x8b":
-        return gzip.open(path, "rb")
+        compressed = _Counted(open(path, "rb"))
+        return _Bounded(gzip.GzipFile(fileobj=compressed, mode="rb"), compressed, limits)
     if magic == b"\x28\xb5\x2f\xfd" or lowered.endswith((".zst", ".zstd")):
         import zstandard
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True))
+        compressed = _Counted(open(path, "rb"))
+        return _Bounded(zstandard.ZstdDecompressor().stream_reader(compressed, closefd=False), compressed, limits)
     return open(path, "rb")
 
 
 _JSONL_KNOWN = {"text", "id", "url", "lang", "language", "metadata", "source", "domain"}
+_CHUNK = 1 << 20
+_NOT_SPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]")
+
+
+def read_lines(f, max_bytes: int, on_blank: Callable[[int], None]) -> Iterator[tuple[int, bytes, int]]:
+    """(line number, line, length) for every line of `f` that is not blank, read in 1 MiB chunks.
+
+    A line longer than `max_bytes` is not kept: it comes as its first MAX_REJECTED_TEXT bytes and
+    its full length, so memory stays bounded whatever the file holds. Blank lines are counted
+    through `on_blank(n)`, runs of them at C speed (a gzip of newlines is a billion lines).
+    """
+    line_no = 1
+    parts: list[bytes] = []
+    size = 0  # bytes of the line being assembled; parts hold them unless it is already too long
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            break
+        pos, end = 0, len(chunk)
+        while pos < end:
+            if size == 0 and chunk[pos] <= 32:  # a line starting with whitespace: skip the blank lines ahead in one go
+                found = _NOT_SPACE.search(chunk, pos)
+                stop = found.start() if found else end
+                blank = chunk.count(b"\n", pos, stop)
+                if blank:
+                    on_blank(blank)
+                    line_no += blank
+                    pos = chunk.rfind(b"\n", pos, stop) + 1
+                    if pos >= end:
+                        break
+            newline = chunk.find(b"\n", pos)
+            if size == 0 and 0 <= newline - pos <= max_bytes:  # the common case: a whole line in this chunk
+                line = chunk[pos:newline]
+                if (line and line[0] > 32) or line.strip():
+                    yield line_no, line, newline - pos
+                else:
+                    on_blank(1)
+                line_no += 1
+                pos = newline + 1
+                continue
+            piece_end = end if newline < 0 else newline
+            if size + piece_end - pos <= max_bytes:
+                parts.append(chunk[pos:piece_end])
+            elif size <= max_bytes:  # just went over: keep the head for the rejected row
+                parts = [b"".join(parts)[:MAX_REJECTED_TEXT]]
+                if len(parts[0]) < MAX_REJECTED_TEXT:
+                    parts.append(chunk[pos : min(piece_end, pos + MAX_REJECTED_TEXT - len(parts[0]))])
+            size += piece_end - pos
+            if newline < 0:
+                break
+            line = parts[0] if len(parts) == 1 else b"".join(parts)
+            if size > max_bytes or (line and line[0] > 32) or line.strip():
+                yield line_no, line, size
+            else:
+                on_blank(1)
+            line_no += 1
+            parts, size = [], 0
+            pos = newline + 1
+    if size:
+        line = b"".join(parts)
+        if line.strip() or size > max_bytes:
+            yield line_no, line, size
+        else:
+            on_blank(1)
 
 
 def read_jsonl(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> Iterator[dict]:
     line_no = 0
+    limit = task.limits.max_record_bytes
+
+    def blank(n: int) -> None:
+        stats.skipped_records["blank_line"] += n
+
     try:
-        with _open_binary(task.path) as f:
-            for line_no, raw in enumerate(f, start=1):
-                if not raw.strip():
-                    stats.skipped_records["blank_line"] += 1
+        with open_binary(task.path, task.limits) as f:
+            for line_no, raw, size in read_lines(f, limit, blank):
+                where = f"{task.path}:{line_no}"
+                if size > limit:
+                    yield rejected("record_too_large", f"{where}: line of {size:,} bytes is longer than {limit:,} (--max-record-bytes)", raw)
                     continue
-                yield _jsonl_record(raw, task, f"{task.path}:{line_no}")
+                yield _jsonl_record(raw, task, where)
+    except DecompressionLimit as e:
+        yield rejected("decompression_limit", f"{task.path}: {e}; the rest of the file is not read")
     except (EOFError, OSError, zlib.error) as e:
         yield rejected(
             "truncated_file",
@@ -158,8 +309,27 @@ def read_parquet(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) 
 # ---------------------------------------------------------------- plain text, Markdown, HTML files
 
 
+def read_file_bytes(task: FileTask) -> tuple[bytes | None, dict | None]:
+    """A txt/md/html file's bytes, or a rejected row when it is longer than max_record_bytes (not
+    read then) or has stopped being a regular file since it was planned."""
+    limit = task.limits.max_record_bytes
+    info = os.stat(task.path)
+    if not stat.S_ISREG(info.st_mode):  # opening a FIFO would wait for a writer
+        return None, rejected("unreadable_file", f"{task.path}: not a regular file")
+    if info.st_size <= limit:
+        with open(task.path, "rb") as f:
+            raw = f.read(limit + 1)
+        if len(raw) <= limit:
+            return raw, None
+    size = max(info.st_size, limit + 1)
+    return None, rejected("record_too_large", f"{task.path}: file of {size:,} bytes is longer than {limit:,} (--max-record-bytes)")
+
+
 def read_txt(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> Iterator[dict]:
-    raw = Path(task.path).read_bytes()
+    raw, bad = read_file_bytes(task)
+    if bad:
+        yield bad
+        return
     text, bad = decode_text(raw, task.path)
     if bad:
         yield bad
@@ -168,7 +338,10 @@ def read_txt(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> I
 
 
 def read_md(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> Iterator[dict]:
-    raw = Path(task.path).read_bytes()
+    raw, bad = read_file_bytes(task)
+    if bad:
+        yield bad
+        return
     text, bad = decode_text(raw, task.path)
     if bad:
         yield bad
@@ -198,7 +371,10 @@ def split_front_matter(text: str) -> tuple[dict, str, str | None]:
     else:
         return {}, text, "front matter opened with '---' is never closed"
     try:
-        front = yaml.safe_load("\n".join(lines[1:end])) or {}
+        front = load_yaml("\n".join(lines[1:end]), FRONT_MATTER_LIMITS) or {}
+    except YamlLimitError as e:  # the front matter starts on the file's line 2
+        where = f"line {e.line + 1}: " if e.line else ""
+        return {}, text, f"{where}front matter past a limit: {e.problem}"
     except yaml.YAMLError as e:
         return {}, text, f"front matter is not valid YAML: {_one_line(e)}"
     if not isinstance(front, dict):
@@ -207,7 +383,10 @@ def split_front_matter(text: str) -> tuple[dict, str, str | None]:
 
 
 def read_html(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> Iterator[dict]:
-    raw = Path(task.path).read_bytes()
+    raw, bad = read_file_bytes(task)
+    if bad:
+        yield bad
+        return
     html = raw.decode("utf-8", errors="replace")
     yield _html_record(html, task.path, {"path": task.path}, None, extract_html)
 
@@ -244,17 +423,36 @@ def read_warc(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> 
 
     index = 0
     warnings = io.StringIO()
+    limit = task.limits.max_record_bytes
+    with open(task.path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
     try:
-        with open(task.path, "rb") as f, contextlib.redirect_stderr(warnings):
+        with open(task.path, "rb") as raw_file, contextlib.redirect_stderr(warnings):
+            # warcio decompresses the gzip members itself: the limits are checked between records,
+            # on the bytes the records declare against the compressed bytes read so far
+            f = _Counted(raw_file)
             records = ArchiveIterator(f, arc2warc=True)
+            declared = 0
             for index, record in enumerate(records, start=1):
+                declared += int(record.length or 0)
+                if gzipped:
+                    check_decompression(declared, f.count, task.limits)
                 if record.rec_type not in _DOCUMENT_RECORDS:
                     stats.skipped_records[f"warc_{record.rec_type}"] += 1
                     continue
-                payload = record.content_stream().read()
-                missing = record.raw_stream.limit  # bytes promised by Content-Length that never came
+                payload = _read_up_to(record.content_stream(), limit + 1)  # the rest is skipped, not kept
+                # after the read: get_record_offset() reads the record to its end
                 where = f"{task.path}#record {index} (offset {records.get_record_offset()})"
+                if len(payload) > limit:
+                    yield rejected(
+                        "record_too_large", f"{where}: payload longer than {limit:,} bytes (--max-record-bytes)",
+                        payload[:MAX_REJECTED_TEXT], url=record.rec_headers.get_header("WARC-Target-URI"),
+                    )  # fmt: skip
+                    continue
+                missing = record.raw_stream.limit  # bytes promised by Content-Length that never came
                 yield _warc_record(record, payload, missing, task, where, extract_html)
+    except DecompressionLimit as e:
+        yield rejected("decompression_limit", f"{task.path}: at record {index}: {e}; the rest of the file is not read")
     except Exception as e:  # warcio raises ArchiveLoadFailed, zlib errors, EOFError, ValueError...
         yield rejected(
             "warc_parse_error",
@@ -263,6 +461,18 @@ def read_warc(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) -> 
     for line in warnings.getvalue().splitlines():
         if line.strip():
             stats.warnings.append(f"{task.path}: {line.strip()}")
+
+
+def _read_up_to(stream, n: int) -> bytes:
+    """Up to n bytes: warcio's streams return a buffer's worth per read."""
+    parts, size = [], 0
+    while size < n:
+        data = stream.read(min(n - size, _CHUNK))
+        if not data:
+            break
+        parts.append(data)
+        size += len(data)
+    return b"".join(parts)
 
 
 def _warc_record(record, payload: bytes, missing: int, task: FileTask, where: str, extract_html: HtmlExtractor) -> dict:
