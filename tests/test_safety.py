@@ -409,3 +409,15 @@ def test_card_validate_finds_parts_of_another_run_or_other_work_files(small_corp
         (out / "card.json").write_text(json.dumps(fixed))
         proc = run_cli("card", "validate", str(out))
         assert proc.returncode != 0 and complaint in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_a_gzip_bomb_as_an_eval_file_is_one_line(small_corpus, tmp_path):
+    import gzip
+
+    ds = tmp_path / "ds"
+    assert run_cli("ingest", str(small_corpus / "general"), "-o", str(ds), "--source", "s", "--domain", "d").returncode == 0
+    bomb = tmp_path / "eval.jsonl.gz"
+    bomb.write_bytes(gzip.compress(b"\n" * (100 << 20), compresslevel=9))
+    proc = run_cli("decontaminate", str(ds), "-o", str(tmp_path / "out"), "--against", str(bomb))
+    assert proc.returncode == 2
+    _one_line(proc, "eval.jsonl.gz", "--max-decompressed-ratio")

@@ -65,11 +65,20 @@ def record_texts(record: Any) -> list[str]:
 
 
 def _read_text(path: Path) -> str:
+    """An eval file's text, decompressed within ingest's limits (a gzip bomb stops with one line)."""
+    from corpus.ingest.formats import IngestLimits
+    from corpus.ingest.readers import DecompressionLimit, open_binary
+
+    if not path.is_file():
+        raise CorpusError(f"{path}: not a regular file")
+    chunks = []
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        return raw.decode("utf-8")
+        with open_binary(str(path), IngestLimits()) as f:
+            while chunk := f.read(1 << 20):
+                chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8")
+    except DecompressionLimit as e:
+        raise CorpusError(f"{path}: {e}") from None
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise CorpusError(f"{path}: cannot read the eval file ({' '.join(str(e).split())[:120]})") from None
     except UnicodeDecodeError as e:
