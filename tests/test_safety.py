@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -266,6 +267,19 @@ def _wait_until_gone(pids: set[int], limit_s: float = 120.0) -> set[int]:
     return _alive(pids)
 
 
+def _started(proc: subprocess.Popen, lock: Path) -> bool:
+    """The command holds its output's lock: its own code runs (a signal before that would only stop
+    the interpreter starting up, which no program can answer)."""
+    while proc.poll() is None:
+        try:
+            if lock.read_text().strip() == str(proc.pid):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.002)
+    return False
+
+
 def _big_dataset(tmp_path: Path, docs: int = 8_000) -> Path:
     texts = [p.read_text(encoding="utf-8") for p in sorted((SAMPLE / "general").rglob("*.rst.txt"))[:60]]
     rng = random.Random(0)
@@ -305,6 +319,12 @@ def _digests(folder: Path) -> dict[str, str]:
     files, the absolute paths of the run's folders)."""
 
     def content(path: Path) -> bytes:
+        if path.suffix == ".parquet":  # the rows, not the run's fingerprint in the file's metadata
+            table = pq.read_table(path).replace_schema_metadata(None)
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            return sink.getvalue().to_pybytes()
         if path.suffix != ".json":
             return path.read_bytes()
 
@@ -350,6 +370,7 @@ def test_chaos_kill_and_ctrl_c_at_random_points_of_the_quickstart_pipeline(tmp_p
     for marker, how in points:
         proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
         helpers: set[int] = set()
+        _started(proc, out.parent / ".quickstart.lock")
         while proc.poll() is None and not marker.exists():
             helpers |= _descendants(proc.pid)
             time.sleep(0.005)
@@ -421,3 +442,52 @@ def test_a_gzip_bomb_as_an_eval_file_is_one_line(small_corpus, tmp_path):
     proc = run_cli("decontaminate", str(ds), "-o", str(tmp_path / "out"), "--against", str(bomb))
     assert proc.returncode == 2
     _one_line(proc, "eval.jsonl.gz", "--max-decompressed-ratio")
+
+
+@pytest.mark.slow
+def test_chaos_kill_and_ctrl_c_at_points_of_a_dedup(tmp_path):
+    """Ctrl-C and kill -9 in each pass of `corpus dedup` (signatures, clusters, the marking tasks, the
+    card step), rerunning after each: one line and exit 130 for Ctrl-C, and the same output as a
+    clean run."""
+    seed = int(os.environ.get("CHAOS_SEED", random.randrange(1 << 16)))
+    rng = random.Random(seed)
+    ds = _big_dataset(tmp_path, docs=6_000)
+    clean = subprocess.run([CORPUS, "-q", "dedup", str(ds), "-o", str(tmp_path / "clean"), "--tasks", "2"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert clean.returncode == 0, clean.stderr
+    out = tmp_path / "out"
+    work = tmp_path / "out.partial" / "_work"
+    points = [
+        (lambda: (work / "dedup").exists(), signal.SIGINT),
+        (lambda: (work / "dedup" / "decisions.parquet").exists(), signal.SIGKILL),
+        (lambda: (work / "dedup" / "cluster_facts.json").exists(), signal.SIGINT),
+        (lambda: bool(list((work / "task_stats").glob("writer-*"))), signal.SIGINT),
+        (lambda: (tmp_path / "out.partial").exists() and not work.exists(), signal.SIGINT),
+    ]
+    command = [CORPUS, "-q", "dedup", str(ds), "-o", str(out), "--tasks", "2"]
+    hit = 0
+    for i, (reached, how) in enumerate(points):
+        proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        _started(proc, tmp_path / ".out.lock")
+        while proc.poll() is None and not reached():
+            time.sleep(0.002)
+        if proc.poll() is None:
+            time.sleep(rng.uniform(0, 0.05))
+            proc.send_signal(how)
+            hit += 1
+        err = proc.communicate(timeout=600)[1]
+        if how == signal.SIGINT and proc.returncode != 0:
+            assert proc.returncode == 130, f"seed {seed}, point {i}: {err}"
+            assert err.strip().splitlines() == ["corpus: interrupted; rerun the same command to resume"], f"seed {seed}, point {i}: {err}"
+        if out.exists():  # finished before this point: start the next one from scratch
+            shutil.rmtree(out)
+    assert hit >= 3, f"seed {seed}: only {hit} of the interruption points were reached"
+    final = subprocess.run(command, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    for kind in ("data", "rejected"):
+        assert read_folder(out, kind).sort("id").equals(read_folder(tmp_path / "clean", kind).sort("id")), kind
+    ours = json.loads((out / "card.json").read_text())["stage_facts"]["dedup"]
+    theirs = json.loads((tmp_path / "clean" / "card.json").read_text())["stage_facts"]["dedup"]
+    for key in ("clusters", "docs_in_clusters", "cluster_size_histogram", "candidate_edges", "by_source"):
+        assert ours[key] == theirs[key], key
+    assert run_cli("card", "validate", str(out)).returncode == 0
