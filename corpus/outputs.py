@@ -121,7 +121,7 @@ class OutputLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise CorpusError(f"{self.output}: cannot create the output folder's parent: {e.strerror or e}") from None
+            raise CorpusError(f"{self.output}: cannot write an output here ({self.path.parent}: {e.strerror or e})") from None
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

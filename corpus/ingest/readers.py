@@ -282,13 +282,33 @@ def read_parquet(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) 
         if key is None:
             yield rejected("missing_text", f"{task.path}: no {task.text_key!r} column (columns: {', '.join(names)})")
             return
-        for batch in pf.iter_batches(batch_size=2048):
+        # Parquet pages are compressed too: the sizes its footer declares are checked against the
+        # same limits before a page is read (a few KB of zstd can hold a 300 MB string)
+        meta = pf.metadata
+        out = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        try:
+            check_decompression(out, os.path.getsize(task.path), task.limits)
+        except DecompressionLimit as e:
+            yield rejected("decompression_limit", f"{task.path}: {e}; the file is not read")
+            return
+        widest = max((meta.row_group(i).total_byte_size / max(meta.row_group(i).num_rows, 1)
+                      for i in range(meta.num_row_groups)), default=0)  # fmt: skip
+        if widest > task.limits.max_record_bytes:
+            yield rejected("record_too_large", f"{task.path}: rows of {widest:,.0f} bytes on average, longer than "
+                                               f"{task.limits.max_record_bytes:,} (--max-record-bytes); the file is not read")  # fmt: skip
+            return
+        rows_per_batch = int(max(1, min(2048, (32 << 20) // max(widest, 1))))  # about 32 MB a batch
+        for batch in pf.iter_batches(batch_size=rows_per_batch):
             for obj in batch.to_pylist():
                 row += 1
                 where = f"{task.path}#row {row}"
                 text = obj.pop(key)
                 if not isinstance(text, str):
                     yield rejected("invalid_text", f"{where}: {key!r} is {type(text).__name__}, not a string")
+                    continue
+                if len(text) > task.limits.max_record_bytes // 4 and len(text.encode("utf-8", "surrogatepass")) > task.limits.max_record_bytes:
+                    yield rejected("record_too_large", f"{where}: text longer than {task.limits.max_record_bytes:,} bytes (--max-record-bytes)",
+                                   text[:MAX_REJECTED_TEXT])  # fmt: skip
                     continue
                 metadata = obj.pop("metadata", None)
                 metadata = metadata if isinstance(metadata, dict) else {}
