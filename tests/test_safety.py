@@ -491,3 +491,19 @@ def test_chaos_kill_and_ctrl_c_at_points_of_a_dedup(tmp_path):
     for key in ("clusters", "docs_in_clusters", "cluster_size_histogram", "candidate_edges", "by_source"):
         assert ours[key] == theirs[key], key
     assert run_cli("card", "validate", str(out)).returncode == 0
+
+
+def test_a_parquet_bomb_and_an_oversized_parquet_cell_are_rejected_rows(tmp_path):
+    pq.write_table(pa.table({"text": ["a" * (80 << 20), "a small document"]}), tmp_path / "bomb.parquet", compression="zstd")
+    assert (tmp_path / "bomb.parquet").stat().st_size < 100_000  # 80 MB of text in a few KB
+    proc = run_cli("ingest", str(tmp_path / "bomb.parquet"), "-o", str(tmp_path / "a"), "--source", "s", "--domain", "d")
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads((tmp_path / "a" / "card.json").read_text())
+    assert card["accounting"][-1]["rejected"] == {"decompression_limit": 1}
+    rows = [f"document number {i} " * 40 for i in range(50)]
+    pq.write_table(pa.table({"text": rows + ["x" * 300_000]}), tmp_path / "wide.parquet")
+    proc = run_cli("ingest", str(tmp_path / "wide.parquet"), "-o", str(tmp_path / "b"), "--source", "s", "--domain", "d",
+                   "--max-record-bytes", "200000")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads((tmp_path / "b" / "card.json").read_text())
+    assert card["accounting"][-1]["kept"] == 50 and card["accounting"][-1]["rejected"] == {"record_too_large": 1}
