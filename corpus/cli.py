@@ -497,6 +497,7 @@ def entry() -> None:
     except KeyboardInterrupt:  # Ctrl-C outside main's own handlers (while it printed an error, say)
         code = _interrupted()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # done or abandoned: a late Ctrl-C only cuts the exit short
+    lifetime.stop_helpers()
     import atexit
     import threading
 

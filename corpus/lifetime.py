@@ -85,6 +85,19 @@ def _after_fork_in_child() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle (one line)
 
 
+def stop_helpers() -> None:
+    """Kill the helper processes still running when the command ends. After a clean run there are
+    none; after Ctrl-C there can be one that datatrove had no chance to shut down (a manager whose
+    start was interrupted), and the interpreter's exit would wait on it for ever."""
+    for name in ("multiprocess", "multiprocessing"):
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        for child in module.active_children():
+            child.kill()
+            child.join(timeout=10)
+
+
 def start_fork_server() -> None:
     """Start multiprocess's fork server with SIGINT ignored, before datatrove's pool needs it. The
     disposition survives exec, and the pool workers it forks inherit it: a Ctrl-C in the terminal

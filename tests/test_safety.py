@@ -507,3 +507,20 @@ def test_a_parquet_bomb_and_an_oversized_parquet_cell_are_rejected_rows(tmp_path
     assert proc.returncode == 0, proc.stderr
     card = json.loads((tmp_path / "b" / "card.json").read_text())
     assert card["accounting"][-1]["kept"] == 50 and card["accounting"][-1]["rejected"] == {"record_too_large": 1}
+
+
+def test_the_command_exits_even_when_a_helper_was_left_running():
+    """Ctrl-C while datatrove starts its manager leaves a process that nobody shuts down; the
+    interpreter's exit would wait on it for ever. The command kills what is left and exits."""
+    script = (
+        "import multiprocess, sys, time\n"
+        "from corpus import cli\n"
+        "helper = multiprocess.Process(target=time.sleep, args=(3600,))\n"
+        "helper.start()\n"
+        "print(helper.pid, flush=True)\n"
+        "cli.main = lambda argv=None: 130\n"
+        "cli.entry()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert _wait_until_gone({int(proc.stdout.split()[0])}) == set()
