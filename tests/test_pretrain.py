@@ -327,7 +327,8 @@ def test_bad_input_is_one_line_before_the_first_step(shards, tokdir, tmp_path, c
     fails(f"{first}: sha256 differs", data=broken)
     second.unlink()
     fails("missing", data=broken)
-    fails("not a token-shards folder", data=tmp_path)
+    (tmp_path / "plain").mkdir()
+    fails("not a token-shards folder", data=tmp_path / "plain")
     # windows longer than the model's positions (tiny: 1024)
     fails("--seq-len 2048 is longer than the model's 1024 positions", "--seq-len", "2048")
     # no validation split
