@@ -487,7 +487,8 @@ def _run_locked(job, output, out: Path, executor, overwrite, command, pipeline_f
     runner = build_executor(executor, steps, str(work / "logs"), threads=job.threads)
     started = time.time()
     try:
-        runner.run()
+        with lifetime.interrupts_stop_workers():
+            runner.run()
     except CorpusError:  # bad input a task found (a damaged data file ...): its one line, exit 2
         raise
     except Exception as e:

@@ -23,6 +23,7 @@ Elsewhere than Linux this is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -96,6 +97,54 @@ def stop_helpers() -> None:
         for child in module.active_children():
             child.kill()
             child.join(timeout=10)
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    if int(f.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+def kill_fork_server() -> None:
+    """SIGKILL multiprocess's fork server and the workers it forked (this command's pool)."""
+    forkserver = sys.modules.get("multiprocess.forkserver")
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if not pid:
+        return
+    for child in [*_children_of(pid), pid]:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+@contextlib.contextmanager
+def interrupts_stop_workers():
+    """While a process pool runs: Ctrl-C first kills the workers and their fork server, then raises
+    KeyboardInterrupt. Left to the pool's own shutdown, a worker still starting up could print a
+    traceback after the command's one line (it finds the pool's semaphores already gone)."""
+    if threading.current_thread() is not threading.main_thread() or not sys.platform.startswith("linux"):
+        yield
+        return
+
+    def on_interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        kill_fork_server()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is on_interrupt:
+            signal.signal(signal.SIGINT, previous)
 
 
 def start_fork_server() -> None:
