@@ -524,3 +524,37 @@ def test_the_command_exits_even_when_a_helper_was_left_running():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 130, proc.stderr
     assert _wait_until_gone({int(proc.stdout.split()[0])}) == set()
+
+
+def test_a_busy_worker_dies_with_a_killed_command(tmp_path):
+    """A pool worker in the middle of a task (here one that would take an hour) is killed with the
+    command, not left to finish its task beside the rerun."""
+    script = (
+        "import sys\n"
+        "from corpus import lifetime\n"
+        "lifetime.install(command=True)\n"
+        "from datatrove.pipeline.base import PipelineStep\n"
+        "from corpus.execution import DatasetReader, ExecutorConfig, build_executor\n"
+        "class Busy(PipelineStep):\n"
+        "    name, type = 'busy', 'test'\n"
+        "    def run(self, data=None, rank=0, world_size=1):\n"
+        "        import time\n"
+        "        print('busy', flush=True)\n"
+        "        time.sleep(3600)\n"
+        "        yield from ()\n"
+        "work = sys.argv[1]\n"
+        "steps = [DatasetReader([], work, 'busy', progress=False), Busy()]\n"
+        "build_executor(ExecutorConfig(tasks=2, workers=2), steps, work + '/logs').run()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    helpers: set[int] = set()
+    try:
+        assert "busy" in proc.stdout.readline()  # a worker is inside its task
+        helpers = _descendants(proc.pid)
+        assert len(helpers) >= 3  # the manager, the fork server, the workers
+        proc.kill()
+        proc.wait()
+        assert _wait_until_gone(helpers, limit_s=60) == set(), "a worker outlived the command"
+    finally:  # whatever failed, leave nothing running
+        for pid in _alive(helpers | _descendants(proc.pid) | {proc.pid}):
+            os.kill(pid, signal.SIGKILL)
