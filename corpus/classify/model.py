@@ -20,6 +20,29 @@ POSITIVE, NEGATIVE = "__label__positive", "__label__negative"
 MODEL_FILE = "model.bin"
 
 
+def _fresh_pages_for_large_blocks() -> None:
+    """fastText 0.9.2 initialises only the first tenth of the input matrix per thread (rows in blocks of
+    a tenth) and leaves the rest as the allocator returns it. A fresh mmap is zeros; glibc's dynamic
+    mmap threshold, though, serves a large block from reused heap memory once a large block has been
+    freed (the previous model), so a second training in a process starts from leftover bytes: different
+    models, even NaN. A fixed threshold keeps large blocks on fresh pages: zero rows, every time."""
+    global _MALLOPT_DONE
+    if _MALLOPT_DONE:
+        return
+    _MALLOPT_DONE = True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD; setting it turns off the dynamic adjustment
+    except (OSError, AttributeError):  # not glibc: no such threshold to fix
+        pass
+
+
+_MALLOPT_DONE = False
+
+
 def train_fasttext(lines: list[str], labels: list[int], work: Path, params: dict, seed: int):
     """A fastText supervised model trained on `lines` (normalised) with 1 = positive, 0 = negative.
 
@@ -28,6 +51,7 @@ def train_fasttext(lines: list[str], labels: list[int], work: Path, params: dict
     run depend on scheduling; with one thread and a seed, the same input gives the same model."""
     import fasttext
 
+    _fresh_pages_for_large_blocks()
     work.mkdir(parents=True, exist_ok=True)
     path = work / "fasttext-train.txt"
     with open(path, "w", encoding="utf-8") as f:
