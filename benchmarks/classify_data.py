@@ -3,7 +3,7 @@
 Two pairs, each: positive seeds, negative seeds, and test documents from folders or sources the seeds
 never saw (so a classifier that memorised a source's boilerplate gains nothing):
 
-- insurance: seeds = healthcare.gov `articles/` + `questions/` (English) against Python docs `library/`
+- insurance: seeds = healthcare.gov `articles/` + `questions/` + the top-level pages (English) against Python docs `library/`
   and the first 150 C4 documents; test = healthcare.gov glossary/ states/ topics/ blog/ help/
   quick-answers/ (English) against Python docs c-api/ reference/ whatsnew/ tutorial/, the 30
   Wikipedia articles and the English trafilatura eval pages.
@@ -27,8 +27,9 @@ _FRONT = re.compile(r"\A---\n.*?\n---\n", re.S)
 
 
 def _md(folder: str) -> list[str]:
+    """English pages of a healthcare.gov folder ("" for the top-level pages only)."""
     out = []
-    for f in sorted((HC / folder).rglob("*.md")):
+    for f in sorted((HC / folder).rglob("*.md") if folder else HC.glob("*.md")):
         raw = f.read_text(encoding="utf-8", errors="replace")
         if re.search(r"^lang:\s*es", raw[:2000], re.M):
             continue  # English only: the seeds are English
@@ -77,7 +78,7 @@ def pair(name: str, positives: int = 200, seed: int = 0) -> dict:
     """{"pos", "neg", "test_pos", "test_neg"}: lists of texts."""
     rng = random.Random(seed)
     if name == "insurance":
-        pos = _md("articles") + _md("questions")
+        pos = _md("articles") + _md("questions") + _md("")
         neg = _rst("library")[:150] + _c4()[:150]
         test_pos = sum((_md(d) for d in ("glossary", "states", "topics", "blog", "help", "quick-answers")), [])
         test_neg = sum((_rst(d) for d in ("c-api", "reference", "whatsnew", "tutorial")), []) + _wiki() + _web_pages()
