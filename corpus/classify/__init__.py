@@ -16,8 +16,9 @@ word after normalisation (empty, or whitespace and nothing else) scores 0 and is
 `empty_text`: it is not "not of the class", there is nothing to classify. `--score-only` keeps every
 document and only adds the score.
 
-Documents are scored a batch at a time (one fastText call per batch of the normalised lines, see
-corpus.classify.text), the model loaded once per process.
+Documents are scored a batch at a time: the batch normalised in one pass (corpus.classify.text), then
+fastText's prediction for every line in one numba kernel over the model's matrices
+(corpus.classify.predict), loaded once per process.
 """
 
 from __future__ import annotations
@@ -65,13 +66,16 @@ def score_name(name: str) -> str:
 
 
 def score_table(table: pa.Table, model_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, empty) of a table's documents."""
-    from corpus.classify.model import load_model, positive_scores
-    from corpus.classify.text import fasttext_lines
+    """(scores, empty) of a table's documents: fastText's P(positive) of their normalised lines, by
+    corpus.classify.predict's batch kernel (the same numbers as `model.predict`, to a float32 ulp)."""
+    import pyarrow.compute as pc
 
-    lines = fasttext_lines(table.column("text"))
-    empty = np.array([not line for line in lines], bool)
-    return positive_scores(load_model(model_path), lines), empty
+    from corpus.classify.model import load_predictor
+    from corpus.classify.text import normalise
+
+    lines = normalise(table.column("text"))
+    empty = pc.equal(pc.binary_length(lines), 0).to_numpy(zero_copy_only=False)
+    return load_predictor(model_path).scores(lines), empty
 
 
 class _Tally:
@@ -238,7 +242,7 @@ def classify_card_facts(folder: Path, work: Path, tasks: int, column: str, cut: 
 
 
 def classify_job(inputs: list[str], name: str, config: ClassifyConfig, progress: bool = True):
-    from corpus.classify.model import MODEL_FILE, read_fasttext_model
+    from corpus.classify.model import MODEL_FILE, load_predictor
     from corpus.classify.train import read_classifier
     from corpus.execution import WORK_DIR, DatasetReader, StageJob, build_executor, dataset_inputs
 
@@ -246,7 +250,7 @@ def classify_job(inputs: list[str], name: str, config: ClassifyConfig, progress:
     folder = Path(config.model).resolve()
     card = read_classifier(folder)
     model_path = str(folder / MODEL_FILE)
-    read_fasttext_model(Path(model_path))  # a bad model file fails here, before any task
+    load_predictor(model_path)  # a bad model file fails here, before any task; the tasks (threads) share it
     column = score_name(config.name or card.get("name") or folder.name)
     classifier = {"name": card.get("name"), "path": str(folder), "model_sha256": card["model"]["sha256"],
                   "trained_threshold": card["threshold"]["value"]}  # fmt: skip
@@ -268,7 +272,7 @@ def classify_job(inputs: list[str], name: str, config: ClassifyConfig, progress:
             pre = work / "keep_top_pass"
             pre.mkdir(exist_ok=True)
             steps = [DatasetReader(files, str(pre), STAGE, progress=progress), ScoresOnly(model_path, str(pre))]
-            build_executor(executor, steps, str(pre / "logs")).run()
+            build_executor(executor, steps, str(pre / "logs"), threads=True).run()
             parts = sorted(pre.glob("scores-*.npy"))
             if len(parts) != executor.tasks:
                 raise RuntimeError(f"the keep-top pass wrote {len(parts)} of {executor.tasks} score files")
@@ -286,4 +290,4 @@ def classify_job(inputs: list[str], name: str, config: ClassifyConfig, progress:
 
     job_config = {**config.model_dump(), "model": str(folder), "model_sha256": card["model"]["sha256"], "column": f"{column}_score"}
     return StageJob(stage=STAGE, name=name, config=job_config, inputs=lineage, make_steps=make_steps, prepare=prepare,
-                    finalize_hook=facts)  # fmt: skip
+                    finalize_hook=facts, threads=True)  # fmt: skip

@@ -94,6 +94,22 @@ def load_model(path: str | Path):
         return _MODELS[key][1]
 
 
+_PREDICTORS: dict[str, tuple] = {}
+
+
+def load_predictor(path: str | Path):
+    """The model at `path` as a FastPredictor (corpus.classify.predict), built once per process."""
+    from corpus.classify.predict import FastPredictor
+
+    model = load_model(path)
+    key = str(Path(path).resolve())
+    with _MODELS_LOCK:
+        cached = _PREDICTORS.get(key)
+        if cached is None or cached[0] is not model:
+            _PREDICTORS[key] = (model, FastPredictor(model, POSITIVE))
+        return _PREDICTORS[key][1]
+
+
 def read_fasttext_model(path: Path):
     import fasttext
 
@@ -198,8 +214,9 @@ def bigram_row(model, first: str, second: str) -> int | None:
     bucket = model.f.getArgs().bucket if hasattr(model.f, "getArgs") else None
     if not bucket:
         return None
-    h = _fnv1a(first)
-    h = (h * 116049371 + _fnv1a(second)) & 0xFFFFFFFFFFFFFFFF
+    widen = lambda x: x | 0xFFFFFFFF00000000 if x & 0x80000000 else x  # noqa: E731  int32, sign-extended to 64 bits
+    h = widen(_fnv1a(first))
+    h = (h * 116049371 + widen(_fnv1a(second))) & 0xFFFFFFFFFFFFFFFF
     return len(model.words) + h % bucket
 
 

@@ -16,7 +16,8 @@ fastText reads one example per line and splits words on whitespace, so a documen
   benchmark pairs (docs/classify.md), a cut at 1,000 or 2,000 characters loses recall, 5,000 and
   10,000 do as well as each other.
 
-NFKC and lower case are Arrow kernels; the rest is one pass of a numba kernel over the batch's UTF-8
+NFKC and lower case are Arrow kernels, run only on the texts that are not plain ASCII (NFKC leaves ASCII
+as it is; its lower case is done in the pass that follows); the rest is one pass of a numba kernel over the batch's UTF-8
 bytes, with a table of the character classes (built once per process from `unicodedata`, for code
 points below U+30000; above, a character counts as a letter).
 """
@@ -77,6 +78,8 @@ def _tokens(data, offsets, table, max_chars, out, out_offsets):
         while i < end:
             b = data[i]
             if b < 0x80:
+                if 65 <= b <= 90:  # A-Z
+                    b += 32
                 cp = b
                 n = 1
             elif b < 0xE0:
@@ -105,8 +108,11 @@ def _tokens(data, offsets, table, max_chars, out, out_offsets):
                 last_space = pos
                 pos += 1
                 chars += 1
-            for k in range(n):
-                out[pos + k] = data[i + k]
+            if n == 1:
+                out[pos] = b  # lowered
+            else:
+                for k in range(n):
+                    out[pos + k] = data[i + k]
             pos += n
             chars += 1
             pending = cls == 2  # a punctuation character stands alone
@@ -126,7 +132,10 @@ def normalise(texts) -> pa.Array:
         texts = texts.cast(pa.large_string())
     arr = pc.fill_null(texts, "")
     arr = pc.utf8_slice_codeunits(arr, 0, _RAW_CHARS)
-    arr = pc.utf8_lower(pc.utf8_normalize(arr, "NFKC"))
+    ascii_rows = pc.string_is_ascii(arr)
+    if not pc.all(ascii_rows).as_py():  # NFKC and Unicode lower case for the others; ASCII is lowered in _tokens
+        others = pc.invert(ascii_rows)
+        arr = pc.replace_with_mask(arr, others, pc.utf8_lower(pc.utf8_normalize(arr.filter(others), "NFKC")))
     offsets, data = string_buffers(arr)
     out = np.empty(3 * (int(offsets[-1]) - int(offsets[0])) + 1, np.uint8)  # a character at most doubles its spaces
     out_offsets = np.zeros(len(offsets), np.int64)
