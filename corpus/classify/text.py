@@ -11,10 +11,10 @@ fastText reads one example per line and splits words on whitespace, so a documen
   (a newline would end the example for fastText);
 - long documents: the first MAX_CHARS characters of the normalised text, cut back to a whole word.
   fastText's document vector is the mean of its word and bigram vectors, so a page's opening
-  thousand-odd words already fix its direction; reading past them costs time on megabyte pages and
+  thousands of words already fix its direction; reading past them costs time on megabyte pages and
   lets a long appendix (a licence, a table dump) outweigh what the page is about. Measured on the
-  benchmark pairs (docs/classify.md), a cut at 1,000 or 2,000 characters loses recall, 5,000 and
-  10,000 do as well as each other.
+  benchmark pairs (docs/classify.md): a cut at 1,000 or 2,000 characters loses recall; 20,000 did
+  a little better than 5,000 and 10,000.
 
 NFKC and lower case are Arrow kernels, run only on the texts that are not plain ASCII (NFKC leaves ASCII
 as it is; its lower case is done in the pass that follows); the rest is one pass of a numba kernel over the batch's UTF-8
@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from corpus.text_kernels import string_buffers
 
-MAX_CHARS = 10_000  # of normalised text: about 1,500-2,000 words
+MAX_CHARS = 20_000  # of normalised text: about 3,000-4,000 words
 _RAW_CHARS = 4 * MAX_CHARS  # read at most this much raw text (NFKC and the spacing only grow it a little)
 _TABLE_SIZE = 0x30000
 SPACE, WORD, OTHER, DROP = 0, 1, 2, 3
