@@ -61,9 +61,9 @@ def _peer_scores(pos: list[str], neg: list[str], test: list[str], work: Path):
 
 def quality(args) -> None:
     import numpy as np
+    from classify_data import pair
 
     import corpus.progress
-    from classify_data import pair
     from corpus.classify.model import metrics_at, positive_scores, roc_auc
     from corpus.classify.text import fasttext_lines
     from corpus.classify.train import ClassifierConfig, fit
@@ -114,22 +114,23 @@ def _paragraphs() -> list[str]:
 
 
 def make_dataset(folder: Path, docs: int, seed: int = 0) -> None:
-    """DOCS documents, each a real paragraph or page cut, drawn with replacement; written in files of 100k."""
+    """DOCS documents, each a real paragraph or page cut, drawn with replacement; in at least four files."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from corpus.document import DOCUMENT_SCHEMA
 
-    if (folder / "card.json").is_file() and json.loads((folder / "card.json").read_text()).get("docs") == docs:
+    if (folder / "card.json").is_file() and json.loads((folder / "card.json").read_text()).get("docs") == docs and len(list((folder / "data").glob("*.parquet"))) >= 4:
         return
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "data").mkdir(parents=True)
     pool = pa.array(_paragraphs(), pa.large_string())
     sources = pa.array(["web", "wiki", "docs", "insurance"])
     rng = np.random.default_rng(seed)
-    for part, start in enumerate(range(0, docs, 100_000)):
-        n = min(100_000, docs - start)
+    per_file = max(1, min(100_000, docs // 4))  # at least four files: both tasks have files to read
+    for part, start in enumerate(range(0, docs, per_file)):
+        n = min(per_file, docs - start)
         texts = pool.take(pa.array(rng.integers(0, len(pool), n)))
         ids = pa.array([f"{start + i:012d}" for i in range(n)])
         src = sources.take(pa.array(rng.integers(0, 4, n)))

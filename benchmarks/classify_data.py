@@ -23,7 +23,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HC = DATA / "insurance" / "healthcare-gov-2013"
 PY = DATA / "general" / "python-3.11-docs"
-_FRONT = re.compile(r"\A---\n.*?\n---\n", re.S)
+_FRONT = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
 
 
 def _md(folder: str) -> list[str]:
@@ -31,7 +31,7 @@ def _md(folder: str) -> list[str]:
     out = []
     for f in sorted((HC / folder).rglob("*.md") if folder else HC.glob("*.md")):
         raw = f.read_text(encoding="utf-8", errors="replace")
-        if re.search(r"^lang:\s*es", raw[:2000], re.M):
+        if re.search(r"^lang:\s*es", raw[:2000], re.MULTILINE):
             continue  # English only: the seeds are English
         text = _FRONT.sub("", raw).strip()
         if len(text) >= 50:

@@ -11,7 +11,13 @@ import pyarrow as pa
 import pytest
 
 from corpus.classify import keep_top_cut, score_table
-from corpus.classify.model import NEGATIVE, POSITIVE, choose_threshold, metrics_at, roc_auc
+from corpus.classify.model import (
+    NEGATIVE,
+    POSITIVE,
+    choose_threshold,
+    metrics_at,
+    roc_auc,
+)
 from corpus.classify.text import MAX_CHARS, fasttext_lines
 from corpus.classify.train import ClassifierConfig, FastTextParams, fit
 from corpus.cli import main
@@ -21,9 +27,9 @@ QUESTIONS = SAMPLE / "insurance" / "healthcare-gov-2013" / "questions"
 PY_DOCS = SAMPLE / "general" / "python-3.11-docs"
 C4 = FIXTURES / "jsonl" / "c4_demo_head20.jsonl"
 FAST = FastTextParams(epoch=10, bucket=20_000)
-_INS = "deductible premium coinsurance copay marketplace coverage medicaid plan enrollment subsidy".split()
-_PY = "python function class module import list dict argument return exception".split()
-_FILLER = "the a of to and in for is you your with on".split()
+_INS = ["deductible", "premium", "coinsurance", "copay", "marketplace", "coverage", "medicaid", "plan", "enrollment", "subsidy"]
+_PY = ["python", "function", "class", "module", "import", "list", "dict", "argument", "return", "exception"]
+_FILLER = ["the", "a", "of", "to", "and", "in", "for", "is", "you", "your", "with", "on"]
 
 
 def _texts(words: list[str], n: int, seed: int) -> list[str]:
@@ -209,8 +215,9 @@ def test_keep_top_keeps_the_share_and_score_only_keeps_everything(seeds):
 
 
 def test_empty_text_scores_zero_and_is_rejected_with_a_reason(seeds, tmp_path):
-    from corpus.document import records_to_table
     import pyarrow.parquet as pq
+
+    from corpus.document import records_to_table
 
     folder = tmp_path / "docs"
     (folder / "data").mkdir(parents=True)

@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -54,7 +54,7 @@ class ClassifyConfig(BaseModel):
     score_only: bool = Field(False, description="keep every document; only add the score")
 
     @model_validator(mode="after")
-    def _one_cut(self) -> "ClassifyConfig":
+    def _one_cut(self) -> ClassifyConfig:
         if self.threshold is not None and self.keep_top is not None:
             raise ValueError("give --threshold or --keep-top, not both")
         return self
@@ -208,7 +208,7 @@ def classify_card_facts(folder: Path, work: Path, tasks: int, column: str, cut: 
     for groups in by.values():
         for g in groups.values():
             g["mean_score"] = round(g.pop("sum") / g["docs"], 4) if g["docs"] else None
-    example = lambda r: {"score": round(r[0], 4), "id": r[1], "source": r[2], "domain": r[3], "opening": r[4]}  # noqa: E731
+    example = lambda r: {"score": round(r[0], 4), "id": r[1], "source": r[2], "domain": r[3], "opening": r[4]}
     facts = {
         "column": f"{column}_score",
         "classifier": classifier,
@@ -244,7 +244,13 @@ def classify_card_facts(folder: Path, work: Path, tasks: int, column: str, cut: 
 def classify_job(inputs: list[str], name: str, config: ClassifyConfig, progress: bool = True):
     from corpus.classify.model import MODEL_FILE, load_predictor
     from corpus.classify.train import read_classifier
-    from corpus.execution import WORK_DIR, DatasetReader, StageJob, build_executor, dataset_inputs
+    from corpus.execution import (
+        WORK_DIR,
+        DatasetReader,
+        StageJob,
+        build_executor,
+        dataset_inputs,
+    )
 
     files, lineage = dataset_inputs(inputs)
     folder = Path(config.model).resolve()
@@ -277,7 +283,7 @@ def classify_job(inputs: list[str], name: str, config: ClassifyConfig, progress:
             if len(parts) != executor.tasks:
                 raise RuntimeError(f"the keep-top pass wrote {len(parts)} of {executor.tasks} score files")
             scores = np.concatenate([np.load(p) for p in parts]) if parts else np.zeros(0, np.float32)
-            cut_file.write_text(json.dumps({"cut": keep_top_cut(scores, config.keep_top), "docs": int(len(scores))}))
+            cut_file.write_text(json.dumps({"cut": keep_top_cut(scores, config.keep_top), "docs": len(scores)}))
         state["cut"] = json.loads(cut_file.read_text())["cut"]
 
     def make_steps(out_dir: str, work_dir: str):

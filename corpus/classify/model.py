@@ -55,8 +55,7 @@ def train_fasttext(lines: list[str], labels: list[int], work: Path, params: dict
     work.mkdir(parents=True, exist_ok=True)
     path = work / "fasttext-train.txt"
     with open(path, "w", encoding="utf-8") as f:
-        for line, label in zip(lines, labels):
-            f.write(f"{POSITIVE if label else NEGATIVE} {line}\n")
+        f.writelines(f"{POSITIVE if label else NEGATIVE} {line}\n" for line, label in zip(lines, labels))
     try:
         return fasttext.train_supervised(input=str(path), thread=1, seed=seed, verbose=0, **params)
     finally:
@@ -214,7 +213,7 @@ def bigram_row(model, first: str, second: str) -> int | None:
     bucket = model.f.getArgs().bucket if hasattr(model.f, "getArgs") else None
     if not bucket:
         return None
-    widen = lambda x: x | 0xFFFFFFFF00000000 if x & 0x80000000 else x  # noqa: E731  int32, sign-extended to 64 bits
+    widen = lambda x: x | 0xFFFFFFFF00000000 if x & 0x80000000 else x  # int32, sign-extended to 64 bits
     h = widen(_fnv1a(first))
     h = (h * 116049371 + widen(_fnv1a(second))) & 0xFFFFFFFFFFFFFFFF
     return len(model.words) + h % bucket
@@ -250,5 +249,5 @@ def top_ngrams(model, lines: list[str], per_class: int = 20, min_count: int = 3)
         return {"positive": [], "negative": []}
     weights = inputs[np.array([i for _, i in rows])] @ direction
     order = np.argsort(weights)
-    pick = lambda idx: [{"ngram": rows[i][0], "weight": round(float(weights[i]), 4)} for i in idx]  # noqa: E731
+    pick = lambda idx: [{"ngram": rows[i][0], "weight": round(float(weights[i]), 4)} for i in idx]
     return {"positive": pick(order[::-1][:per_class]), "negative": pick(order[:per_class])}

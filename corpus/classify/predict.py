@@ -25,7 +25,6 @@ import pyarrow as pa
 from corpus.text_kernels import string_buffers
 
 
-
 @numba.njit(cache=True, nogil=True)
 def _fnv32(data, start, end):
     """fastText's word hash: 32-bit FNV-1a over the bytes read as signed chars."""
@@ -118,8 +117,7 @@ def _predict(data, offsets, slots, word_ids, word_bytes, word_offsets, eos_hash,
         top = -np.inf
         for lab in range(n_labels):
             out[lab] /= rows
-            if out[lab] > top:
-                top = out[lab]
+            top = max(top, out[lab])
         z = 0.0
         for lab in range(n_labels):
             out[lab] = np.exp(out[lab] - top)

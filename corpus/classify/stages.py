@@ -21,7 +21,11 @@ from corpus.progress import say
 
 def run_classifier_stage(options, written: list[Path], out: Path, name: str, base: Path, overwrite: bool,
                          command: list[str] | None, resolve) -> Path:  # fmt: skip
-    from corpus.classify.train import ClassifierConfig, is_classifier_folder, train_classifier
+    from corpus.classify.train import (
+        ClassifierConfig,
+        is_classifier_folder,
+        train_classifier,
+    )
     from corpus.tokenize.stages import _fingerprint, _up_to_date
 
     config = ClassifierConfig.model_validate(options.model_dump(exclude={"positive", "negative", "pool", "name"}))

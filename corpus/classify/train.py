@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,7 +264,7 @@ def train_classifier(positive: list[str], negative: list[str], output: str | Pat
             "classifier_format": CLASSIFIER_FORMAT,
             "name": name or Path(output).name,
             "stage": STAGE,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "tool": {"name": "corpus", "version": corpus.__version__},
             "command": command if command is not None else sys.argv,
             "fingerprint": fingerprint,
