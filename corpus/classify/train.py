@@ -15,7 +15,6 @@ measured on the same documents.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -126,7 +125,7 @@ def _train(lines, labels, work: Path, params: FastTextParams, seed: int):
             if "NaN" not in str(e):
                 raise
         lr /= 2
-    raise CorpusError(f"fastText training diverged even at lr {lr * 2:g}; try a lower --lr")
+    raise CorpusError(f"fastText training diverged even at lr {lr * 2:g}: the seeds may be too few or too alike")
 
 
 def _evaluate(model, lines: list[str], truth: np.ndarray, min_precision: float | None) -> dict:
@@ -300,6 +299,3 @@ def train_classifier(positive: list[str], negative: list[str], output: str | Pat
 def _domains_note(domains: list[str]) -> str:
     return f" of domain {', '.join(domains)}" if domains else ""
 
-
-def config_digest(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
