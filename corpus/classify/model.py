@@ -9,6 +9,7 @@ the same number, and datatrove's FastTextClassifierFilter can use the file with
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -20,27 +21,12 @@ POSITIVE, NEGATIVE = "__label__positive", "__label__negative"
 MODEL_FILE = "model.bin"
 
 
-def _fresh_pages_for_large_blocks() -> None:
-    """fastText 0.9.2 initialises only the first tenth of the input matrix per thread (rows in blocks of
-    a tenth) and leaves the rest as the allocator returns it. A fresh mmap is zeros; glibc's dynamic
-    mmap threshold, though, serves a large block from reused heap memory once a large block has been
-    freed (the previous model), so a second training in a process starts from leftover bytes: different
-    models, even NaN. A fixed threshold keeps large blocks on fresh pages: zero rows, every time."""
-    global _MALLOPT_DONE
-    if _MALLOPT_DONE:
-        return
-    _MALLOPT_DONE = True
-    try:
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD; setting it turns off the dynamic adjustment
-    except (OSError, AttributeError):  # not glibc: no such threshold to fix
-        pass
-
-
-_MALLOPT_DONE = False
+_TRAIN_CHILD = (
+    "import json, sys\n"
+    "import fasttext\n"
+    "args = json.loads(sys.argv[1])\n"
+    "fasttext.train_supervised(**args).save_model(sys.argv[2])\n"
+)
 
 
 def train_fasttext(lines: list[str], labels: list[int], work: Path, params: dict, seed: int):
@@ -48,18 +34,37 @@ def train_fasttext(lines: list[str], labels: list[int], work: Path, params: dict
 
     fastText reads its training examples from a file: it is written in `work` (the partial output
     folder) and removed afterwards. One thread: fastText's Hogwild updates make a multi-threaded
-    run depend on scheduling; with one thread and a seed, the same input gives the same model."""
+    run depend on scheduling; with one thread and a seed, the same input gives the same model.
+
+    Training runs in a fresh Python process. fastText 0.9.2 initialises only a tenth of its input
+    matrix per training thread and leaves the rest as the allocator hands it over: zeros in a fresh
+    process (glibc maps large blocks from fresh pages, and MALLOC_MMAP_THRESHOLD_ keeps it doing so),
+    but in a process that has allocated and freed much before (a pipeline that trained a language
+    model, or an earlier classifier) leftover bytes, which make the model differ from run to run or
+    diverge ("Encountered NaN")."""
+    import os
+    import subprocess
+    import sys
+
     import fasttext
 
-    _fresh_pages_for_large_blocks()
     work.mkdir(parents=True, exist_ok=True)
     path = work / "fasttext-train.txt"
+    model_path = work / "fasttext-model.bin"
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(f"{POSITIVE if label else NEGATIVE} {line}\n" for line, label in zip(lines, labels))
+    args = {"input": str(path), "thread": 1, "seed": seed, "verbose": 0, **params}
     try:
-        return fasttext.train_supervised(input=str(path), thread=1, seed=seed, verbose=0, **params)
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+        done = subprocess.run([sys.executable, "-c", _TRAIN_CHILD, json.dumps(args), str(model_path)],
+                              capture_output=True, text=True, env=env)  # fmt: skip
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"fastText training failed: {last}")
+        return fasttext.load_model(str(model_path))
     finally:
         path.unlink(missing_ok=True)
+        model_path.unlink(missing_ok=True)
 
 
 def positive_scores(model, lines: list[str]) -> np.ndarray:
