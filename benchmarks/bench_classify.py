@@ -43,10 +43,22 @@ BIN = Path(sys.executable).parent
 # ---------------------------------------------------------------- quality
 
 
+def _fresh_pages() -> None:
+    """Large blocks from fresh (zeroed) pages, as in a new process: fastText 0.9.2 leaves most of its
+    input matrix uninitialised, and after other allocations in this process it can start from
+    leftover bytes and diverge ("Encountered NaN"). corpus trains in a fresh process; the peer,
+    trained in this one, gets the same start this way."""
+    import ctypes
+    import ctypes.util
+
+    ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+
+
 def _peer_scores(pos: list[str], neg: list[str], test: list[str], work: Path):
     import fasttext
     import numpy as np
 
+    _fresh_pages()
     path = work / "peer-train.txt"
     rows = [f"__label__positive {t}" for t in pos] + [f"__label__negative {t}" for t in neg]
     random.Random(0).shuffle(rows)
