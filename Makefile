@@ -39,11 +39,13 @@ train-demo: install
 	@echo "run folder: $(DEMO)/pretrain-tiny (metrics.jsonl, metrics.csv, TensorBoard, checkpoints/)"
 
 # The whole insurance case on the bundled sample in one pipeline: ingest -> filters -> dedup -> instruct
-# -> tokenizer -> mix -> shards -> pretrain (tiny) -> SFT -> eval, under 10 minutes on 2 CPU cores.
+# -> tokenizer -> mix -> shards -> pretrain (tiny) -> SFT -> eval, then an insurance classifier sorting
+# unlabelled web pages, under 10 minutes on 2 CPU cores.
 # A rerun skips finished stages; `make clean` (or rm -rf out/insurance) starts over.
 insurance-demo: install
 	$(BIN)/corpus run pipelines/insurance.yaml
 	@echo "evaluation report: out/insurance/11-eval/report.md (and report.json)"
+	@echo "insurance classifier: out/insurance/14-classifier/README.md; what it kept of the web pages: out/insurance/15-classify/README.md"
 
 # Does cleaning make a better model? Raw ingest against the filter + dedup output of the sample, at equal
 # tokens, 3 seeds of the tiny preset each, scored on held-out clean pages (pipelines/ablation.yaml).

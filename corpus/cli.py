@@ -125,6 +125,72 @@ def cmd_decontaminate(args) -> int:
     return 0
 
 
+def cmd_classifier_train(args) -> int:
+    from pydantic import ValidationError
+
+    from corpus.classify.train import ClassifierConfig, train_classifier
+
+    try:
+        config = ClassifierConfig(holdout=args.holdout, seed=args.seed, min_precision=args.min_precision, rounds=args.rounds,
+                                  round_threshold=args.round_threshold, positive_domains=args.positive_domain or [],
+                                  negative_domains=args.negative_domain or [])  # fmt: skip
+    except ValidationError as e:
+        raise _config_error(e) from None
+    train_classifier(args.positive, args.negative, args.output, config, pool=args.pool, name=_output_name(args),
+                     overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])  # fmt: skip
+    return 0
+
+
+def cmd_classify(args) -> int:
+    from pydantic import ValidationError
+
+    from corpus.classify import ClassifyConfig, classify_job
+    from corpus.execution import run_stage
+
+    try:
+        config = ClassifyConfig(model=os.path.abspath(args.model), name=args.name, threshold=args.threshold,
+                                keep_top=args.keep_top, score_only=args.score_only)  # fmt: skip
+    except ValidationError as e:
+        raise _config_error(e) from None
+    job = classify_job(args.inputs, os.path.basename(os.path.normpath(args.output)), config)
+    run_stage(job, args.output, _executor(args), overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])
+    return 0
+
+
+def _classify_parsers(sub) -> None:
+    p = sub.add_parser("classifier", help="fastText domain and quality classifiers")
+    clf_sub = p.add_subparsers(dest="classifier_command", required=True, metavar="ACTION")
+    p = clf_sub.add_parser("train", help="train a classifier on positive and negative seeds (dataset folders, pairs, files)")
+    p.add_argument("--positive", required=True, nargs="+", metavar="DS",
+                   help="positive seeds: dataset folders, `corpus instruct` or `train sft` folders, .json/.jsonl/.txt files")
+    p.add_argument("--negative", required=True, nargs="+", metavar="DS", help="negative seeds (the same kinds)")
+    p.add_argument("-o", "--output", required=True, metavar="CLFDIR")
+    p.add_argument("--positive-domain", action="append", metavar="D", help="read only this domain of positive dataset folders (repeatable)")
+    p.add_argument("--negative-domain", action="append", metavar="D", help="read only this domain of negative dataset folders (repeatable)")
+    p.add_argument("--holdout", type=float, default=0.1, help="share of each class held out for the threshold and metrics (default 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-precision", type=float, default=None,
+                   help="threshold: the lowest reaching this held-out precision (default: best F1)")
+    p.add_argument("--rounds", type=int, default=0, help="recall rounds: add confidently positive --pool documents and retrain")
+    p.add_argument("--pool", nargs="+", metavar="DS", help="unlabelled documents for the recall rounds")
+    p.add_argument("--round-threshold", type=float, default=0.9, help="score a pool document needs to join the positives (default 0.9)")
+    p.add_argument("--name", help="classifier name (default: the folder's name); the score column is NAME_score")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing CLFDIR")
+    p.set_defaults(func=cmd_classifier_train)
+
+    p = sub.add_parser("classify", help="score documents with a classifier; keep those above a threshold or the top share")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="dataset folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("--model", required=True, metavar="CLFDIR", help="a folder made by `corpus classifier train`")
+    cut = p.add_mutually_exclusive_group()
+    cut.add_argument("--threshold", type=float, help="keep documents scoring at least T (default: the classifier's own)")
+    cut.add_argument("--keep-top", type=float, metavar="FRACTION", help="keep this share of documents, the best scored")
+    p.add_argument("--score-only", action="store_true", help="keep every document; only add the score column")
+    p.add_argument("--name", help="the score column is NAME_score and the reason NAME_below_threshold (default: the classifier's name)")
+    _executor_args(p)
+    p.set_defaults(func=cmd_classify)
+
+
 def cmd_run(args) -> int:
     from corpus.pipeline import run_pipeline
 
@@ -454,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mix_parser(sub)
     _instruct_parser(sub)
+    _classify_parsers(sub)
     return parser
 
 

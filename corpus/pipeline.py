@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from corpus.classify.train import ClassifierConfig
 from corpus.crawl.config import CrawlConfig
 from corpus.decontaminate import DecontaminateConfig
 from corpus.dedup import DedupConfig
@@ -63,6 +64,7 @@ class SourceConfig(_Strict):
 
 class IngestConfig(_Strict):
     html_timeout: float = Field(30.0, gt=0, description="seconds allowed per HTML page")
+    sources: list[str] | None = Field(None, description="ingest only these sources (by name); default: all")
     max_record_bytes: ByteSize = Field(IngestLimits.max_record_bytes, gt=0, description="a longer line, file or WARC record is rejected")
     max_decompressed_bytes: ByteSize = Field(IngestLimits.max_decompressed_bytes, gt=0, description="out of one .gz/.zst file")
     max_decompressed_ratio: float = Field(IngestLimits.max_decompressed_ratio, gt=1, description="decompressed/compressed bytes of one file")
@@ -70,6 +72,27 @@ class IngestConfig(_Strict):
     def limits(self) -> IngestLimits:
         return IngestLimits(max_record_bytes=int(self.max_record_bytes), max_decompressed_bytes=int(self.max_decompressed_bytes),
                             max_decompressed_ratio=self.max_decompressed_ratio)  # fmt: skip
+
+
+class ClassifierStageConfig(ClassifierConfig):
+    """`corpus classifier train` in a pipeline: seeds are earlier stages (kind or folder name) or paths."""
+
+    positive: list[str] = Field(min_length=1)
+    negative: list[str] = Field(min_length=1)
+    pool: list[str] = Field(default_factory=list)
+    name: str | None = None
+
+
+class ClassifyStageConfig(_Strict):
+    """`corpus classify` in a pipeline. `model`: a classifier stage or folder (default: the latest
+    classifier stage); `inputs`: earlier stages or dataset folders (default: the latest dataset)."""
+
+    model: str | None = None
+    inputs: list[str] = Field(default_factory=list)
+    name: str | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+    keep_top: float | None = Field(None, gt=0, le=1)
+    score_only: bool = False
 
 
 # Each stage entry is a one-key mapping {stage_name: options}; later stages add their models here.
@@ -85,6 +108,8 @@ STAGE_MODELS["pretrain"] = PretrainStageConfig
 STAGE_MODELS["sft"] = SFTStageConfig
 STAGE_MODELS["eval"] = EvalStageConfig
 STAGE_MODELS["ablate"] = AblateStageConfig
+STAGE_MODELS["classifier"] = ClassifierStageConfig
+STAGE_MODELS["classify"] = ClassifyStageConfig
 
 
 class PipelineConfig(_Strict):
@@ -191,12 +216,16 @@ def _run_stages(path: Path, config: PipelineConfig, stages: list, base: Path, ou
         out = output / f"{i:02d}-{kind}"
         name = f"{config.name}/{out.name}"
         if kind == "ingest":
+            unknown = sorted(set(options.sources or []) - {s.source for s in config.sources})
+            if unknown:
+                raise CorpusError(f"{path}: stage {i} ingest: unknown source {', '.join(unknown)}")
             sources = [
                 {"paths": s.paths(base), "source": s.source, "domain": s.domain, "format": s.format, "text_key": s.text_key,
                  **({"follow_symlinks": True} if s.follow_symlinks else {})}
                 if s.crawl is None
                 else crawl_source(s.crawl, output / f"crawl-{s.source}", s.source, s.domain, overwrite, command)
                 for s in config.sources
+                if options.sources is None or s.source in options.sources
             ]
             job = ingest_job(sources, name, html_timeout=options.html_timeout, progress=progress, limits=options.limits())
         elif kind == "length_filter":
@@ -242,6 +271,15 @@ def _run_stages(path: Path, config: PipelineConfig, stages: list, base: Path, ou
                 raise CorpusError(f"{path}: stage decontaminate needs a dataset stage before it")
             options = options.model_copy(update={"against": [_earlier_or_path(r, written, base) for r in options.against]})
             job = decontaminate_job([str(source)], name, options, progress=progress)
+        elif kind == "classifier":  # a classifier folder, not a dataset folder: no run_stage
+            from corpus.classify.stages import run_classifier_stage
+
+            written.append(run_classifier_stage(options, written, out, name, base, overwrite, command, _earlier_or_path))
+            continue
+        elif kind == "classify":
+            from corpus.classify.stages import classify_stage_job
+
+            job = classify_stage_job(options, written, name, base, path, _earlier_or_path, progress)
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")
         card = run_stage(

@@ -43,7 +43,8 @@ def _shrunken_copy(tmp_path):
 @pytest.mark.slow
 def test_insurance_pipeline_end_to_end(tmp_path):
     path, kinds = _shrunken_copy(tmp_path)
-    assert kinds[-3:] == ["pretrain", "sft", "eval"] and "instruct" in kinds and "tokenize" in kinds
+    assert kinds[9:12] == ["pretrain", "sft", "eval"] and "instruct" in kinds and "tokenize" in kinds
+    assert kinds[12:] == ["ingest", "ingest", "classifier", "classify"]
     proc = run_cli("run", str(path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "out" / "insurance"
@@ -84,11 +85,27 @@ def test_insurance_pipeline_end_to_end(tmp_path):
     assert pair["a_wins"] + pair["ties"] + pair["b_wins"] == 3
     markdown = (folders["eval"] / "report.md").read_text()
     assert "## Perplexity on token shards" in markdown and "A win rate" in markdown
-    assert f"report: {folders['eval'] / 'report.md'}" in proc.stdout
+    assert f"card:   {folders['classify'] / 'README.md'}" in proc.stdout  # the last stage's output
     assert "no `corpus decontaminate" not in proc.stderr  # the lineage shows the decontamination
 
+    # the insurance classifier: trained on the insurance pages against general text, applied to the
+    # unlabelled half of the C4 sample, which the first ingest did not read
+    clf = json.loads((folders["classifier"] / "card.json").read_text())
+    assert clf["name"] == "insurance" and clf["held_out"]["f1"] >= 0.9
+    assert [i["domains"] for i in clf["inputs"]["negative"]] == [["general", "web"]] * 2
+    assert clf["inputs"]["negative"][1]["docs"] == 150  # the first half of the C4 sample
+    scored = json.loads((folders["classify"] / "card.json").read_text())
+    assert [i["path"] for i in scored["inputs"]] == ["../13-ingest"]
+    assert set(scored["stage_facts"]["classify"]["by_source"]) == {"c4_web"}
+    ingested = json.loads((out / "00-ingest" / "card.json").read_text())["stats"]["by_source"]
+    assert set(ingested) == {"healthcare_gov_2013", "python_3_11_docs"}
+    acc = scored["accounting"][-1]
+    assert acc["docs_in"] == 150 and acc["kept"] < 30  # most web pages are not about insurance
+    assert "insurance_score" in scored["columns"]["added"]
+
     # A rerun with the same inputs and options leaves the training stages' outputs as they are.
-    marks = [checkpoints[-1] / "trainer_state.pt", folders["sft"] / "run.json", folders["eval"] / "report.json"]
+    marks = [checkpoints[-1] / "trainer_state.pt", folders["sft"] / "run.json", folders["eval"] / "report.json",
+             folders["classifier"] / "model.bin", folders["classify"] / "card.json"]
     before = [m.stat().st_mtime_ns for m in marks]
     again = run_cli("run", str(path))
     assert again.returncode == 0, again.stderr[-3000:]

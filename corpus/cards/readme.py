@@ -7,7 +7,7 @@ import yaml
 from corpus.cards import LIMITATIONS_HEADING, LIMITATIONS_PLACEHOLDER
 
 # stage_facts keys that have their own section; everything else goes under "Stage details"
-_OWN_SECTIONS = {"dedup", "mix_shares", "skipped_files", "warnings"}
+_OWN_SECTIONS = {"dedup", "mix_shares", "skipped_files", "warnings", "readme_sections", "classify"}
 
 
 def size_category(n: int) -> str:
