@@ -23,6 +23,8 @@ MODEL_FILE = "model.bin"
 
 _TRAIN_CHILD = (
     "import json, sys\n"
+    "from corpus.lifetime import die_with_parent\n"
+    "die_with_parent()\n"  # killed with the command that waits for it
     "import fasttext\n"
     "args = json.loads(sys.argv[1])\n"
     "fasttext.train_supervised(**args).save_model(sys.argv[2])\n"
