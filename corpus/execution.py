@@ -35,6 +35,7 @@ from corpus.document import (
     REJECTED_DIR,
     PartWriter,
     data_files,
+    file_sha256,
     is_dataset,
     read_card,
     split_kept_rejected,
@@ -479,8 +480,6 @@ def _run_locked(job, output, out: Path, executor, overwrite, command, pipeline_f
                 f"logs in {work}; rerun the same command to resume"
             ) from e
     steps = job.make_steps(str(partial), str(work))
-    from corpus.document import file_sha256
-
     work_digests = {name: file_sha256(work / name) for name in job.work_files if (work / name).is_file()}
     stamp = {"corpus.fingerprint": fp, "corpus.work_files": json.dumps(work_digests, sort_keys=True)}
     steps.append(DatasetWriter(str(partial), str(work), stamp=stamp))

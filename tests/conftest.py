@@ -44,6 +44,18 @@ os.environ.setdefault("CORPUS_QUIET", "1")  # no progress bars in test output
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Torch on one thread: two are slower than one on a busy 2-core machine, and a fixed count keeps
+    CPU sums identical. Modules that train use it for every test (`pytestmark`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
 

@@ -24,13 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SMALL_RUN = ["--seq-len", "32", "--batch-size", "4", "--warmup-steps", "2", "--log-every", "1", "--eval-windows", "16", "--no-tensorboard"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a busy 2-core machine are slower than one, and a fixed count keeps CPU sums identical.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="session")
