@@ -451,7 +451,7 @@ def test_chaos_kill_and_ctrl_c_at_points_of_a_dedup(tmp_path):
     clean run."""
     seed = int(os.environ.get("CHAOS_SEED", random.randrange(1 << 16)))
     rng = random.Random(seed)
-    ds = _big_dataset(tmp_path, docs=6_000)
+    ds = _big_dataset(tmp_path, docs=3_000)
     clean = subprocess.run([CORPUS, "-q", "dedup", str(ds), "-o", str(tmp_path / "clean"), "--tasks", "2"],
                            capture_output=True, text=True)  # fmt: skip
     assert clean.returncode == 0, clean.stderr
