@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install install-smollm2 demo train-demo insurance-demo ablation-demo test test-fast browser cards clean
+.PHONY: install install-smollm2 demo train-demo insurance-demo ablation-demo bench test test-fast browser cards clean
 
 install: $(STAMP)
 
@@ -53,6 +53,11 @@ ablation-demo: install
 	$(BIN)/corpus run pipelines/ablation.yaml
 	@cat out/ablation/03-ablate/report.md | sed -n '/## Verdicts/,/## Eval loss/p' | head -n -1
 	@echo "report: out/ablation/03-ablate/report.md; the verdict is in the Evidence section of both datasets' cards"
+
+# Every side-by-side benchmark at a reduced size (under 10 minutes on 2 cores): one table of ours / peer
+# per stage, also in benchmarks/out/quick/summary.md. Full-size figures: benchmarks/README.md.
+bench: install
+	$(BIN)/python benchmarks/bench_quick.py
 
 # The real-model test (SmolLM2-135M GGUF) runs when its wheel installs; otherwise it is skipped with the reason.
 test: install browser

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from summary import load_average, record  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BIN = Path(sys.executable).parent
@@ -249,8 +250,10 @@ def speed(args) -> None:
             print(f"round {r} {who}: {seconds:.2f} s, {args.docs / seconds:,.0f} docs/s, peak RSS {peak / 2**20:,.0f} MiB", flush=True)
     ours = sorted(s for _, w, s, _ in rows if w == "ours")[len(rows) // 4]
     peer = sorted(s for _, w, s, _ in rows if w == "datatrove")[len(rows) // 4]
-    print(f"\nmedian of {args.rounds}: ours {args.docs / ours:,.0f} docs/s, datatrove FastTextClassifierFilter "
-          f"{args.docs / peer:,.0f} docs/s: ratio {peer / ours:.2f}x")
+    print(f"\nmedian of {args.rounds} (load average {load_average():.1f}): ours {args.docs / ours:,.0f} docs/s, datatrove "
+          f"FastTextClassifierFilter {args.docs / peer:,.0f} docs/s: ratio {peer / ours:.2f}x")
+    record("classify", f"documents/s whole process, {args.docs:,} documents, 2 workers", args.docs / ours, args.docs / peer,
+           "datatrove FastTextClassifierFilter", "docs/s", target=2, rounds=args.rounds)
 
 
 def memory(args) -> None:

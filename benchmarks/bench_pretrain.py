@@ -37,6 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 from train.data import WindowLoader  # noqa: E402
 from train.model import PRESETS, count_parameters, new_model  # noqa: E402
 from train.pretrain import PretrainConfig, pretrain  # noqa: E402
+from summary import record  # noqa: E402
 
 SHAPES = {"tiny": (8, 128), "small": (4, 128)}  # (batch size, seq len) that keep a CPU step near a second
 
@@ -154,6 +155,8 @@ def main() -> None:
         loader = loader_windows_per_s(shards, seq_len, batch, doc_mask=False, clock=clock)
         loader_doc = loader_windows_per_s(shards, seq_len, batch, doc_mask=True, clock=clock)
         consumed = ours / seq_len
+        record("pretrain", f"tokens/s, {preset} preset, {batch} x {seq_len}", ours, plain, "plain PyTorch loop", "tok/s",
+               target=0.9, rounds=args.rounds)
         print(f"| {preset} | {params / 1e6:.1f}M | {batch} x {seq_len} | {ours:,.0f} | {plain:,.0f} | {ours / plain:.3f} "
               f"| {loader:,.0f} ({loader_doc:,.0f} with --doc-mask) | {consumed:,.1f} | {loader / consumed:,.0f}x "
               f"({loader_doc / consumed:,.0f}x) |")  # fmt: skip
