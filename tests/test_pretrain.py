@@ -341,3 +341,16 @@ def test_bad_input_is_one_line_before_the_first_step(shards, tokdir, tmp_path, c
     done = tmp_path / "done"
     assert pretrain(shards, tokdir, done, "--max-steps", "1", "--eval-every", "0") == 0
     fails("pass --resume auto", out=done)
+
+
+def test_learning_rate_warms_up_linearly_then_follows_a_cosine_to_min_lr():
+    from train.pretrain import PretrainConfig, lr_factor
+
+    cfg = PretrainConfig.model_construct(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110)
+    assert [lr_factor(s, cfg) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_factor(10, cfg) == pytest.approx(1.0)  # the cosine starts at lr
+    assert lr_factor(60, cfg) == pytest.approx((1 + 0.1) / 2)  # halfway down: the mean of lr and min_lr
+    assert lr_factor(35, cfg) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 0.25)))
+    assert lr_factor(110, cfg) == pytest.approx(0.1) and lr_factor(500, cfg) == pytest.approx(0.1)  # min_lr from max_steps on
+    after = [lr_factor(s, cfg) for s in range(10, 111)]
+    assert all(a > b for a, b in zip(after, after[1:]))  # strictly decreasing over the cosine
