@@ -22,7 +22,6 @@ ARTICLES = [
     "articles/0001-02-01-can-i-keep-my-own-doctor.md",
 ]
 PAGE_CAP = 64 * 1024  # the tests' --max-page-bytes
-SLOW_SECONDS = 2.5  # longer than the tests' read timeout (1 s)
 
 
 def render(md_path: Path, links: list[str]) -> bytes:
@@ -49,7 +48,7 @@ HOME_LINKS = [
     "/chain/1",  # a redirect chain longer than the limit
     "/missing.html",  # 404
     "/flaky.html",  # 500, then 200
-    "/slow.html",  # answers after the read timeout
+    "/slow.html",  # never answers while the crawl runs: the read timeout must give up on it
     "/big.html",  # over the size cap, no Content-Length
     "/big-declared.html",  # over the size cap, says so in Content-Length
     "/bomb.html",  # gzip that decompresses past the cap
@@ -76,6 +75,7 @@ class Site:
         self.active = self.max_active = 0  # requests being answered at once
         self.log: list[str] = []
         self._lock = threading.Lock()
+        self.released = threading.Event()  # set when the server stops: /slow.html answers only then
         self.pages: dict[str, bytes] = {"/": render(SAMPLE / "0001-01-01-home.md", HOME_LINKS)}
         for i, rel in enumerate(ARTICLES):
             links = ["/", article_path((i + 1) % len(ARTICLES))]
@@ -159,8 +159,8 @@ def make_handler(site: Site):
                 return self.redirect(302, "http://169.254.169.254/latest/meta-data/")
             if path == "/flaky.html" and n == 1:
                 return self.send(500, b"try again")
-            if path == "/slow.html":
-                time.sleep(SLOW_SECONDS)
+            if path == "/slow.html":  # no byte before the crawler has given up, however slow the machine
+                site.released.wait()
                 return self.send(200, b"<html><body>too late</body></html>")
             if path == "/big.html":
                 return self.send(200, b"<html><body>" + b"x" * (2 * PAGE_CAP) + b"</body></html>", length=False)
@@ -205,7 +205,7 @@ class SiteServer:
         self.site = Site(robots)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.site))
         self.server.daemon_threads = True
-        self.server.block_on_close = False  # a slow handler still sleeping must not hold up shutdown
+        self.server.block_on_close = False  # a handler still answering must not hold up shutdown
         self.site.base = self.base
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -218,5 +218,6 @@ class SiteServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.site.released.set()
         self.server.shutdown()
         self.server.server_close()

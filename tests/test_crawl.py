@@ -56,7 +56,7 @@ def site_config(base: str, **overrides) -> CrawlConfig:
         allow_networks=["127.0.0.0/8"],  # loopback only: 10/8 and 169.254/16 stay refused
         allow_domains=["10.0.0.1", "169.254.169.254"],  # in scope, so the address check is what refuses them
         delay=0,
-        read_timeout=1.0,  # generous for a loaded machine, still under the slow page's delay
+        read_timeout=2.0,  # loopback pages answer in milliseconds; /slow.html never does
         connect_timeout=1,
         retries=1,
         backoff=0.01,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 
 import polars as pl
 import pytest
@@ -226,9 +227,13 @@ def test_threaded_tasks_fail_and_a_rerun_resumes(tmp_path):
     assert json.loads((logs / "stats" / "00001.json").read_text())
 
 
+_RUNS: list = []  # the executor under test and a barrier of its two tasks: the tasks are deep copies, so they find them here
+
+
 class _Slow(PipelineStep):
-    """Yields 200 items, 20 ms apart, counting them in `out/yielded-RANK`; task 0 sends Ctrl-C to the
-    main thread at its third item."""
+    """Yields up to 200 items, counting them in `out/yielded-RANK`. Once both tasks are at their third
+    item, task 0 sends Ctrl-C to the main thread; every task then waits until the run is cancelled
+    before going on, so what is checked does not depend on how fast the machine is."""
 
     name = "slow"
 
@@ -238,12 +243,14 @@ class _Slow(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         import _thread
-        import time
 
         for i in range(200):
-            if rank == 0 and i == 2:
-                _thread.interrupt_main()
-            time.sleep(0.02)
+            if i == 2:
+                runner, both_started = _RUNS[-1]
+                both_started.wait(600)
+                if rank == 0:
+                    _thread.interrupt_main()
+                assert runner._cancel.wait(600), "the interrupt never cancelled the run"
             (self.out / f"yielded-{rank}").write_text(str(i + 1))
             yield i
 
@@ -252,13 +259,14 @@ def test_ctrl_c_stops_threaded_tasks_at_their_next_batch(tmp_path):
     from corpus.execution import ThreadedLocalExecutor
 
     logs = tmp_path / "logs"
+    runner = ThreadedLocalExecutor([_Slow(tmp_path), _FailOnce(tmp_path, tmp_path / "no-flag")], tasks=2, workers=2, logging_dir=str(logs))
+    _RUNS.append((runner, threading.Barrier(2)))
     with pytest.raises(KeyboardInterrupt):
-        ThreadedLocalExecutor([_Slow(tmp_path), _FailOnce(tmp_path, tmp_path / "no-flag")], tasks=2, workers=2,
-                              logging_dir=str(logs)).run()  # fmt: skip
+        runner.run()
     assert not any((logs / "completions").iterdir())
     assert "interrupted" in (logs / "logs" / "task_00001.log").read_text()
-    for rank in (0, 1):  # both stopped long before their 200 items
-        assert int((tmp_path / f"yielded-{rank}").read_text()) < 150
+    for rank in (0, 1):  # both stopped at the first item after the cancel: their third at the latest
+        assert int((tmp_path / f"yielded-{rank}").read_text()) <= 3
 
 
 def test_batches_hold_fewer_rows_when_documents_are_long(tmp_path):
