@@ -26,7 +26,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -508,36 +508,28 @@ def pretrain(config: PretrainConfig) -> dict:
         dist.close()
 
 
-def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # save_pretrained's bar would break into ours
-    run = Path(config.output)
-    if config.fsdp and dist.world_size < 2:
-        raise CorpusError("--fsdp shards the model across processes: start it with torchrun --nproc_per_node N (N >= 2)")
-    index, specials, vocab_size = check_inputs(config)
-    if config.doc_mask:
-        import transformers.masking_utils as masking
-
-        if not hasattr(masking, "find_packed_sequence_indices"):
-            raise CorpusError("--doc-mask needs a newer transformers (one whose masking_utils builds per-document masks from position ids)")
-    fingerprint = shards_fingerprint(index)
+def build_model(config: PretrainConfig, vocab_size: int, specials: dict, fingerprint: str, world_size: int):
+    """The model to train: from the latest checkpoint of RUN (resuming), from --init-from, or new.
+    Returns (model, the checkpoint's trainer state or None, a line saying where it came from)."""
     resumed = resume_checkpoint(config)
-    checkpoint, state = resumed if resumed else (None, None)
-    if checkpoint is not None:
-        check_resume(state, config, fingerprint, dist.world_size, checkpoint)
-        model = load_pretrained(checkpoint)
-        origin = f"resumed from {checkpoint} at step {state['step']}"
+    if resumed is not None:
+        checkpoint, state = resumed
+        check_resume(state, config, fingerprint, world_size, checkpoint)
+        model, origin = load_pretrained(checkpoint), f"resumed from {checkpoint} at step {state['step']}"
     elif config.init_from:
-        model = load_pretrained(config.init_from, vocab_size)
-        origin = f"initialised from {config.init_from}"
+        model, state, origin = load_pretrained(config.init_from, vocab_size), None, f"initialised from {config.init_from}"
     else:
         model = new_model(load_shape(config.preset, config.model_file), vocab_size, specials, config.seed)
-        origin = f"new {config.model_file or config.preset or 'tiny'} model"
+        state, origin = None, f"new {config.model_file or config.preset or 'tiny'} model"
     if model.get_input_embeddings().weight.shape[0] < vocab_size:
         raise CorpusError(f"the model has {model.get_input_embeddings().weight.shape[0]} token embeddings, the tokenizer {vocab_size}")
     if config.seq_len > model.config.max_position_embeddings:
         raise CorpusError(f"--seq-len {config.seq_len} is longer than the model's {model.config.max_position_embeddings} positions")
+    return model, state, origin
+
+
+def make_loaders(config: PretrainConfig, dist: Dist, index: dict) -> tuple[WindowLoader, WindowLoader]:
+    """The train (shuffled) and validation loaders of this rank; refuses splits too small to use."""
 
     def loader(split: str, shuffle: bool) -> WindowLoader:
         return WindowLoader(config.data, split, config.seq_len, config.batch_size, seed=config.seed, rank=dist.rank,
@@ -553,18 +545,134 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         raise CorpusError(f"{config.data}: the validation split is empty at --seq-len {config.seq_len} "
                           f"({split_tokens.get('val', {}).get('tokens', 0):,} tokens in {len(val_loader.shards)} shards); "
                           "tokenize with a larger --val-fraction or lower --seq-len")  # fmt: skip
+    return train_loader, val_loader
 
-    model.to(dist.device)
-    model.train()
+
+def shard_model(model) -> None:
+    """FSDP2: one all-gather per decoder layer in the forward pass, then the rest (embeddings, final
+    norm, the tied head) as the root group. Before the optimizer: sharding replaces the parameters."""
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in model.model.layers:
+        fully_shard(layer)
+    fully_shard(model)
+
+
+def wrap_model(model, config: PretrainConfig, dist: Dist):
+    """What the forward pass calls: the model, compiled and/or wrapped in DDP (the optimizer, the
+    checkpoints and evaluation keep using the model itself)."""
+    if config.compile:
+        model = torch.compile(model)
+    if dist.world_size > 1 and not config.fsdp:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    return model
+
+
+class Step(NamedTuple):
+    loss_sum: torch.Tensor  # sum of this rank's token losses (float64 scalar)
+    targets: float  # target tokens of the whole step, all ranks
+    grad_norm: torch.Tensor  # before clipping (a tensor: reading it would wait for the device every step)
+    lr: float  # the learning rate the step used
+
+
+def train_step(model, raw_model, optimizer, scheduler, micro_batches: list, config: PretrainConfig, dist: Dist, autocast) -> Step:
+    """One optimizer step. All its micro-batches are fetched first, so the loss can be divided by the
+    number of target tokens of the whole step (on every rank): sum of token losses / tokens, whatever
+    the number of ignored targets in each micro-batch."""
+    n_targets = torch.tensor(float(sum(int((b.labels != IGNORE_INDEX).sum()) for b in micro_batches)), dtype=torch.float64)
+    n_targets = dist.all_sum(n_targets.to(dist.device)).item()
+    # DDP averages gradients over ranks: dividing by tokens/world_size makes that average the global sum / tokens.
+    divisor = max(1.0, n_targets) / dist.world_size
+    step_loss = torch.zeros((), dtype=torch.float64, device=dist.device)
+    for i, batch in enumerate(micro_batches):
+        batch = batch.to(dist.device)
+        last = i == len(micro_batches) - 1
+        if config.fsdp:
+            raw_model.set_requires_gradient_sync(last)  # reduce-scatter once per step
+            sync = contextlib.nullcontext()
+        else:
+            sync = contextlib.nullcontext() if (last or dist.world_size == 1) else model.no_sync()
+        with sync:
+            with autocast():
+                logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids).logits  # (B, T, V)
+            token_loss = F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), reduction="sum")  # sum over (B*T,)
+            (token_loss / divisor).backward()
+        step_loss += token_loss.detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.grad_clip if config.grad_clip > 0 else float("inf"))
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return Step(step_loss, n_targets, grad_norm, lr)
+
+
+class TrainMeter:
+    """Train loss (per target token), tokens/s and MFU between two log lines. Time spent validating
+    and saving is paused out, so tokens/s is the training loop's own."""
+
+    def __init__(self, step: int, step_tokens: int, flops_token: float, peak: float | None, dist: Dist):
+        self.step_tokens, self.flops_token, self.peak, self.dist = step_tokens, flops_token, peak, dist
+        self.loss = torch.zeros((), dtype=torch.float64, device=dist.device)
+        self.targets = 0.0
+        self.started = self.since = time.perf_counter()
+        self.since_step = step
+
+    def add(self, step: Step) -> None:
+        self.loss += step.loss_sum
+        self.targets += step.targets
+
+    def pause(self, seconds: float) -> None:
+        self.since += seconds
+
+    def record(self, step: int, last: Step, tokens_seen: int, epoch: int) -> dict:
+        loss = self.dist.all_sum(self.loss.clone()).item() / max(1.0, self.targets)
+        if self.dist.device.type == "cuda":
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        tokens_per_s = (step - self.since_step) * self.step_tokens / (now - self.since)
+        record = {"step": step, "split": "train", "loss": loss, "lr": last.lr, "grad_norm": float(last.grad_norm),
+                  "tokens": tokens_seen, "tokens_per_s": tokens_per_s, "epoch": epoch, "elapsed_s": now - self.started}  # fmt: skip
+        if self.peak:
+            record["mfu"] = self.flops_token * tokens_per_s / self.dist.world_size / self.peak
+        self.loss.zero_()
+        self.targets = 0.0
+        self.since, self.since_step = now, step
+        return record
+
+
+def write_run_json(run: Path, config: PretrainConfig, dist: Dist, origin: str, model, vocab_size: int, fingerprint: str,
+                   index: dict, train_loader: WindowLoader, val_loader: WindowLoader) -> None:  # fmt: skip
+    total_params, non_embedding = count_parameters(model)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / RUN_JSON).write_text(json.dumps({
+        "config": config.model_dump(), "world_size": dist.world_size, "origin": origin,
+        "parameters": total_params, "non_embedding_parameters": non_embedding, "vocab_size": vocab_size,
+        "shards_fingerprint": fingerprint, "tokenizer_sha256": index["tokenizer"]["sha256"],
+        "train_windows": train_loader.num_windows, "val_windows": val_loader.num_windows,
+        "model_config": model.config.to_dict()}, indent=2, default=str) + "\n", encoding="utf-8")  # fmt: skip
+
+
+def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # save_pretrained's bar would break into ours
+    run = Path(config.output)
+    if config.fsdp and dist.world_size < 2:
+        raise CorpusError("--fsdp shards the model across processes: start it with torchrun --nproc_per_node N (N >= 2)")
+    index, specials, vocab_size = check_inputs(config)
+    if config.doc_mask:
+        import transformers.masking_utils as masking
+
+        if not hasattr(masking, "find_packed_sequence_indices"):
+            raise CorpusError("--doc-mask needs a newer transformers (one whose masking_utils builds per-document masks from position ids)")
+    fingerprint = shards_fingerprint(index)
+    raw_model, state, origin = build_model(config, vocab_size, specials, fingerprint, dist.world_size)
+    train_loader, val_loader = make_loaders(config, dist, index)
+
+    raw_model.to(dist.device)  # `raw_model` is what is saved and evaluated; `model` what the forward pass calls
+    raw_model.train()
     if config.fsdp:
-        from torch.distributed.fsdp import fully_shard
-
-        # One all-gather per decoder layer in the forward pass, then the rest (embeddings, final
-        # norm, the tied head) as the root group. Before the optimizer: sharding replaces the parameters.
-        for layer in model.model.layers:
-            fully_shard(layer)
-        fully_shard(model)
-    raw_model = model  # what is saved; `model` may become a compiled or DDP wrapper of it
+        shard_model(raw_model)
     optimizer = make_optimizer(raw_model, config, fused=dist.device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     start_step, tokens_seen = 0, 0
@@ -574,10 +682,7 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         train_loader.load_state_dict(state["loader"])
         set_rng_state(state["rng"])
         start_step, tokens_seen = state["step"], state["tokens_seen"]
-    if config.compile:
-        model = torch.compile(model)
-    if dist.world_size > 1 and not config.fsdp:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    model = wrap_model(raw_model, config, dist)
     use_bf16 = dist.device.type == "cuda"  # CPU trains in fp32: bf16 matmuls are slow there and not exact
 
     def autocast():
@@ -585,17 +690,8 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
 
     total_params, non_embedding = count_parameters(raw_model)
     step_tokens = config.batch_size * config.seq_len * config.grad_accum * dist.world_size
-    peak = peak_flops(config, dist.device)
-    flops_token = flops_per_token(raw_model, config.seq_len)
-    if dist.main:
-        run.mkdir(parents=True, exist_ok=True)
-        if state is None:
-            (run / RUN_JSON).write_text(json.dumps({
-                "config": config.model_dump(), "world_size": dist.world_size, "origin": origin,
-                "parameters": total_params, "non_embedding_parameters": non_embedding, "vocab_size": vocab_size,
-                "shards_fingerprint": fingerprint, "tokenizer_sha256": index["tokenizer"]["sha256"],
-                "train_windows": train_loader.num_windows, "val_windows": val_loader.num_windows,
-                "model_config": raw_model.config.to_dict()}, indent=2, default=str) + "\n", encoding="utf-8")  # fmt: skip
+    if dist.main and state is None:
+        write_run_json(run, config, dist, origin, raw_model, vocab_size, fingerprint, index, train_loader, val_loader)
     dist.barrier()
     say(f"pretrain: {origin}, {total_params / 1e6:.2f}M parameters ({non_embedding / 1e6:.2f}M besides embeddings), "
         f"{dist.world_size} process(es) on {dist.device.type}{' bf16' if use_bf16 else ' fp32'}; "
@@ -620,40 +716,12 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         from tqdm import tqdm
 
         bar = tqdm(total=config.max_steps, initial=start_step, desc="pretrain", unit="step", file=sys.stderr, dynamic_ncols=True)
-    loss_since_log = torch.zeros((), dtype=torch.float64, device=dist.device)
-    targets_since_log = 0.0
-    t_loop = t_log = time.perf_counter()
+    meter = TrainMeter(start_step, step_tokens, flops_per_token(raw_model, config.seq_len), peak_flops(config, dist.device), dist)
     step = start_step
-    deadline = t_loop + config.time_limit * 60 if config.time_limit else None
+    deadline = meter.started + config.time_limit * 60 if config.time_limit else None
     while step < stop:
-        # One optimizer step: all its micro-batches are fetched first, so the loss can be divided by
-        # the number of target tokens of the whole step (on every rank): sum of token losses / tokens,
-        # whatever the number of ignored targets in each micro-batch.
         micro_batches = [train_loader.next_batch() for _ in range(config.grad_accum)]
-        n_targets = torch.tensor(float(sum(int((b.labels != IGNORE_INDEX).sum()) for b in micro_batches)), dtype=torch.float64)
-        n_targets = dist.all_sum(n_targets.to(dist.device)).item()
-        # DDP averages gradients over ranks: dividing by tokens/world_size makes that average the global sum / tokens.
-        divisor = max(1.0, n_targets) / dist.world_size
-        step_loss = torch.zeros((), dtype=torch.float64, device=dist.device)
-        for i, batch in enumerate(micro_batches):
-            batch = batch.to(dist.device)
-            last = i == len(micro_batches) - 1
-            if config.fsdp:
-                raw_model.set_requires_gradient_sync(last)  # reduce-scatter once per step
-                sync = contextlib.nullcontext()
-            else:
-                sync = contextlib.nullcontext() if (last or dist.world_size == 1) else model.no_sync()
-            with sync:
-                with autocast():
-                    logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids).logits  # (B, T, V)
-                token_loss = F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), reduction="sum")  # sum over (B*T,)
-                (token_loss / divisor).backward()
-            step_loss += token_loss.detach()
-        grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), config.grad_clip if config.grad_clip > 0 else float("inf"))
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        done = train_step(model, raw_model, optimizer, scheduler, micro_batches, config, dist, autocast)
         step += 1
         tokens_seen += step_tokens
         if deadline is not None:
@@ -662,29 +730,14 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
             if dist.all_sum(out_of_time).item() > 0 and step < stop:
                 stop = step
                 say(f"step {step}: --time-limit of {config.time_limit:g} minutes reached; continue with --resume auto", config, dist)
-        loss_since_log += step_loss
-        targets_since_log += n_targets
-
+        meter.add(done)
         if step % config.log_every == 0 or step == stop:
-            loss = dist.all_sum(loss_since_log.clone()).item() / max(1.0, targets_since_log)
-            if dist.device.type == "cuda":
-                torch.cuda.synchronize()
-            now = time.perf_counter()
-            steps_logged = step - (last_train["step"] if last_train else start_step)
-            tokens_per_s = steps_logged * step_tokens / (now - t_log)
-            last_train = {"step": step, "split": "train", "loss": loss, "lr": lr, "grad_norm": float(grad_norm),
-                          "tokens": tokens_seen, "tokens_per_s": tokens_per_s, "epoch": train_loader.epoch,
-                          "elapsed_s": now - t_loop}  # fmt: skip
-            if peak:
-                last_train["mfu"] = flops_token * tokens_per_s / dist.world_size / peak
+            last_train = meter.record(step, done, tokens_seen, train_loader.epoch)
             if log:
                 log.write(last_train)
             if bar is not None:
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:,.0f}",
-                                **({"mfu": f"{last_train['mfu']:.1%}"} if peak else {}))  # fmt: skip
-            loss_since_log.zero_()
-            targets_since_log = 0.0
-            t_log = now
+                bar.set_postfix(loss=f"{last_train['loss']:.4f}", tok_s=f"{last_train['tokens_per_s']:,.0f}",
+                                **({"mfu": f"{last_train['mfu']:.1%}"} if "mfu" in last_train else {}))  # fmt: skip
         if bar is not None:
             bar.update(1)
         t_pause = time.perf_counter()  # validation and saving do not count against tokens/s
@@ -698,7 +751,7 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
                 saved = save_checkpoint(run, step, raw_model, model_state, optimizer_state, scheduler, train_loader, extra, config)
                 say(f"step {step}: checkpoint {saved}", config, dist)
             dist.barrier()
-        t_log += time.perf_counter() - t_pause
+        meter.pause(time.perf_counter() - t_pause)
     if bar is not None:
         bar.close()
     if log:
