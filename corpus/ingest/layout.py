@@ -27,12 +27,13 @@ class Cell:
     text: str
     x0: float
     x1: float
+    bold: bool = False
 
 
 class Row:
     """A line of a page: top is the distance from the page's top edge, so rows sort downwards."""
 
-    __slots__ = ("cells", "top", "bottom", "size", "x0", "x1", "text", "end_top")
+    __slots__ = ("cells", "top", "bottom", "size", "x0", "x1", "text", "end_top", "bold")
 
     def __init__(self, cells: list[Cell], top: float, bottom: float, size: float, end_top: float | None = None):
         self.cells = cells
@@ -43,6 +44,7 @@ class Row:
         self.x0 = cells[0].x0
         self.x1 = cells[-1].x1
         self.text = " ".join(c.text for c in cells)
+        self.bold = all(c.bold for c in cells)
 
 
 @dataclass
@@ -94,13 +96,9 @@ def _join_across_pages(texts: list[list[Block]], hyphenated: set[str]) -> None:
     """A paragraph that a page break cuts (no sentence end before it, a lower-case word or a
     hyphenated word after it) is kept whole on the page where it starts."""
     for before, after in zip(texts, texts[1:]):
-        if not before or not after or before[-1][0] != "text" or after[0][0] != "text":
-            continue
-        tail, head = before[-1][1], after[0][1]
-        if _SENTENCE_END.search(tail[-2:]) or not (head[:1].islower() or tail[-1:].islower() or tail[-1:] in ",-"):
-            continue
-        before[-1] = ("text", _join(tail, head, hyphenated))
-        after.pop(0)
+        if before and after and _continues(before[-1], after[0]):
+            before[-1] = ("text", _join(before[-1][1], after[0][1], hyphenated))
+            after.pop(0)
 
 
 # ---------------------------------------------------------------- headers and footers
@@ -240,13 +238,27 @@ def _page_text(page: Page, body_size: float, spacing: float, hyphenated: set[str
     blocks: list[Block] = []
     runs = _reading_order(page)
     for run in runs:
-        blocks.extend(_run_blocks(run, body_size, spacing, hyphenated, right if len(runs) == 1 else None))
+        run_blocks = _run_blocks(run, body_size, spacing, hyphenated, right if len(runs) == 1 else None)
+        if blocks and run_blocks and _continues(blocks[-1], run_blocks[0]):  # a paragraph going on in the next column
+            blocks[-1] = ("text", _join(blocks[-1][1], run_blocks.pop(0)[1], hyphenated))
+        blocks.extend(run_blocks)
     return [b for b in blocks if b[1].strip()]
 
 
+def _continues(before: Block, after: Block) -> bool:
+    """`after` goes on with the sentence `before` breaks off: no sentence end, then a lower-case
+    word, or a break after a comma, a hyphen or a lower-case word."""
+    if before[0] != "text" or after[0] != "text":
+        return False
+    tail, head = before[1], after[1]
+    return not _SENTENCE_END.search(tail[-2:]) and (head[:1].islower() or tail[-1:].islower() or tail[-1:] in ",-")
+
+
 def _is_heading(row: Row, body_size: float) -> bool:
-    text = row.text.strip()
-    return row.size >= body_size * 1.15 and 0 < len(text) <= 150 and len(row.cells) == 1
+    """A larger font than the body's, or a bold line at the body's size or more."""
+    if len(row.cells) != 1 or not 0 < len(row.text) <= 150:
+        return False
+    return row.size >= body_size * 1.15 or (row.bold and row.size >= body_size * 0.95)
 
 
 def _run_blocks(rows: list[Row], body_size: float, spacing: float, hyphenated: set[str], doc_right: float | None = None) -> list[Block]:
@@ -257,7 +269,7 @@ def _run_blocks(rows: list[Row], body_size: float, spacing: float, hyphenated: s
     prose = [r for r in rows if len(r.cells) == 1 and len(r.text) >= 20]
     left = min((r.x0 for r in prose), default=min(r.x0 for r in rows))
     right = max((r.x1 for r in prose), default=max(r.x1 for r in rows))
-    if doc_right is not None:
+    if doc_right is not None and len(prose) < 5:  # too few lines of its own to tell its margin
         right = max(right, doc_right)
     width = max(right - left, 1.0)
     blocks: list[Block] = []

@@ -26,17 +26,62 @@ class DocumentError(Exception):
         self.reason = reason
 
 
+def _gap_splits(textpage, raw) -> dict[int, tuple[float, float]]:
+    """Where a line has a gap wider than 1.5 times its height between two runs of text: the index
+    of the first character after the gap -> (right edge before it, left edge after it).
+
+    PDFium's text rectangles are runs of one text object on one line, so a table's cells, or the
+    two columns of a page that PDFium read as one line, are separate rectangles with a gap between
+    them; words inside a run never are.
+    """
+    n = textpage.count_rects()
+    rects = [textpage.get_rect(i) for i in range(n)]  # (left, bottom, right, top)
+    rects.sort(key=lambda r: -(r[1] + r[3]))
+    splits: dict[int, tuple[float, float]] = {}
+    i = 0
+    while i < len(rects):
+        line = [rects[i]]
+        center = (rects[i][1] + rects[i][3]) / 2
+        height = max(rects[i][3] - rects[i][1], 1.0)
+        j = i + 1
+        while j < len(rects) and abs((rects[j][1] + rects[j][3]) / 2 - center) < 0.4 * height:
+            line.append(rects[j])
+            j += 1
+        if len(line) > 1:
+            line.sort(key=lambda r: r[0])
+            right = line[0][2]
+            for r in line[1:]:
+                if r[0] - right > 1.5 * height:
+                    index = raw.FPDFText_GetCharIndexAtPos(textpage.raw, r[0] + 0.5, (r[1] + r[3]) / 2, 1.0, 1.0)
+                    if index >= 0:
+                        splits[index] = (right, r[0])
+                right = max(right, r[2])
+        i = j
+    return splits
+
+
+def _bold(textpage, raw, index: int) -> bool:
+    weight = raw.FPDFText_GetFontWeight(textpage.raw, index)
+    if weight > 0:
+        return weight >= 600
+    import ctypes  # no weight (a standard font without a descriptor): its name says it
+
+    name = ctypes.create_string_buffer(128)
+    flags = ctypes.c_int()
+    raw.FPDFText_GetFontInfo(textpage.raw, index, name, 128, ctypes.byref(flags))
+    return any(w in name.value for w in (b"Bold", b"Black", b"Heavy", b"Semibold", b"Demi"))
+
+
 def _page_rows(textpage, height: float, raw) -> list[Row]:
     text = textpage.get_text_range()
     count = textpage.count_chars()
     if not text.strip():
         return []
     aligned = len(text) == count  # char indices match the string (no surrogate pairs)
+    splits = _gap_splits(textpage, raw) if aligned else {}
     rows: list[Row] = []
     start = 0
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
-    widths = []
-    pending = []
     for line in lines:
         begin = start
         start += len(line) + 2
@@ -51,55 +96,23 @@ def _page_rows(textpage, height: float, raw) -> list[Row]:
         l0, b0, r0, t0 = textpage.get_charbox(first, loose=True)
         l1, b1, r1, t1 = textpage.get_charbox(last, loose=True)
         size = raw.FPDFText_GetFontSize(textpage.raw, first) or (t0 - b0)
-        x0, x1 = min(l0, l1), max(r0, r1)
         # PDFium joins a word hyphenated at a line end into one line, the hyphen as U+FFFE (or U+0002)
-        pending.append((line, begin, stripped, x0, x1, height - t0, height - min(b0, b1), size, height - t1))
-        if len(stripped) >= 10 and size > 0:
-            widths.append((x1 - x0) / (len(stripped) * size))
-    typical = sorted(widths)[len(widths) // 2] if widths else 0.5
-    for line, begin, stripped, x0, x1, top, bottom, size, end_top in pending:
-        cells = None
-        joined = end_top - top > 0.5 * size
-        if not joined and " " in stripped and size > 0 and (x1 - x0) / (len(stripped) * size) > 1.3 * typical:
-            cells = _cells(textpage, line, begin, size)
-        if cells:
-            for c in cells:
-                c.text = c.text.translate(_SOFT_HYPHENS)
+        top, end_top, bottom = height - t0, height - t1, height - min(b0, b1)
+        cuts = [k for k in splits if first < k <= last] if splits else []
+        if cuts and end_top - top <= 0.5 * size:
+            cells = []
+            cell_start, cell_left = first, l0
+            for k in sorted(cuts):
+                right_before, left_after = splits[k]
+                cells.append(Cell(text[cell_start:k].strip().translate(_SOFT_HYPHENS), cell_left, right_before, _bold(textpage, raw, cell_start)))
+                cell_start, cell_left = k, left_after
+            cells.append(Cell(text[cell_start : last + 1].strip().translate(_SOFT_HYPHENS), cell_left, r1, _bold(textpage, raw, cell_start)))
+            cells = [c for c in cells if c.text]
         else:
-            x0 = min(x0, textpage.get_charbox(last_index(line, begin), loose=True)[0]) if joined else x0
-            cells = [Cell(stripped.translate(_SOFT_HYPHENS), x0, x1)]
+            bold = _bold(textpage, raw, first) and _bold(textpage, raw, last)
+            cells = [Cell(stripped.translate(_SOFT_HYPHENS), min(l0, l1), max(r0, r1), bold)]
         rows.append(Row(cells, top, bottom, size, end_top))
     return rows
-
-
-def _cells(textpage, line: str, begin: int, size: float) -> list[Cell] | None:
-    """The line cut at gaps wider than 1.5 em: cells of a table row, or the two halves of a line
-    that runs across two columns."""
-    cells: list[Cell] = []
-    pos = len(line) - len(line.lstrip())
-    cell_start = pos
-    prev_right = textpage.get_charbox(begin + pos, loose=True)[0]
-    cell_left = prev_right
-    i = pos
-    n = len(line.rstrip())
-    while i < n:
-        if line[i] == " ":
-            j = i
-            while j < n and line[j] == " ":
-                j += 1
-            right_of_prev = textpage.get_charbox(begin + i - 1, loose=True)[2]
-            left_of_next = textpage.get_charbox(begin + j, loose=True)[0]
-            if left_of_next - right_of_prev > 1.5 * size:
-                cells.append(Cell(line[cell_start:i].strip(), cell_left, right_of_prev))
-                cell_start, cell_left = j, left_of_next
-            i = j
-        else:
-            i += 1
-    if not cells:
-        return None
-    end_right = textpage.get_charbox(begin + n - 1, loose=True)[2]
-    cells.append(Cell(line[cell_start:n].strip(), cell_left, end_right))
-    return [c for c in cells if c.text]
 
 
 def read_pdf_pages(path: str, max_pages: int, max_chars: int) -> tuple[list[Page], dict]:
