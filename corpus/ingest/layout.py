@@ -60,7 +60,7 @@ _PAGE_NUMBER = re.compile(r"^[\W_]*(?:page|p\.|seite|página|pagina)?\s*(?:\d+|[
 _EDGE_NUMBER = re.compile(r"^\s*(\d{1,4})\b|\b(\d{1,4})\s*$")
 _BULLET = re.compile(r"^(?:[•◦▪●○■\-–*]|\(?\d{1,3}[.)]|\(?[a-z][.)]|\(?[ivx]{1,4}[.)])\s")
 _SENTENCE_END = re.compile(r"[.!?:;)\]\"”’]$")
-_HYPHEN_END = re.compile(r"(\w+)[-\u00ad\u2010]$")
+_HYPHEN_END = re.compile(r"(\w+)[-\u00ad\u2010\ufffe]$")
 _WORD_START = re.compile(r"^([a-zà-ÿ]\w*)")
 
 LINE_END_HYPHEN = "\ufffe"  # where PDFium joined a word hyphenated at a line end (`com\ufffeputed`)
@@ -87,6 +87,8 @@ def clean_pages(pages: list[Page]) -> list[list[Block]]:
     _join_across_pages(texts, hyphenated)
 
     def rejoin(m: re.Match) -> str:
+        if not m.group(2) or not m.group(1):  # nothing to join it to: the hyphen as written
+            return m.group(1) + "-" + m.group(2)
         return m.group(1) + ("-" if f"{m.group(1)}-{m.group(2)}".lower() in hyphenated else "") + m.group(2)
 
     return [[(kind, _JOINED_WORD.sub(rejoin, text) if LINE_END_HYPHEN in text else text) for kind, text in blocks] for blocks in texts]
@@ -104,12 +106,20 @@ def _join_across_pages(texts: list[list[Block]], hyphenated: set[str]) -> None:
 # ---------------------------------------------------------------- headers and footers
 
 
-def _edge_rows(page: Page) -> list[tuple[str, Row]]:
+def _edge_rows(page: Page) -> list[tuple[str, int, Row]]:
+    """(zone, depth, row) for the rows nearest the top and bottom edges; depth 0 is the outermost."""
     rows = sorted(page.rows, key=lambda r: r.top)
     zone = page.height * EDGE_ZONE
-    top = [("top", r) for r in rows[:EDGE_ROWS] if r.top <= zone]
-    bottom = [("bottom", r) for r in rows[-EDGE_ROWS:] if r.bottom >= page.height - zone and r not in (t[1] for t in top)]
+    top = [("top", d, r) for d, r in enumerate(rows[:EDGE_ROWS]) if r.top <= zone]
+    taken = {id(r) for _, _, r in top}
+    bottom = [("bottom", d, r) for d, r in enumerate(reversed(rows[-EDGE_ROWS:])) if r.bottom >= page.height - zone and id(r) not in taken]
     return top + bottom
+
+
+def _edge_key(zone: str, depth: int, text: str) -> tuple[str, int, str]:
+    """The outermost line repeats with its numbers changing (`Chapter 3: Objects 15`); the one
+    inside it must repeat as it is, or a body line such as `Benefit 12: ...` would go too."""
+    return (zone, depth, _DIGITS.sub("#", text.lower()).strip() if depth == 0 else text.strip())
 
 
 def _remove_running_lines(pages: list[Page]) -> None:
@@ -117,25 +127,20 @@ def _remove_running_lines(pages: list[Page]) -> None:
     offsets: Counter = Counter()
     edges = [_edge_rows(p) for p in pages]
     for index, page_edges in enumerate(edges):
-        seen = set()
-        for zone, row in page_edges:
-            key = (zone, _DIGITS.sub("#", row.text.lower()).strip())
-            if key not in seen:
-                keys[key] += 1
-                seen.add(key)
-            offset = _page_offset(row.text, index)
+        for zone, depth, row in page_edges:
+            keys[_edge_key(zone, depth, row.text)] += 1
+            offset = _page_offset(row.text, index) if depth == 0 else None
             if offset is not None:
                 offsets[(zone, offset)] += 1
     repeats = 2 if len(pages) <= 4 else 3
     for index, (page, page_edges) in enumerate(zip(pages, edges)):
         drop = []
-        for zone, row in page_edges:
+        for zone, depth, row in page_edges:
             text = row.text.strip()
-            key = (zone, _DIGITS.sub("#", text.lower()))
-            offset = _page_offset(text, index)
+            offset = _page_offset(text, index) if depth == 0 else None
             if (
                 _PAGE_NUMBER.match(text)
-                or (keys[key] >= repeats and len(pages) > 1)
+                or (keys[_edge_key(zone, depth, text)] >= repeats and len(pages) > 1)
                 or (offset is not None and offsets[(zone, offset)] >= max(repeats, 0.3 * len(pages)))
             ):
                 drop.append(row)
@@ -335,7 +340,7 @@ def _run_blocks(rows: list[Row], body_size: float, spacing: float, hyphenated: s
 
 
 def _join(paragraph: str, text: str, hyphenated: set[str]) -> str:
-    m = _HYPHEN_END.search(paragraph[-80:]) if paragraph[-1] in "-\u00ad\u2010" else None
+    m = _HYPHEN_END.search(paragraph[-80:]) if paragraph[-1] in "-\u00ad\u2010\ufffe" else None
     if m:
         m_end = len(paragraph) - 80 + m.end(1) if len(paragraph) > 80 else m.end(1)
         n = _WORD_START.match(text)

@@ -60,6 +60,31 @@ def _gap_splits(textpage, raw) -> dict[int, tuple[float, float]]:
     return splits
 
 
+def _physical_lines(textpage, text: str, aligned: bool) -> list[tuple[int, str]]:
+    """(index of its first character, line) for each line of the page. PDFium joins a word
+    hyphenated at a line end into one line, the hyphen as U+FFFE (U+0002 in some versions); such a
+    line is cut again after the hyphen when the word goes on lower down, so that each piece keeps
+    its own position (on a two-column page the next line may be the other column's)."""
+    out = []
+    start = 0
+    for line in text.split("\r\n") if "\r\n" in text else text.split("\n"):
+        begin = start
+        start += len(line) + 2
+        if aligned and ("\ufffe" in line or "\x02" in line):
+            piece = 0
+            for k, ch in enumerate(line[:-1]):
+                if ch in "\ufffe\x02":
+                    here = textpage.get_charbox(begin + k, loose=True)
+                    after = textpage.get_charbox(begin + k + 1, loose=True)
+                    if abs(here[3] - after[3]) > 0.5 * max(here[3] - here[1], 1.0):
+                        out.append((begin + piece, line[piece : k + 1]))
+                        piece = k + 1
+            out.append((begin + piece, line[piece:]))
+        else:
+            out.append((begin, line))
+    return out
+
+
 def _bold(textpage, raw, index: int) -> bool:
     weight = raw.FPDFText_GetFontWeight(textpage.raw, index)
     if weight > 0:
@@ -80,11 +105,7 @@ def _page_rows(textpage, height: float, raw) -> list[Row]:
     aligned = len(text) == count  # char indices match the string (no surrogate pairs)
     splits = _gap_splits(textpage, raw) if aligned else {}
     rows: list[Row] = []
-    start = 0
-    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
-    for line in lines:
-        begin = start
-        start += len(line) + 2
+    for begin, line in _physical_lines(textpage, text, aligned):
         stripped = line.strip()
         if not stripped:
             continue
@@ -99,7 +120,7 @@ def _page_rows(textpage, height: float, raw) -> list[Row]:
         # PDFium joins a word hyphenated at a line end into one line, the hyphen as U+FFFE (or U+0002)
         top, end_top, bottom = height - t0, height - t1, height - min(b0, b1)
         cuts = [k for k in splits if first < k <= last] if splits else []
-        if cuts and end_top - top <= 0.5 * size:
+        if cuts:
             cells = []
             cell_start, cell_left = first, l0
             for k in sorted(cuts):
@@ -115,6 +136,15 @@ def _page_rows(textpage, height: float, raw) -> list[Row]:
     return rows
 
 
+def _empty_page_tree(path: str) -> bool:
+    import re
+
+    with open(path, "rb") as f:
+        head = f.read(4 << 20)
+    counts = re.findall(rb"/Count\s+(\d+)", head)
+    return bool(counts) and all(int(c) == 0 for c in counts) and re.search(rb"/Type\s*/Pages\b", head) is not None
+
+
 def read_pdf_pages(path: str, max_pages: int, max_chars: int) -> tuple[list[Page], dict]:
     """Rows of every page and the document's metadata; DocumentError for what cannot be read."""
     import pypdfium2 as pdfium
@@ -126,6 +156,8 @@ def read_pdf_pages(path: str, max_pages: int, max_chars: int) -> tuple[list[Page
         message = str(e)
         if "password" in message.lower() or "security" in message.lower():
             raise DocumentError("encrypted", f"{path}: encrypted PDF (a password is needed): {message}") from None
+        if _empty_page_tree(path):  # PDFium refuses to load an empty page tree, with no error code of its own
+            raise DocumentError("no_pages", f"{path}: the PDF has no pages (no page tree PDFium can read)") from None
         raise DocumentError("invalid_pdf", f"{path}: not a readable PDF: {message}") from None
     try:
         n_pages = len(pdf)
