@@ -43,8 +43,12 @@ class Row:
         self.size = size  # font size
         self.x0 = cells[0].x0
         self.x1 = cells[-1].x1
-        self.text = " ".join(c.text for c in cells)
-        self.bold = all(c.bold for c in cells)
+        if len(cells) == 1:
+            self.text = cells[0].text
+            self.bold = cells[0].bold
+        else:
+            self.text = " ".join(c.text for c in cells)
+            self.bold = all(c.bold for c in cells)
 
 
 @dataclass

@@ -14,8 +14,8 @@ from corpus.ingest.layout import Cell, Page, Row, clean_pages
 _SOFT_HYPHENS = str.maketrans({"\x02": "\ufffe", "\u00ad": "\ufffe"})  # layout.LINE_END_HYPHEN
 
 
-def last_index(line: str, begin: int) -> int:
-    return begin + len(line.rstrip()) - 1
+def _soft(text: str) -> str:
+    return text.translate(_SOFT_HYPHENS) if ("\x02" in text or "\u00ad" in text) else text
 
 
 class DocumentError(Exception):
@@ -26,7 +26,34 @@ class DocumentError(Exception):
         self.reason = reason
 
 
-def _gap_splits(textpage, raw) -> dict[int, tuple[float, float]]:
+class _Boxes:
+    """PDFium's character and run boxes through its C functions with reused buffers: the
+    wrappers' per-call objects cost more than the calls (tens of thousands a document)."""
+
+    def __init__(self, textpage, raw):
+        import ctypes
+
+        self.page = textpage.raw
+        self.raw = raw
+        self.rect = raw.FS_RECTF()
+        self.rect_ref = ctypes.byref(self.rect)
+        self.d = [ctypes.c_double() for _ in range(4)]
+        self.d_refs = [ctypes.byref(d) for d in self.d]
+
+    def char(self, index: int) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of a character's font box."""
+        self.raw.FPDFText_GetLooseCharBox(self.page, index, self.rect_ref)
+        r = self.rect
+        return r.left, r.bottom, r.right, r.top
+
+    def run(self, index: int) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of text run `index` (after FPDFText_CountRects)."""
+        l, t, r, b = self.d_refs
+        self.raw.FPDFText_GetRect(self.page, index, l, t, r, b)
+        return self.d[0].value, self.d[3].value, self.d[2].value, self.d[1].value
+
+
+def _gap_splits(textpage, raw, boxes: "_Boxes") -> dict[int, tuple[float, float]]:
     """Where a line has a gap wider than 1.5 times its height between two runs of text: the index
     of the first character after the gap -> (right edge before it, left edge after it).
 
@@ -34,33 +61,22 @@ def _gap_splits(textpage, raw) -> dict[int, tuple[float, float]]:
     two columns of a page that PDFium read as one line, are separate rectangles with a gap between
     them; words inside a run never are.
     """
-    n = textpage.count_rects()
-    rects = [textpage.get_rect(i) for i in range(n)]  # (left, bottom, right, top)
-    rects.sort(key=lambda r: -(r[1] + r[3]))
+    n = raw.FPDFText_CountRects(textpage.raw, 0, -1)
     splits: dict[int, tuple[float, float]] = {}
-    i = 0
-    while i < len(rects):
-        line = [rects[i]]
-        center = (rects[i][1] + rects[i][3]) / 2
-        height = max(rects[i][3] - rects[i][1], 1.0)
-        j = i + 1
-        while j < len(rects) and abs((rects[j][1] + rects[j][3]) / 2 - center) < 0.4 * height:
-            line.append(rects[j])
-            j += 1
-        if len(line) > 1:
-            line.sort(key=lambda r: r[0])
-            right = line[0][2]
-            for r in line[1:]:
-                if r[0] - right > 1.5 * height:
-                    index = raw.FPDFText_GetCharIndexAtPos(textpage.raw, r[0] + 0.5, (r[1] + r[3]) / 2, 1.0, 1.0)
-                    if index >= 0:
-                        splits[index] = (right, r[0])
-                right = max(right, r[2])
-        i = j
+    # runs come in text order: a gap is between two runs in a row on one line
+    prev = boxes.run(0) if n else None
+    for i in range(1, n):
+        r = boxes.run(i)
+        height = max(prev[3] - prev[1], 1.0)
+        if r[0] - prev[2] > 1.5 * height and abs((r[1] + r[3]) - (prev[1] + prev[3])) < 0.8 * height:
+            index = raw.FPDFText_GetCharIndexAtPos(textpage.raw, r[0] + 0.5, (r[1] + r[3]) / 2, 1.0, 1.0)
+            if index >= 0:
+                splits[index] = (prev[2], r[0])
+        prev = r
     return splits
 
 
-def _physical_lines(textpage, text: str, aligned: bool) -> list[tuple[int, str]]:
+def _physical_lines(boxes: "_Boxes", text: str, aligned: bool) -> list[tuple[int, str]]:
     """(index of its first character, line) for each line of the page. PDFium joins a word
     hyphenated at a line end into one line, the hyphen as U+FFFE (U+0002 in some versions); such a
     line is cut again after the hyphen when the word goes on lower down, so that each piece keeps
@@ -74,8 +90,8 @@ def _physical_lines(textpage, text: str, aligned: bool) -> list[tuple[int, str]]
             piece = 0
             for k, ch in enumerate(line[:-1]):
                 if ch in "\ufffe\x02":
-                    here = textpage.get_charbox(begin + k, loose=True)
-                    after = textpage.get_charbox(begin + k + 1, loose=True)
+                    here = boxes.char(begin + k)
+                    after = boxes.char(begin + k + 1)
                     if abs(here[3] - after[3]) > 0.5 * max(here[3] - here[1], 1.0):
                         out.append((begin + piece, line[piece : k + 1]))
                         piece = k + 1
@@ -103,9 +119,10 @@ def _page_rows(textpage, height: float, raw) -> list[Row]:
     if not text.strip():
         return []
     aligned = len(text) == count  # char indices match the string (no surrogate pairs)
-    splits = _gap_splits(textpage, raw) if aligned else {}
+    boxes = _Boxes(textpage, raw)
+    splits = _gap_splits(textpage, raw, boxes) if aligned else {}
     rows: list[Row] = []
-    for begin, line in _physical_lines(textpage, text, aligned):
+    for begin, line in _physical_lines(boxes, text, aligned):
         stripped = line.strip()
         if not stripped:
             continue
@@ -114,8 +131,8 @@ def _page_rows(textpage, height: float, raw) -> list[Row]:
             continue
         first = begin + (len(line) - len(line.lstrip()))
         last = begin + len(line.rstrip()) - 1
-        l0, b0, r0, t0 = textpage.get_charbox(first, loose=True)
-        l1, b1, r1, t1 = textpage.get_charbox(last, loose=True)
+        l0, b0, r0, t0 = boxes.char(first)
+        l1, b1, r1, t1 = boxes.char(last)
         size = raw.FPDFText_GetFontSize(textpage.raw, first) or (t0 - b0)
         # PDFium joins a word hyphenated at a line end into one line, the hyphen as U+FFFE (or U+0002)
         top, end_top, bottom = height - t0, height - t1, height - min(b0, b1)
@@ -125,13 +142,13 @@ def _page_rows(textpage, height: float, raw) -> list[Row]:
             cell_start, cell_left = first, l0
             for k in sorted(cuts):
                 right_before, left_after = splits[k]
-                cells.append(Cell(text[cell_start:k].strip().translate(_SOFT_HYPHENS), cell_left, right_before, _bold(textpage, raw, cell_start)))
+                cells.append(Cell(_soft(text[cell_start:k].strip()), cell_left, right_before, _bold(textpage, raw, cell_start)))
                 cell_start, cell_left = k, left_after
-            cells.append(Cell(text[cell_start : last + 1].strip().translate(_SOFT_HYPHENS), cell_left, r1, _bold(textpage, raw, cell_start)))
+            cells.append(Cell(_soft(text[cell_start : last + 1].strip()), cell_left, r1, _bold(textpage, raw, cell_start)))
             cells = [c for c in cells if c.text]
         else:
             bold = _bold(textpage, raw, first) and _bold(textpage, raw, last)
-            cells = [Cell(stripped.translate(_SOFT_HYPHENS), min(l0, l1), max(r0, r1), bold)]
+            cells = [Cell(_soft(stripped), min(l0, l1), max(r0, r1), bold)]
         rows.append(Row(cells, top, bottom, size, end_top))
     return rows
 
