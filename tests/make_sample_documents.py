@@ -1,7 +1,8 @@
 """Makes sample/insurance/documents/: a policy-terms PDF, a two-column claims guide PDF and a
 product sheet DOCX, typeset from the public-domain healthcare.gov pages in the sample (glossary
 entries and questions), the way an insurer's own files look: running headers, page numbers,
-hyphenated line ends, a table, two columns. Run it again to remake them (the output is stable).
+hyphenated line ends, a table, two columns. Run it again to remake them (the PDFs come out byte for
+byte the same; the DOCX differs in its timestamps).
 
     .venv/bin/python tests/make_sample_documents.py
 """
