@@ -8,6 +8,8 @@ written line by line), so the cost stays close to the plain text call.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 from corpus.ingest.layout import Cell, Page, Row, clean_pages
 
 
@@ -121,6 +123,7 @@ def _page_rows(textpage, height: float, raw) -> list[Row]:
     aligned = len(text) == count  # char indices match the string (no surrogate pairs)
     boxes = _Boxes(textpage, raw)
     splits = _gap_splits(textpage, raw, boxes) if aligned else {}
+    split_at = sorted(splits)
     rows: list[Row] = []
     for begin, line in _physical_lines(boxes, text, aligned):
         stripped = line.strip()
@@ -136,18 +139,18 @@ def _page_rows(textpage, height: float, raw) -> list[Row]:
         size = raw.FPDFText_GetFontSize(textpage.raw, first) or (t0 - b0)
         # PDFium joins a word hyphenated at a line end into one line, the hyphen as U+FFFE (or U+0002)
         top, end_top, bottom = height - t0, height - t1, height - min(b0, b1)
-        cuts = [k for k in splits if first < k <= last] if splits else []
+        cuts = split_at[bisect_right(split_at, first) : bisect_right(split_at, last)] if split_at else []
         if cuts:
             cells = []
             cell_start, cell_left = first, l0
-            for k in sorted(cuts):
+            for k in cuts:
                 right_before, left_after = splits[k]
                 cells.append(Cell(_soft(text[cell_start:k].strip()), cell_left, right_before, _bold(textpage, raw, cell_start)))
                 cell_start, cell_left = k, left_after
             cells.append(Cell(_soft(text[cell_start : last + 1].strip()), cell_left, r1, _bold(textpage, raw, cell_start)))
             cells = [c for c in cells if c.text]
         else:
-            bold = _bold(textpage, raw, first) and _bold(textpage, raw, last)
+            bold = len(stripped) <= 150 and _bold(textpage, raw, first) and _bold(textpage, raw, last)
             cells = [Cell(_soft(stripped), min(l0, l1), max(r0, r1), bold)]
         rows.append(Row(cells, top, bottom, size, end_top))
     return rows
