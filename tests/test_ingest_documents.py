@@ -62,6 +62,8 @@ def test_pdf_paragraphs_are_unwrapped_and_hyphenated_words_rejoined(policy):
     for sentence in TERMS.split(". "):
         assert any(sentence.rstrip(".") in line for line in lines), sentence
     assert "Preven-" not in rec["text"] and "immuniza-" not in rec["text"]
+    # nine paragraphs, each whole, though page breaks cut some of them in the PDF
+    assert rec["text"].count(TERMS) == 9
     # the plain text is hard-wrapped: the test's PDF really is
     from corpus.ingest.pdf import plain_pdf_text
 
@@ -157,9 +159,11 @@ def product_docx(path: Path) -> Path:
     document.add_paragraph("Preventive care is covered at no cost to you, even before you meet your deductible.")
     document.add_paragraph("Doctor visits", style="List Bullet")
     document.add_paragraph("Prescription drugs", style="List Number")
-    table = document.add_table(rows=2, cols=2)
+    table = document.add_table(rows=3, cols=2)
     for cell, text in zip(table.rows[0].cells + table.rows[1].cells, ("Cost", "You pay", "Deductible", "$6,000")):
         cell.text = text
+    merged = table.rows[2].cells[0].merge(table.rows[2].cells[1])
+    merged.text = "Preventive care costs nothing"
     document.add_heading("Words to know", level=2)
     document.add_paragraph("A premium is the amount you pay for your plan each month.")
     document.save(path)
@@ -174,7 +178,7 @@ def test_docx_keeps_headings_lists_and_tables(tmp_path):
         "What the plan covers", "",
         "Preventive care is covered at no cost to you, even before you meet your deductible.", "",
         "- Doctor visits", "- Prescription drugs", "",
-        "| Cost | You pay |", "| Deductible | $6,000 |", "",
+        "| Cost | You pay |", "| Deductible | $6,000 |", "| Preventive care costs nothing |", "",
         "Words to know", "",
         "A premium is the amount you pay for your plan each month.",
     ]  # fmt: skip
