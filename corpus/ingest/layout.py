@@ -60,7 +60,8 @@ class Page:
 
 
 _DIGITS = re.compile(r"\d+")
-_PAGE_NUMBER = re.compile(r"^[\W_]*(?:page|p\.|seite|página|pagina)?\s*(?:\d+|[ivxlcdm]+)(?:\s*(?:of|/|de|von)\s*\d+)?[\W_]*$", re.I)
+# a bare page number: `12`, `- 12 -`, `Page 3 of 9`, `3/9`, or a lower-case roman one (`xii`)
+_PAGE_NUMBER = re.compile(r"^[\W_]*(?:(?:[Pp]age|PAGE|p\.|Seite|Página|Pagina)\s*)?(?:\d+|[ivxlc]{1,7})(?:\s*(?:of|/|de|von)\s*\d+)?[\W_]*$")
 _EDGE_NUMBER = re.compile(r"^\s*(\d{1,4})\b|\b(\d{1,4})\s*$")
 _BULLET = re.compile(r"^(?:[•◦▪●○■\-–*]|\(?\d{1,3}[.)]|\(?[a-z][.)]|\(?[ivx]{1,4}[.)])\s")
 _SENTENCE_END = re.compile(r"[.!?:;)\]\"”’]$")
