@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pdf_writer import Layout, PdfPage, text_width, wrap, write_pdf  # noqa: E402
+from pdf_writer import Layout, PdfPage, text_width, wrap, write_pdf
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = REPO / "sample" / "insurance" / "healthcare-gov-2013"
@@ -35,9 +35,9 @@ def page_text(pattern: str, folder: str) -> tuple[str, list[str]]:
     path = next(p for p in sorted((PAGES / folder).glob(f"*{pattern}.md")))
     raw = path.read_text(encoding="utf-8")
     front, body = raw.split("\n---\n", 1) if raw.startswith("---") else ("", raw)
-    title = re.search(r"^title:\s*['\"]?(.*?)['\"]?\s*$", front, re.M).group(1).replace("''", "'")
+    title = re.search(r"^title:\s*['\"]?(.*?)['\"]?\s*$", front, re.MULTILINE).group(1).replace("''", "'")
     body = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", body)  # links -> their text
-    body = re.sub(r"<[^>]+>|\*\*|__|^#+\s*|^\s*[-*]\s+", "", body, flags=re.M)
+    body = re.sub(r"<[^>]+>|\*\*|__|^#+\s*|^\s*[-*]\s+", "", body, flags=re.MULTILINE)
     paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", body) if p.strip()]
     return title, [p for p in paragraphs if len(p.split()) > 3]
 

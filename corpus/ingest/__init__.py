@@ -8,8 +8,8 @@ from typing import Iterator
 from datatrove.pipeline.base import PipelineStep
 
 from corpus.document import records_to_table
-from corpus.ingest.formats import FORMATS, FileTask, IngestLimits, IngestPlan, detect_format, plan_ingest
 from corpus.ingest.documents import extract_document
+from corpus.ingest.formats import FORMATS, FileTask, IngestLimits, IngestPlan, detect_format, plan_ingest
 from corpus.ingest.readers import DOCUMENT_FORMATS, READERS, ReadStats
 from corpus.progress import task_progress
 from corpus.stage_stats import write_task_stats

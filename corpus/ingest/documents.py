@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from corpus.ingest.formats import FileTask
 

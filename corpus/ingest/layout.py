@@ -33,7 +33,7 @@ class Cell:
 class Row:
     """A line of a page: top is the distance from the page's top edge, so rows sort downwards."""
 
-    __slots__ = ("cells", "top", "bottom", "size", "x0", "x1", "text", "end_top", "bold")
+    __slots__ = ("bold", "bottom", "cells", "end_top", "size", "text", "top", "x0", "x1")
 
     def __init__(self, cells: list[Cell], top: float, bottom: float, size: float, end_top: float | None = None):
         self.cells = cells

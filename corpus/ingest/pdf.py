@@ -12,7 +12,6 @@ from bisect import bisect_right
 
 from corpus.ingest.layout import Cell, Page, Row, clean_pages
 
-
 _SOFT_HYPHENS = str.maketrans({"\x02": "\ufffe", "\u00ad": "\ufffe"})  # layout.LINE_END_HYPHEN
 
 
@@ -55,7 +54,7 @@ class _Boxes:
         return self.d[0].value, self.d[3].value, self.d[2].value, self.d[1].value
 
 
-def _gap_splits(textpage, raw, boxes: "_Boxes") -> dict[int, tuple[float, float]]:
+def _gap_splits(textpage, raw, boxes: _Boxes) -> dict[int, tuple[float, float]]:
     """Where a line has a gap wider than 1.5 times its height between two runs of text: the index
     of the first character after the gap -> (right edge before it, left edge after it).
 
@@ -78,7 +77,7 @@ def _gap_splits(textpage, raw, boxes: "_Boxes") -> dict[int, tuple[float, float]
     return splits
 
 
-def _physical_lines(boxes: "_Boxes", text: str, aligned: bool) -> list[tuple[int, str]]:
+def _physical_lines(boxes: _Boxes, text: str, aligned: bool) -> list[tuple[int, str]]:
     """(index of its first character, line) for each line of the page. PDFium joins a word
     hyphenated at a line end into one line, the hyphen as U+FFFE (U+0002 in some versions); such a
     line is cut again after the hyphen when the word goes on lower down, so that each piece keeps
@@ -168,7 +167,7 @@ def _empty_page_tree(path: str) -> bool:
 def read_pdf_pages(path: str, max_pages: int, max_chars: int) -> tuple[list[Page], dict]:
     """Rows of every page and the document's metadata; DocumentError for what cannot be read."""
     import pypdfium2 as pdfium
-    import pypdfium2.raw as raw
+    from pypdfium2 import raw
 
     try:
         pdf = pdfium.PdfDocument(path)
