@@ -284,3 +284,14 @@ def test_bundled_insurance_documents_ingest_clean(tmp_path):
     assert "How long does an internal appeal take?" in guide  # a bold question stands alone
     assert any(line.startswith("If you need help filing an internal appeal or external review, your state's Consumer") for line in guide)
     assert "- Doctor visits and hospital care" in texts["product-sheet.docx"].split("\n")
+
+
+def test_an_unforeseen_library_error_is_that_files_row_not_a_dead_extractor(tmp_path, monkeypatch):
+    import corpus.ingest.pdf
+
+    def broken(*args):
+        raise ValueError("unexpected object in page tree")
+
+    monkeypatch.setattr(corpus.ingest.pdf, "extract_pdf", broken)
+    result = extract_document(str(tmp_path / "x.pdf"), "pdf", 10, 1000)
+    assert result == {"error": "extraction_error", "detail": f"{tmp_path / 'x.pdf'}: ValueError: unexpected object in page tree"}

@@ -31,6 +31,8 @@ def extract_document(path: str = "", fmt: str = "pdf", max_pages: int = 0, max_b
         return result
     except DocumentError as e:
         return {"error": e.reason, "detail": str(e)}
+    except Exception as e:  # a library error on a file we did not foresee: that file's row, not a dead child
+        return {"error": "extraction_error", "detail": f"{path}: {type(e).__name__}: {' '.join(str(e).split())[:300]}"}
 
 
 def read_document(task: FileTask, stats, extract: DocumentExtractor) -> Iterator[dict]:

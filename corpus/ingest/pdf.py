@@ -194,7 +194,10 @@ def read_pdf_pages(path: str, max_pages: int, max_chars: int) -> tuple[list[Page
                 raise DocumentError("invalid_pdf", f"{path}: page {index + 1}: {e}") from None
             try:
                 width, height = page.get_size()
-                textpage = page.get_textpage()
+                try:
+                    textpage = page.get_textpage()
+                except pdfium.PdfiumError as e:
+                    raise DocumentError("invalid_pdf", f"{path}: page {index + 1}: no text page: {e}") from None
                 try:
                     rows = _page_rows(textpage, height, raw)
                 finally:
