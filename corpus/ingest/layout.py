@@ -278,7 +278,9 @@ def _run_blocks(rows: list[Row], body_size: float, spacing: float, hyphenated: s
         return []
     prose = [r for r in rows if len(r.cells) == 1 and len(r.text) >= 20]
     left = min((r.x0 for r in prose), default=min(r.x0 for r in rows))
-    right = max((r.x1 for r in prose), default=max(r.x1 for r in rows))
+    # the right margin: most long lines reach it (a heading or a wide line may stick out past it)
+    ends = sorted(r.x1 for r in prose)
+    right = ends[int(0.9 * (len(ends) - 1))] if ends else max(r.x1 for r in rows)
     if doc_right is not None and len(prose) < 5:  # too few lines of its own to tell its margin
         right = max(right, doc_right)
     width = max(right - left, 1.0)
