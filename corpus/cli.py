@@ -49,12 +49,18 @@ def cmd_ingest(args) -> int:
     sources = [{"paths": args.paths, "source": args.source, "domain": args.domain, "format": args.format, "text_key": args.text_key}]
     if args.follow_symlinks:
         sources[0]["follow_symlinks"] = True
+    if args.split != "document":
+        sources[0]["split"] = args.split
+    if args.document_timeout <= 0:
+        raise CorpusError(f"--document-timeout must be more than 0, got {args.document_timeout:g}")
+    if args.max_pages < 1:
+        raise CorpusError(f"--max-pages must be at least 1, got {args.max_pages}")
     if args.max_decompressed_ratio <= 1:
         raise CorpusError(f"--max-decompressed-ratio must be more than 1, got {args.max_decompressed_ratio:g}")
     limits = IngestLimits(max_record_bytes=args.max_record_bytes, max_decompressed_bytes=args.max_decompressed_bytes,
-                          max_decompressed_ratio=args.max_decompressed_ratio)  # fmt: skip
+                          max_decompressed_ratio=args.max_decompressed_ratio, max_pages=args.max_pages)  # fmt: skip
     job = ingest_job(sources, args.name or os.path.basename(os.path.normpath(args.output)), html_timeout=args.html_timeout,
-                     limits=limits)  # fmt: skip
+                     limits=limits, document_timeout=args.document_timeout)  # fmt: skip
     run_stage(job, args.output, _executor(args), overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])
     return 0
 
@@ -398,15 +404,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_parser = sub.add_parser
     sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
 
-    p = sub.add_parser("ingest", help="read JSONL, Parquet, WARC/WET, HTML, Markdown or text into a dataset folder")
+    p = sub.add_parser("ingest", help="read JSONL, Parquet, WARC/WET, HTML, Markdown, text, PDF or DOCX into a dataset folder")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("--source", required=True, help="source name written on every document")
     p.add_argument("--domain", required=True, help="domain name written on every document")
-    p.add_argument("--format", default="auto", help="auto (by name, then content), jsonl, parquet, warc, txt, md, html")
+    p.add_argument("--format", default="auto", help="auto (by name, then content), jsonl, parquet, warc, txt, md, html, pdf, docx")
     p.add_argument("--text-key", default="text", help="JSONL/Parquet field holding the text (default: text)")
     p.add_argument("--name", help="dataset name in the card (default: the output folder's name)")
     p.add_argument("--html-timeout", type=float, default=30.0, help="seconds allowed per HTML page")
+    p.add_argument("--document-timeout", type=float, default=300.0, help="seconds allowed per PDF or DOCX file")
+    p.add_argument("--split", choices=("document", "page", "section"), default="document",
+                   help="PDF/DOCX: one document per file (default), per page or per section (at each heading)")
     g = p.add_argument_group("limits (docs/ingest.md, Limits)")
     g.add_argument("--max-record-bytes", type=_byte_size, default="64MiB", metavar="SIZE",
                    help="a longer JSONL line, txt/md/html file or WARC record is rejected (default 64MiB)")
@@ -414,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most bytes read out of one .gz/.zst file (default 32GiB)")
     g.add_argument("--max-decompressed-ratio", type=float, default=100.0, metavar="R",
                    help="most decompressed/compressed bytes of one file, checked past 64MiB out (default 100)")
+    g.add_argument("--max-pages", type=int, default=5000, metavar="N", help="a PDF with more pages is rejected (default 5000)")
     g.add_argument("--follow-symlinks", action="store_true", help="read symlinks in a folder that lead outside it")
     _executor_args(p)
     p.set_defaults(func=cmd_ingest)

@@ -50,6 +50,7 @@ class SourceConfig(_Strict):
     format: Literal["auto", *FORMATS] = "auto"
     text_key: str = "text"
     follow_symlinks: bool = Field(False, description="read symlinks in the folder that lead outside it")
+    split: Literal["document", "page", "section"] = Field("document", description="PDF/DOCX: one document per file, page or section")
 
     @model_validator(mode="after")
     def _path_or_crawl(self) -> "SourceConfig":
@@ -64,6 +65,8 @@ class SourceConfig(_Strict):
 
 class IngestConfig(_Strict):
     html_timeout: float = Field(30.0, gt=0, description="seconds allowed per HTML page")
+    document_timeout: float = Field(300.0, gt=0, description="seconds allowed per PDF or DOCX file")
+    max_pages: int = Field(IngestLimits.max_pages, gt=0, description="a PDF with more pages is rejected")
     sources: list[str] | None = Field(None, description="ingest only these sources (by name); default: all")
     max_record_bytes: ByteSize = Field(IngestLimits.max_record_bytes, gt=0, description="a longer line, file or WARC record is rejected")
     max_decompressed_bytes: ByteSize = Field(IngestLimits.max_decompressed_bytes, gt=0, description="out of one .gz/.zst file")
@@ -71,7 +74,7 @@ class IngestConfig(_Strict):
 
     def limits(self) -> IngestLimits:
         return IngestLimits(max_record_bytes=int(self.max_record_bytes), max_decompressed_bytes=int(self.max_decompressed_bytes),
-                            max_decompressed_ratio=self.max_decompressed_ratio)  # fmt: skip
+                            max_decompressed_ratio=self.max_decompressed_ratio, max_pages=self.max_pages)  # fmt: skip
 
 
 class ClassifierStageConfig(ClassifierConfig):
@@ -221,13 +224,14 @@ def _run_stages(path: Path, config: PipelineConfig, stages: list, base: Path, ou
                 raise CorpusError(f"{path}: stage {i} ingest: unknown source {', '.join(unknown)}")
             sources = [
                 {"paths": s.paths(base), "source": s.source, "domain": s.domain, "format": s.format, "text_key": s.text_key,
-                 **({"follow_symlinks": True} if s.follow_symlinks else {})}
+                 **({"follow_symlinks": True} if s.follow_symlinks else {}), **({"split": s.split} if s.split != "document" else {})}
                 if s.crawl is None
                 else crawl_source(s.crawl, output / f"crawl-{s.source}", s.source, s.domain, overwrite, command)
                 for s in config.sources
                 if options.sources is None or s.source in options.sources
             ]
-            job = ingest_job(sources, name, html_timeout=options.html_timeout, progress=progress, limits=options.limits())
+            job = ingest_job(sources, name, html_timeout=options.html_timeout, progress=progress, limits=options.limits(),
+                             document_timeout=options.document_timeout)  # fmt: skip
         elif kind == "length_filter":
             job = length_filter_job([str(written[-1])], name, options, progress=progress)
         elif kind == "mix":

@@ -119,7 +119,7 @@ def test_run_pipeline(small_corpus, tmp_path):
         (GOOD.replace("name: mini", "name: mini\nouptut: x"), ["ouptut", "unknown key"]),
         (GOOD.replace("length_filter:", "lenght_filter:"), ["unknown stage 'lenght_filter'"]),
         (GOOD.replace("tasks: 2", "tasks: two"), ["executor.tasks"]),
-        (GOOD.replace("domain: general}", "domain: general, format: docx}"), ["sources.1.format"]),
+        (GOOD.replace("domain: general}", "domain: general, format: xlsx}"), ["sources.1.format"]),
         (GOOD.replace("  - ingest: {}\n", ""), ["first stage must be 'ingest'"]),
         ("name: [unclosed\n", ["line", "not valid YAML"]),
         ("- just\n- a list\n", ["a pipeline is a YAML mapping"]),

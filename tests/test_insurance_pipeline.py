@@ -98,7 +98,9 @@ def test_insurance_pipeline_end_to_end(tmp_path):
     assert [i["path"] for i in scored["inputs"]] == ["../13-ingest"]
     assert set(scored["stage_facts"]["classify"]["by_source"]) == {"c4_web"}
     ingested = json.loads((out / "00-ingest" / "card.json").read_text())["stats"]["by_source"]
-    assert set(ingested) == {"healthcare_gov_2013", "python_3_11_docs"}
+    assert set(ingested) == {"healthcare_gov_2013", "insurer_documents", "python_3_11_docs"}
+    ingest_card = json.loads((out / "00-ingest" / "card.json").read_text())
+    assert ingest_card["stats"]["by_source"]["insurer_documents"]["docs"] == 3  # two PDFs and a DOCX, all kept
     acc = scored["accounting"][-1]
     assert acc["docs_in"] == 150 and acc["kept"] < 30  # most web pages are not about insurance
     assert "insurance_score" in scored["columns"]["added"]

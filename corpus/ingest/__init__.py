@@ -8,8 +8,9 @@ from typing import Iterator
 from datatrove.pipeline.base import PipelineStep
 
 from corpus.document import records_to_table
+from corpus.ingest.documents import extract_document
 from corpus.ingest.formats import FORMATS, FileTask, IngestLimits, IngestPlan, detect_format, plan_ingest
-from corpus.ingest.readers import READERS, ReadStats
+from corpus.ingest.readers import DOCUMENT_FORMATS, READERS, ReadStats
 from corpus.progress import task_progress
 from corpus.stage_stats import write_task_stats
 
@@ -54,11 +55,13 @@ class IngestReader(PipelineStep):
     name = "ingest"
     type = "reader"
 
-    def __init__(self, files: list[FileTask], work_dir: str, html_timeout: float = 30.0, progress: bool = True):
+    def __init__(self, files: list[FileTask], work_dir: str, html_timeout: float = 30.0, progress: bool = True,
+                 document_timeout: float = 300.0):  # fmt: skip
         super().__init__()
         self.files = files
         self.work_dir = work_dir
         self.html_timeout = html_timeout
+        self.document_timeout = document_timeout
         self.progress = progress
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator:
@@ -67,14 +70,20 @@ class IngestReader(PipelineStep):
         mine = self.files[rank::world_size]
         docs_in = 0
         stats = ReadStats()
-        with ExtractorSandbox(timeout=self.html_timeout) as sandbox:
+        # a PDF or DOCX is read in a child process of its own too: a per-file timeout, and a crash
+        # or an out-of-memory kill in PDFium ends that file only (started at the first such file)
+        with ExtractorSandbox(timeout=self.html_timeout) as sandbox, ExtractorSandbox(timeout=self.document_timeout) as documents:
 
             def extract_html(html: str) -> tuple[str, dict]:
                 return sandbox.process_document(html, extract_main_text)
 
+            def extract_file(args: tuple) -> dict:
+                return documents.process_document(args, extract_document)
+
             for task in task_progress(mine, "ingest", rank, enabled=self.progress):
                 batch: list[dict] = []
-                for rec in READERS[task.format](task, stats, extract_html):
+                extractor = extract_file if task.format in DOCUMENT_FORMATS else extract_html
+                for rec in READERS[task.format](task, stats, extractor):
                     batch.append(rec)
                     if len(batch) >= BATCH_ROWS:
                         docs_in += len(batch)
@@ -98,10 +107,11 @@ class IngestReader(PipelineStep):
 
 
 def ingest_job(
-    sources: list[dict], name: str, html_timeout: float = 30.0, progress: bool = True, limits: IngestLimits | None = None
-):
+    sources: list[dict], name: str, html_timeout: float = 30.0, progress: bool = True, limits: IngestLimits | None = None,
+    document_timeout: float = 300.0,
+):  # fmt: skip
     """A StageJob that ingests `sources`: dicts with paths, source, domain, format, text_key and
-    optionally follow_symlinks."""
+    optionally follow_symlinks and split (PDF/DOCX: document, page or section)."""
     from dataclasses import asdict
     from pathlib import Path
 
@@ -113,7 +123,8 @@ def ingest_job(
     lineage: list[dict] = []
     for spec in sources:
         plan = plan_ingest(spec["paths"], spec["source"], spec["domain"], spec.get("format", "auto"), spec.get("text_key", "text"),
-                           limits=limits, follow_symlinks=spec.get("follow_symlinks", False))  # fmt: skip
+                           limits=limits, follow_symlinks=spec.get("follow_symlinks", False),
+                           split=spec.get("split", "document"))  # fmt: skip
         files.extend(plan.files)
         skipped.extend(plan.skipped)
         lineage.append(
@@ -133,10 +144,12 @@ def ingest_job(
         raise CorpusError(f"{where}: no readable files of a known format ({', '.join(FORMATS)})")
     config = {"sources": [{k: (list(map(str, v)) if k == "paths" else v) for k, v in s.items()} for s in sources],
               "html_extractor": "trafilatura (favor_precision, no comments, tables kept)",
+              **({"document_extractor": "pypdfium2 text layer, unwrapped (corpus.ingest.layout); python-docx",
+                  "document_timeout": document_timeout} if any(f.format in DOCUMENT_FORMATS for f in files) else {}),
               "limits": asdict(limits or IngestLimits())}  # fmt: skip
 
     def make_steps(out_dir: str, work_dir: str):
-        return [IngestReader(files, work_dir, html_timeout=html_timeout, progress=progress)]
+        return [IngestReader(files, work_dir, html_timeout=html_timeout, progress=progress, document_timeout=document_timeout)]
 
     return StageJob(
         stage="ingest",

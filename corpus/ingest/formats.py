@@ -11,7 +11,8 @@ from pathlib import Path
 
 from corpus.errors import CorpusError
 
-FORMATS = ("jsonl", "parquet", "warc", "txt", "md", "html")
+FORMATS = ("jsonl", "parquet", "warc", "txt", "md", "html", "pdf", "docx")
+SPLITS = ("document", "page", "section")  # how a PDF or DOCX file is cut into documents
 
 _SUFFIXES = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".jsonl.gz": "jsonl", ".ndjson.gz": "jsonl",
@@ -21,6 +22,7 @@ _SUFFIXES = {
     ".txt": "txt", ".text": "txt", ".rst": "txt",
     ".md": "md", ".markdown": "md",
     ".html": "html", ".htm": "html", ".xhtml": "html",
+    ".pdf": "pdf", ".docx": "docx",
 }  # fmt: skip
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -37,6 +39,7 @@ class IngestLimits:
     max_decompressed_bytes: int = 32 << 30  # out of one .gz/.zst file
     max_decompressed_ratio: float = 100.0  # decompressed / compressed bytes of one file ...
     ratio_checked_after: int = 64 * MiB  # ... once this much has come out of it
+    max_pages: int = 5000  # pages of one PDF
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class FileTask:
     domain: str
     text_key: str = "text"
     limits: IngestLimits = IngestLimits()
+    split: str = "document"  # PDF and DOCX: one document per file, page or section
 
 
 @dataclass
@@ -87,6 +91,10 @@ def _sniff_format(path: Path) -> str | None:
                 return None
     except OSError:
         return None
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    if head.startswith(b"PK\x03\x04") and _is_docx(path):
+        return "docx"
     if head.startswith(b"WARC/") or head.startswith(b"filedesc://"):
         return "warc"
     if head.startswith(b"PAR1"):
@@ -98,6 +106,16 @@ def _sniff_format(path: Path) -> str | None:
     if lowered.startswith(b"<!doctype html") or lowered.startswith(b"<html"):
         return "html"
     return None
+
+
+def _is_docx(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "word/document.xml" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def detect_format(path: Path) -> str | None:
@@ -112,6 +130,7 @@ def plan_ingest(
     text_key: str = "text",
     limits: IngestLimits | None = None,
     follow_symlinks: bool = False,
+    split: str = "document",
 ) -> IngestPlan:
     """Resolve paths (files or folders) to the files to read.
 
@@ -123,6 +142,8 @@ def plan_ingest(
     """
     if fmt != "auto" and fmt not in FORMATS:
         raise CorpusError(f"unknown format {fmt!r}: choose one of auto, {', '.join(FORMATS)}")
+    if split not in SPLITS:
+        raise CorpusError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     limits = limits or IngestLimits()
     plan = IngestPlan()
     for raw in paths:
@@ -149,7 +170,7 @@ def plan_ingest(
                 elif not os.access(file, os.R_OK):
                     skipped.append({"path": str(file), "reason": "unreadable"})
                 else:
-                    plan.files.append(FileTask(str(file), file_fmt, source, domain, text_key, limits))
+                    plan.files.append(FileTask(str(file), file_fmt, source, domain, text_key, limits, split))
             plan.skipped.extend(sorted(skipped, key=lambda s: s["path"]))
             _warn_symlinks_outside(path, skipped)
         else:
@@ -163,7 +184,7 @@ def plan_ingest(
                     pass
             except OSError as e:
                 raise CorpusError(f"{path}: cannot read: {e.strerror}") from None
-            plan.files.append(FileTask(str(path), file_fmt, source, domain, text_key, limits))
+            plan.files.append(FileTask(str(path), file_fmt, source, domain, text_key, limits, split))
     return plan
 
 

@@ -21,6 +21,7 @@ import orjson
 import yaml
 
 from corpus.document import bytes_id
+from corpus.ingest.documents import read_document
 from corpus.ingest.formats import FileTask, IngestLimits
 from corpus.yaml_file import FRONT_MATTER_LIMITS, YamlLimitError, load_yaml
 
@@ -548,4 +549,6 @@ def _one_line(e: BaseException) -> str:
     return text[:300]
 
 
-READERS = {"jsonl": read_jsonl, "parquet": read_parquet, "warc": read_warc, "txt": read_txt, "md": read_md, "html": read_html}
+READERS = {"jsonl": read_jsonl, "parquet": read_parquet, "warc": read_warc, "txt": read_txt, "md": read_md, "html": read_html,
+           "pdf": read_document, "docx": read_document}  # fmt: skip
+DOCUMENT_FORMATS = ("pdf", "docx")  # read through the document extractor, not the HTML one
