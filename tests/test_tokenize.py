@@ -164,10 +164,12 @@ def test_shards_decode_back_to_the_text(shards, tokdir, pipeline_out):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokdir / "tokenizer.json"))
-    texts = dict(zip(*pq.read_table(pipeline_out / "00-ingest" / "data", columns=["id", "text"]).to_pydict().values()))
+    texts: dict[str, set[str]] = {}  # an id is a hash of the normalised text: texts that differ in spacing share one
+    for doc_id, text in zip(*pq.read_table(pipeline_out / "00-ingest" / "data", columns=["id", "text"]).to_pydict().values()):
+        texts.setdefault(doc_id, set()).add(text)
     rows = _read_shard(shards / _index(shards)["shards"][0]["file"]).slice(0, 20)
     for doc_id, ids in zip(rows.column("id").to_pylist(), rows.column("input_ids").to_pylist()):
-        assert tok.decode(ids[:-1], skip_special_tokens=False) == texts[doc_id]
+        assert tok.decode(ids[:-1], skip_special_tokens=False) in texts[doc_id]
 
 
 def test_val_split_has_minimum_per_domain_and_is_deterministic(shards, pipeline_out, tmp_path):

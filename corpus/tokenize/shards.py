@@ -124,14 +124,21 @@ def _check_utf8(batch: pa.RecordBatch, path: str) -> None:
         raise
 
 
-def read_batches(files: list[str], columns: list[str], target_bytes: float) -> Iterator[pa.Table]:
-    """Tables of about `target_bytes` of text, in file order."""
+def read_batches(files: list[str], columns: list[str], target_bytes: float, numbers: list[int] | None = None) -> Iterator[pa.Table]:
+    """Tables of about `target_bytes` of text, in file order. With `numbers` (each file's number in
+    the whole input), a `position` column: file number << 40 | row in the file, the document's
+    place in the input whatever task reads it."""
     pending, pending_bytes = [], 0
-    for path in files:
+    for k, path in enumerate(files):
         try:
             parquet = pq.ParquetFile(path)
+            row = 0
             for batch in parquet.iter_batches(batch_size=_rows_per_read(parquet, target_bytes), columns=columns):
                 _check_utf8(batch, path)
+                if numbers is not None:
+                    position = (numbers[k] << 40) + row + np.arange(batch.num_rows, dtype=np.uint64)
+                    batch = batch.append_column("position", pa.array(position, pa.uint64()))
+                    row += batch.num_rows
                 pending.append(batch)
                 pending_bytes += batch.column(columns.index("text")).nbytes
                 if pending_bytes >= target_bytes:
@@ -403,7 +410,8 @@ def _tokenize_into(partial: Path, files, lineage, inputs, config: TokenizeConfig
     say(f"tokenize: {plan.text_bytes / 1e6:,.1f} MB of text, {sum(plan.docs.values()):,} documents, {dtype} ids, {tasks} tasks")
 
     # pass 2: tokenize and spill into key-range buckets
-    step = passes.TokenizeStep(files, str(work), config.tokenizer, str(dtype), eos_id, bos_id, config.seed, config.batch_mb)
+    step = passes.TokenizeStep(files, str(work), config.tokenizer, tokenizer_sha256(Path(config.tokenizer)), str(dtype), eos_id, bos_id,
+                               config.seed, config.batch_mb)  # fmt: skip
     if not _run_pass([step], executor, work, "tokenize", tasks):
         return None
     counts = [json.loads((work / passes.COUNTS_DIR / f"{r:05d}.json").read_text()) for r in range(tasks)]

@@ -9,6 +9,8 @@
     shards    M tasks, shard groups dealt out by rank: a group is a run of consecutive buckets
               (planned by the command from the counts); its rows are ordered by key and cut
               into shards with their final names -> OUT/SPLIT-NNNNN.arrow, entries -> _work/entries/
+              (documents with the same id, so the same key, keep their order in the input: file
+              number, then row)
 
 Bucket b of a split holds the order keys in [b, b + 1) * 2**64 / buckets, so the shards, in
 number order, hold the documents in key order, and the groups and shard cuts depend only on the
@@ -31,7 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
-from corpus.tokenize.common import id_hashes, load_tokenizer, mix_seed
+from corpus.errors import CorpusError
+from corpus.tokenize.common import TOKENIZER_JSON, id_hashes, load_tokenizer, mix_seed, tokenizer_sha256
 
 PLAN_DIR, SPILL_DIR, REJECTED_DIR, COUNTS_DIR, ENTRIES_DIR = "plan", "spill", "rejected", "counts", "entries"
 REJECTED_SCHEMA = pa.schema(
@@ -55,12 +58,16 @@ _TOKENIZERS: dict[str, object] = {}
 _TOKENIZERS_LOCK = threading.Lock()
 
 
-def shared_tokenizer(tokdir: str):
-    """One tokenizer per process: tasks that are threads share it (and its word cache)."""
+def shared_tokenizer(tokdir: str, sha256: str):
+    """One tokenizer per process and file content: tasks that are threads share it (and its word cache)."""
     with _TOKENIZERS_LOCK:
-        if tokdir not in _TOKENIZERS:
-            _TOKENIZERS[tokdir] = load_tokenizer(tokdir)[0]
-        return _TOKENIZERS[tokdir]
+        key = (str(Path(tokdir).resolve()), sha256)
+        if key not in _TOKENIZERS:
+            tokenizer = load_tokenizer(tokdir)[0]
+            if tokenizer_sha256(Path(tokdir)) != sha256:
+                raise CorpusError(f"{tokdir}: {TOKENIZER_JSON} changed while tokenizing; rerun with the tokenizer left as it is")
+            _TOKENIZERS[key] = tokenizer
+        return _TOKENIZERS[key]
 
 
 class _TaskStep(PipelineStep):
@@ -102,10 +109,10 @@ class PlanStep(_TaskStep):
 class TokenizeStep(_TaskStep):
     name = "tokenize and spill"
 
-    def __init__(self, files: list[str], work_dir: str, tokdir: str, dtype: str, eos_id: int, bos_id: int | None,
-                 seed: int, batch_mb: float):  # fmt: skip
+    def __init__(self, files: list[str], work_dir: str, tokdir: str, tokenizer_sha256: str, dtype: str, eos_id: int,
+                 bos_id: int | None, seed: int, batch_mb: float):  # fmt: skip
         super().__init__()
-        self.files, self.work_dir, self.tokdir, self.dtype = files, work_dir, tokdir, dtype
+        self.files, self.work_dir, self.tokdir, self.tokenizer_sha256, self.dtype = files, work_dir, tokdir, tokenizer_sha256, dtype
         self.eos_id, self.bos_id, self.seed, self.batch_mb = eos_id, bos_id, seed, batch_mb
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[None]:
@@ -115,7 +122,7 @@ class TokenizeStep(_TaskStep):
         plan = ValidationPlan.load(work / "plan.json")
         dtype = DTYPES[self.dtype]
         np_dtype = np.dtype(dtype.to_pandas_dtype())
-        tokenizer = shared_tokenizer(self.tokdir)
+        tokenizer = shared_tokenizer(self.tokdir, self.tokenizer_sha256)
         spill = BucketSpill(work / SPILL_DIR, shard_schema(dtype), plan.buckets, rank)
         spill.clear()
         rejected_path = work / REJECTED_DIR / f"{rank:05d}.parquet"
@@ -131,7 +138,8 @@ class TokenizeStep(_TaskStep):
                 result = encode(tokenizer, kept.column("text").to_pylist(), np_dtype, self.bos_id, self.eos_id) if kept.num_rows else None
                 yield table, empty, kept, result
 
-        batches = read_batches(self.files[rank::world_size], ["id", "text", "domain", "source"], self.batch_mb * 1e6)
+        numbers = list(range(len(self.files)))[rank::world_size]
+        batches = read_batches(self.files[rank::world_size], ["id", "text", "domain", "source"], self.batch_mb * 1e6, numbers)
         try:
             for table, empty, kept, result in prefetch(encoded(prefetch(batches)), depth=1):
                 docs_in += table.num_rows
@@ -156,6 +164,7 @@ class TokenizeStep(_TaskStep):
                 "source": table.column("source"),
                 "id": table.column("id"),
                 "key": mix_seed(hashes, self.seed),
+                "position": table.column("position"),
             }
         )
         if no_tokens.any():
@@ -180,7 +189,7 @@ class BucketSpill:
 
     def __init__(self, folder: Path, schema: pa.Schema, buckets: dict[str, int], rank: int):
         self.folder = folder
-        self.schema = schema.append(pa.field("key", pa.uint64()))
+        self.schema = schema.append(pa.field("key", pa.uint64())).append(pa.field("position", pa.uint64()))
         self.buckets = buckets
         self.rank = rank
         self.writers: dict[tuple[str, int], pa.ipc.RecordBatchStreamWriter] = {}
@@ -280,8 +289,8 @@ class ShardStep(_TaskStep):
                         parts.append(reader.read_all())
             table = pa.concat_tables(parts).combine_chunks()
             del parts
-            # id breaks a tie of keys; the sort is stable for the rest
-            table = table.take(pc.sort_indices(table, [("key", "ascending"), ("id", "ascending")]))
+            # the place in the input breaks a tie of keys (documents with the same id)
+            table = table.take(pc.sort_indices(table, [("key", "ascending"), ("position", "ascending")]))
             if table.num_rows != group["docs"]:
                 raise RuntimeError(f"{split} group at shard {group['first']}: {table.num_rows} rows spilled, {group['docs']} counted")
             tokens = pc.list_value_length(table.column("input_ids")).to_numpy()
