@@ -42,13 +42,13 @@ import corpus
 from corpus.document import CARD_JSON
 from corpus.errors import CorpusError, StageFailed
 from corpus.progress import say
-from corpus.tokenize.common import PartialOutput, load_tokenizer, tokenizer_sha256, unit_interval, vocab_extent
+from corpus.tokenize.common import PartialOutput, load_tokenizer, tokenizer_sha256, vocab_extent
 
 INDEX_JSON = "index.json"
 REJECTED_PARQUET = "rejected.parquet"
 WORK_DIR = "_work"  # in OUT.partial: the passes' plan, spill buckets, counts and logs
 SPLITS = ("train", "val")
-MAX_BUCKETS_PER_SPLIT = 256  # open spill files; beyond this, buckets grow past the shard size
+MAX_BUCKETS_PER_SPLIT = 256  # spill files per task; beyond this, buckets grow past the shard size
 BYTES_PER_TOKEN_GUESS = 3.0  # text bytes per token, to size the buckets before tokenizing
 READ_ROWS = 1024
 DTYPES = {"uint16": pa.uint16(), "uint32": pa.uint32()}
@@ -177,83 +177,7 @@ def empty_mask(texts: pa.ChunkedArray) -> np.ndarray:
     return pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
 
 
-# ---------------------------------------------------------------- pass 1: the validation split
-
-
-class ValidationPlan:
-    """Which documents are validation: hash below `val_fraction`, or among a domain's smallest hashes.
-
-    Each task of the plan pass observes its files (`partial_state`); `merged` joins the tasks'
-    states into the whole corpus's plan, the same whatever the number of tasks.
-    """
-
-    def __init__(self, val_fraction: float, min_per_domain: int):
-        self.val_fraction = val_fraction
-        self.min_per_domain = min_per_domain
-        self.docs: dict[str, int] = {}
-        self.smallest: dict[str, np.ndarray] = {}
-        self.text_bytes = 0
-        self.cutoff: dict[str, np.uint64 | None] = {}
-        self.buckets: dict[str, int] = {}
-
-    def observe(self, domains: list[str], hashes: np.ndarray) -> None:
-        domain_of = np.asarray(domains, dtype=object)
-        for domain in set(domains):
-            self._add(domain, hashes[domain_of == domain])
-
-    def _add(self, domain: str, hashes: np.ndarray) -> None:
-        self.docs[domain] = self.docs.get(domain, 0) + len(hashes)
-        if self.min_per_domain:
-            both = np.concatenate([self.smallest.get(domain, np.empty(0, np.uint64)), hashes])
-            keep = min(self.min_per_domain, len(both))
-            self.smallest[domain] = np.sort(np.partition(both, keep - 1)[:keep]) if keep else both[:0]
-
-    def partial_state(self) -> dict:
-        return {"text_bytes": self.text_bytes, "docs": self.docs, "smallest": {d: v.tolist() for d, v in self.smallest.items()}}
-
-    @classmethod
-    def merged(cls, states: list[dict], val_fraction: float, min_per_domain: int) -> "ValidationPlan":
-        plan = cls(val_fraction, min_per_domain)
-        for state in states:
-            plan.text_bytes += state["text_bytes"]
-            for domain, count in sorted(state["docs"].items()):
-                plan._add(domain, np.array(state["smallest"].get(domain, []), np.uint64))
-                plan.docs[domain] += count - len(state["smallest"].get(domain, []))
-        plan.finish()
-        return plan
-
-    def finish(self) -> None:
-        for domain, count in sorted(self.docs.items()):
-            wanted = min(self.min_per_domain, count // 2)  # never the whole of a small domain
-            self.cutoff[domain] = self.smallest[domain][wanted - 1] if wanted else None
-
-    def is_val(self, domains: list[str], hashes: np.ndarray) -> np.ndarray:
-        val = unit_interval(hashes) < self.val_fraction
-        domain_of = np.asarray(domains, dtype=object)
-        for domain in set(domains):
-            cutoff = self.cutoff.get(domain)
-            if cutoff is not None:
-                val |= (domain_of == domain) & (hashes <= cutoff)
-        return val
-
-    def save(self, path: Path) -> None:
-        cutoff = {d: None if c is None else int(c) for d, c in self.cutoff.items()}
-        state = {"val_fraction": self.val_fraction, "min_per_domain": self.min_per_domain, "text_bytes": self.text_bytes,
-                 "docs": self.docs, "cutoff": cutoff, "buckets": self.buckets}  # fmt: skip
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(state, sort_keys=True), encoding="utf-8")
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> "ValidationPlan":
-        state = json.loads(Path(path).read_text(encoding="utf-8"))
-        plan = cls(state["val_fraction"], state["min_per_domain"])
-        plan.text_bytes, plan.docs, plan.buckets = state["text_bytes"], state["docs"], state["buckets"]
-        plan.cutoff = {d: None if c is None else np.uint64(c) for d, c in state["cutoff"].items()}
-        return plan
-
-
-# ---------------------------------------------------------------- pass 2: encode
+# ---------------------------------------------------------------- encoding
 
 
 def encode(tokenizer, texts: list[str], dtype: np.dtype, bos_id: int | None, eos_id: int):
@@ -279,7 +203,7 @@ def encode(tokenizer, texts: list[str], dtype: np.dtype, bos_id: int | None, eos
     return offsets.astype(np.int32), values, lengths
 
 
-# ---------------------------------------------------------------- pass 3: shards
+# ---------------------------------------------------------------- shards
 
 
 def shard_stats(table: pa.Table) -> dict:
@@ -360,6 +284,16 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
     return card
 
 
+def _text_bytes(files: list[str]) -> int:
+    """The input's text size from the Parquet footers (uncompressed pages): enough to size buckets."""
+    total = 0
+    for path in files:
+        meta = pq.read_metadata(path)
+        column = meta.schema.to_arrow_schema().get_field_index("text")
+        total += sum(meta.row_group(g).column(column).total_uncompressed_size for g in range(meta.num_row_groups))
+    return total
+
+
 def _run_pass(steps: list, executor, work: Path, name: str, tasks: int) -> bool:
     """Run one pass's tasks (those not completed by an earlier attempt); False: only submitted."""
     from corpus import lifetime
@@ -389,38 +323,27 @@ def _tokenize_into(partial: Path, files, lineage, inputs, config: TokenizeConfig
     work = partial / WORK_DIR
     tasks = max(1, min(executor.tasks, len(files))) if executor.type != "slurm" else executor.tasks
 
-    # pass 1: what the split needs, per task; merged here into the corpus's plan
-    if not _run_pass([passes.PlanStep(files, str(work), config.min_val_docs_per_domain)], executor, work, "plan", tasks):
-        return None
-    plan_path = work / "plan.json"
-    if not plan_path.is_file():
-        states = [json.loads((work / passes.PLAN_DIR / f"{r:05d}.json").read_text()) for r in range(tasks)]
-        plan = ValidationPlan.merged(states, config.val_fraction, config.min_val_docs_per_domain)
-        shard_bytes = config.shard_size_mb * 1e6
-        estimated = plan.text_bytes / BYTES_PER_TOKEN_GUESS * np_dtype.itemsize
-        val_minimum = sum(1 for c in plan.cutoff.values() if c is not None) * config.min_val_docs_per_domain
-        val_share = min(1.0, config.val_fraction + val_minimum / max(1, sum(plan.docs.values())))
-        # Four buckets per shard keep shard sizes within about a quarter of the target.
-        plan.buckets = {
-            split: min(MAX_BUCKETS_PER_SPLIT, max(1, math.ceil(4 * estimated * share / shard_bytes)))
-            for split, share in (("train", 1 - val_share), ("val", val_share))
-        }
-        plan.save(plan_path)
-    plan = ValidationPlan.load(plan_path)
-    say(f"tokenize: {plan.text_bytes / 1e6:,.1f} MB of text, {sum(plan.docs.values()):,} documents, {dtype} ids, {tasks} tasks")
+    shard_bytes = config.shard_size_mb * 1e6
+    text_bytes = _text_bytes(files)
+    # Four buckets per shard of train keep shard sizes within about a quarter of the target.
+    buckets = min(MAX_BUCKETS_PER_SPLIT, max(1, math.ceil(4 * text_bytes / BYTES_PER_TOKEN_GUESS * np_dtype.itemsize / shard_bytes)))
+    say(f"tokenize: about {text_bytes / 1e6:,.1f} MB of text in {len(files)} files, {dtype} ids, {tasks} tasks")
 
-    # pass 2: tokenize and spill into key-range buckets
+    # pass 1: tokenize and spill into key-range buckets
     step = passes.TokenizeStep(files, str(work), config.tokenizer, tokenizer_sha256(Path(config.tokenizer)), str(dtype), eos_id, bos_id,
-                               config.seed, config.batch_mb)  # fmt: skip
+                               config.seed, config.batch_mb, buckets, config.val_fraction, config.min_val_docs_per_domain)  # fmt: skip
     if not _run_pass([step], executor, work, "tokenize", tasks):
         return None
     counts = [json.loads((work / passes.COUNTS_DIR / f"{r:05d}.json").read_text()) for r in range(tasks)]
-    per_bucket = {split: np.sum([c["buckets"][split] for c in counts], axis=0).tolist() for split in SPLITS}
 
-    # pass 3: consecutive buckets into shards, numbered by the plan made here from the counts
-    groups = passes.plan_groups(per_bucket, np_dtype.itemsize, config.shard_size_mb * 1e6)
+    # between: the validation minimum per domain, then consecutive buckets into numbered shards
+    cutoffs, per_bucket = passes.validation_minimum(counts, config.val_fraction, config.min_val_docs_per_domain)
+    groups = passes.plan_groups(per_bucket, np_dtype.itemsize, shard_bytes)
+
+    # pass 2: each group's rows of its split, in key order, cut into shards
     shard_tasks = max(1, min(tasks, len(groups)))
-    if groups and not _run_pass([passes.ShardStep(str(partial), str(work), str(dtype), groups, tasks)], executor, work, "shards", shard_tasks):
+    step = passes.ShardStep(str(partial), str(work), str(dtype), groups, tasks, buckets, config.val_fraction, cutoffs)
+    if groups and not _run_pass([step], executor, work, "shards", shard_tasks):
         return None
     entries = [e for r in range(shard_tasks if groups else 0) for e in json.loads((work / passes.ENTRIES_DIR / f"{r:05d}.json").read_text())]
     shards = sorted(entries, key=lambda e: (SPLITS.index(e["split"]), e["file"]))

@@ -1,21 +1,20 @@
-"""The three passes of `corpus tokenize` as datatrove pipeline steps, run by any of its executors.
+"""The two passes of `corpus tokenize` as datatrove pipeline steps, run by any of its executors.
 
-    plan      N tasks, input files dealt out by rank: per-domain counts and smallest id hashes,
-              text bytes -> _work/plan/NNNNN.json; merged into _work/plan.json (the validation
-              cut-offs and the number of hash buckets) by the command between the passes
-    tokenize  N tasks, files dealt out by rank: encode, split, spill each document into the bucket
-              of its order key -> _work/spill/SPLIT-BBBBB/NNNNN.arrows, rejected documents and
-              per-bucket counts -> _work/rejected/, _work/counts/
-    shards    M tasks, shard groups dealt out by rank: a group is a run of consecutive buckets
-              (planned by the command from the counts); its rows are ordered by key and cut
-              into shards with their final names -> OUT/SPLIT-NNNNN.arrow, entries -> _work/entries/
-              (documents with the same id, so the same key, keep their order in the input: file
-              number, then row)
+    tokenize  N tasks, input files dealt out by rank: encode each document and spill it into the
+              bucket of its order key -> _work/spill/BBBBB/NNNNN.arrows; per bucket, the docs
+              and tokens that are validation by their id hash and the rest; per domain, the
+              documents with the smallest id hashes (the candidates for the validation minimum);
+              rejected documents -> _work/counts/, _work/rejected/
+    shards    M tasks, shard groups dealt out by rank: a group is a run of consecutive buckets of
+              one split (planned by the command from the counts, once the validation minimum is
+              known); its rows of that split are ordered by key and cut into shards with their
+              final names -> OUT/SPLIT-NNNNN.arrow, entries -> _work/entries/
 
-Bucket b of a split holds the order keys in [b, b + 1) * 2**64 / buckets, so the shards, in
-number order, hold the documents in key order, and the groups and shard cuts depend only on the
-counts: the output is the same file for file whatever the number of tasks of either pass.
-Each task first removes what an interrupted attempt of the same rank left, so a rerun resumes.
+Bucket b holds the order keys in [b, b + 1) * 2**64 / buckets, so the shards of a split, in number
+order, hold its documents in key order (documents with the same id, so the same key, in their
+order in the input: file number, then row), and the groups and shard cuts depend only on the
+counts: the output is the same, file for file, whatever the number of tasks. The input is read
+once. Each task first removes what an interrupted attempt of its rank left, so a rerun resumes.
 """
 
 from __future__ import annotations
@@ -34,9 +33,9 @@ import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
 from corpus.errors import CorpusError
-from corpus.tokenize.common import TOKENIZER_JSON, id_hashes, load_tokenizer, mix_seed, tokenizer_sha256
+from corpus.tokenize.common import TOKENIZER_JSON, id_hashes, load_tokenizer, mix_seed, tokenizer_sha256, unit_interval
 
-PLAN_DIR, SPILL_DIR, REJECTED_DIR, COUNTS_DIR, ENTRIES_DIR = "plan", "spill", "rejected", "counts", "entries"
+SPILL_DIR, REJECTED_DIR, COUNTS_DIR, ENTRIES_DIR = "spill", "rejected", "counts", "entries"
 REJECTED_SCHEMA = pa.schema(
     [("id", pa.string()), ("domain", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("detail", pa.string())]
 )
@@ -80,55 +79,34 @@ class _TaskStep(PipelineStep):
         raise NotImplementedError
 
 
-# ---------------------------------------------------------------- pass 1: the validation plan
+# ---------------------------------------------------------------- pass 1: tokenize and spill
 
-
-class PlanStep(_TaskStep):
-    name = "plan the validation split"
-
-    def __init__(self, files: list[str], work_dir: str, min_per_domain: int):
-        super().__init__()
-        self.files, self.work_dir, self.min_per_domain = files, work_dir, min_per_domain
-
-    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[None]:
-        from corpus.tokenize.shards import ValidationPlan, empty_mask, read_batches
-
-        plan = ValidationPlan(0.0, self.min_per_domain)
-        for table in read_batches(self.files[rank::world_size], ["id", "text", "domain"], 8e6):
-            keep = ~empty_mask(table.column("text"))
-            plan.text_bytes += int(pc.sum(pc.binary_length(table.column("text").filter(keep))).as_py() or 0)
-            domains = pc.fill_null(table.column("domain").filter(keep), "unknown").to_pylist()
-            plan.observe(domains, id_hashes(table.column("id").filter(keep).to_pylist()))
-            yield
-        _write_json(Path(self.work_dir) / PLAN_DIR / f"{rank:05d}.json", plan.partial_state())
-
-
-# ---------------------------------------------------------------- pass 2: tokenize and spill
+TRAIN_DOCS, TRAIN_TOKENS, VAL_DOCS, VAL_TOKENS = range(4)  # a bucket's counts, split by id hash alone
 
 
 class TokenizeStep(_TaskStep):
     name = "tokenize and spill"
 
     def __init__(self, files: list[str], work_dir: str, tokdir: str, tokenizer_sha256: str, dtype: str, eos_id: int,
-                 bos_id: int | None, seed: int, batch_mb: float):  # fmt: skip
+                 bos_id: int | None, seed: int, batch_mb: float, buckets: int, val_fraction: float, min_val_docs: int):  # fmt: skip
         super().__init__()
         self.files, self.work_dir, self.tokdir, self.tokenizer_sha256, self.dtype = files, work_dir, tokdir, tokenizer_sha256, dtype
         self.eos_id, self.bos_id, self.seed, self.batch_mb = eos_id, bos_id, seed, batch_mb
+        self.buckets, self.val_fraction, self.min_val_docs = buckets, val_fraction, min_val_docs
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[None]:
-        from corpus.tokenize.shards import DTYPES, ValidationPlan, empty_mask, encode, prefetch, read_batches, shard_schema
+        from corpus.tokenize.shards import DTYPES, empty_mask, encode, prefetch, read_batches, shard_schema
 
         work = Path(self.work_dir)
-        plan = ValidationPlan.load(work / "plan.json")
         dtype = DTYPES[self.dtype]
         np_dtype = np.dtype(dtype.to_pandas_dtype())
         tokenizer = shared_tokenizer(self.tokdir, self.tokenizer_sha256)
-        spill = BucketSpill(work / SPILL_DIR, shard_schema(dtype), plan.buckets, rank)
+        spill = BucketSpill(work / SPILL_DIR, shard_schema(dtype), self.buckets, rank, self.val_fraction)
         spill.clear()
         rejected_path = work / REJECTED_DIR / f"{rank:05d}.parquet"
         rejected_path.parent.mkdir(parents=True, exist_ok=True)
         rejected_writer = pq.ParquetWriter(str(rejected_path) + ".tmp", REJECTED_SCHEMA, compression="zstd")
-        docs_in, rejected = 0, {}
+        self._docs_in, self._rejected, self._docs, self._candidates = 0, {}, {}, {}
 
         def encoded(tables):
             """Runs in its own thread: the next batch is encoded while this one is spilled."""
@@ -142,19 +120,21 @@ class TokenizeStep(_TaskStep):
         batches = read_batches(self.files[rank::world_size], ["id", "text", "domain", "source"], self.batch_mb * 1e6, numbers)
         try:
             for table, empty, kept, result in prefetch(encoded(prefetch(batches)), depth=1):
-                docs_in += table.num_rows
+                self._docs_in += table.num_rows
                 if empty.any():
-                    _reject(rejected_writer, rejected, table.filter(pa.array(empty)), "empty", "no text but whitespace")
+                    _reject(rejected_writer, self._rejected, table.filter(pa.array(empty)), "empty", "no text but whitespace")
                 if result is not None:
-                    self._spill(spill, plan, kept, *result, dtype, rejected_writer, rejected)
+                    self._spill(spill, kept, *result, dtype, rejected_writer)
                 yield
         finally:
             spill.close()
             rejected_writer.close()
         os.replace(str(rejected_path) + ".tmp", rejected_path)
-        _write_json(work / COUNTS_DIR / f"{rank:05d}.json", {"docs_in": docs_in, "rejected": rejected, "buckets": spill.counts})
+        candidates = {d: c.tolist() for d, c in sorted(self._candidates.items())}
+        _write_json(work / COUNTS_DIR / f"{rank:05d}.json", {"docs_in": self._docs_in, "rejected": self._rejected,
+                    "buckets": spill.counts.tolist(), "docs": self._docs, "candidates": candidates})  # fmt: skip
 
-    def _spill(self, spill, plan, table, offsets, values, lengths, dtype, rejected_writer, rejected) -> None:
+    def _spill(self, spill: "BucketSpill", table, offsets, values, lengths, dtype, rejected_writer) -> None:
         no_tokens = lengths == 0
         hashes = id_hashes(table.column("id").to_pylist())
         rows = pa.table(
@@ -165,15 +145,27 @@ class TokenizeStep(_TaskStep):
                 "id": table.column("id"),
                 "key": mix_seed(hashes, self.seed),
                 "position": table.column("position"),
+                "hash": hashes,
             }
         )
         if no_tokens.any():
-            _reject(rejected_writer, rejected, table.filter(pa.array(no_tokens)), "no_tokens", "the tokenizer produced no tokens")
-            rows, hashes = rows.filter(pa.array(~no_tokens)), hashes[~no_tokens]
-        domains = pc.fill_null(rows.column("domain"), "unknown").to_pylist()
-        val = plan.is_val(domains, hashes)
-        spill.write("val", rows.filter(pa.array(val)))
-        spill.write("train", rows.filter(pa.array(~val)))
+            _reject(rejected_writer, self._rejected, table.filter(pa.array(no_tokens)), "no_tokens", "the tokenizer produced no tokens")
+            rows, lengths = rows.filter(pa.array(~no_tokens)), lengths[~no_tokens]
+        if not rows.num_rows:
+            return
+        buckets = spill.write(rows)
+        # the candidates for each domain's validation minimum: its smallest id hashes, with where
+        # they went, so that the command can move the chosen ones from train to val in the counts
+        hashes, positions = rows.column("hash").to_numpy(), rows.column("position").to_numpy()
+        domains = np.asarray(pc.fill_null(rows.column("domain"), "unknown").to_pylist(), dtype=object)
+        tokens = lengths + 1 + (self.bos_id is not None)
+        for domain in set(domains.tolist()):
+            mine = domains == domain
+            self._docs[domain] = self._docs.get(domain, 0) + int(mine.sum())
+            if self.min_val_docs:
+                new = np.stack([hashes[mine], positions[mine], buckets[mine].astype(np.uint64), tokens[mine].astype(np.uint64)], axis=1)
+                both = np.concatenate([self._candidates.get(domain, np.empty((0, 4), np.uint64)), new])
+                self._candidates[domain] = both[np.lexsort((both[:, 1], both[:, 0]))[: self.min_val_docs]]
 
 
 def _reject(writer: pq.ParquetWriter, counts: dict, table: pa.Table, reason: str, detail: str) -> None:
@@ -184,44 +176,49 @@ def _reject(writer: pq.ParquetWriter, counts: dict, table: pa.Table, reason: str
     counts[reason] = counts.get(reason, 0) + n
 
 
-class BucketSpill:
-    """One task's rows of each (split, key-range bucket), as Arrow IPC streams, with their counts."""
+def val_by_hash(hashes: np.ndarray, val_fraction: float) -> np.ndarray:
+    return unit_interval(hashes) < val_fraction
 
-    def __init__(self, folder: Path, schema: pa.Schema, buckets: dict[str, int], rank: int):
+
+class BucketSpill:
+    """One task's rows of each key-range bucket, as Arrow IPC streams, with their counts."""
+
+    def __init__(self, folder: Path, schema: pa.Schema, buckets: int, rank: int, val_fraction: float = 0.0):
         self.folder = folder
-        self.schema = schema.append(pa.field("key", pa.uint64())).append(pa.field("position", pa.uint64()))
+        self.schema = pa.schema([*schema, pa.field("key", pa.uint64()), pa.field("position", pa.uint64()), pa.field("hash", pa.uint64())])
         self.buckets = buckets
         self.rank = rank
-        self.writers: dict[tuple[str, int], pa.ipc.RecordBatchStreamWriter] = {}
-        self.counts = {split: [[0, 0] for _ in range(n)] for split, n in buckets.items()}  # [docs, tokens]
+        self.val_fraction = val_fraction
+        self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        self.counts = np.zeros((buckets, 4), np.int64)  # TRAIN_DOCS, TRAIN_TOKENS, VAL_DOCS, VAL_TOKENS
 
-    def path(self, split: str, bucket: int, rank: int | None = None) -> Path:
-        return self.folder / f"{split}-{bucket:05d}" / f"{self.rank if rank is None else rank:05d}.arrows"
+    def path(self, bucket: int, rank: int | None = None) -> Path:
+        return self.folder / f"{bucket:05d}" / f"{self.rank if rank is None else rank:05d}.arrows"
 
     def clear(self) -> None:
-        for split, n in self.buckets.items():
-            for b in range(n):
-                self.path(split, b).unlink(missing_ok=True)
+        for b in range(self.buckets):
+            self.path(b).unlink(missing_ok=True)
 
-    def write(self, split: str, table: pa.Table) -> None:
-        if not table.num_rows:
-            return
-        n = self.buckets[split]
+    def write(self, table: pa.Table) -> np.ndarray:
+        """Spill the rows; returns each row's bucket (in the order of `table`)."""
         table = table.cast(self.schema)
-        bucket = bucket_of(table.column("key").to_numpy(), n).astype(np.int64)
+        bucket = bucket_of(table.column("key").to_numpy(), self.buckets).astype(np.int64)
         order = np.argsort(bucket, kind="stable")
-        table = table.take(pa.array(order))
-        tokens = pc.list_value_length(table.column("input_ids")).to_numpy()
-        starts = np.searchsorted(bucket[order], np.arange(n + 1))
+        sorted_table = table.take(pa.array(order))
+        tokens = pc.list_value_length(sorted_table.column("input_ids")).to_numpy()
+        val = val_by_hash(sorted_table.column("hash").to_numpy(), self.val_fraction)
+        starts = np.searchsorted(bucket[order], np.arange(self.buckets + 1))
         for b in np.flatnonzero(starts[1:] > starts[:-1]).tolist():
-            writer = self.writers.get((split, b))
+            writer = self.writers.get(b)
             if writer is None:
-                path = self.path(split, b)
+                path = self.path(b)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                writer = self.writers[(split, b)] = pa.ipc.new_stream(str(path), self.schema)
-            writer.write_table(table.slice(starts[b], starts[b + 1] - starts[b]))
-            self.counts[split][b][0] += int(starts[b + 1] - starts[b])
-            self.counts[split][b][1] += int(tokens[starts[b] : starts[b + 1]].sum())
+                writer = self.writers[b] = pa.ipc.new_stream(str(path), self.schema)
+            lo, hi = starts[b], starts[b + 1]
+            writer.write_table(sorted_table.slice(lo, hi - lo))
+            in_val = val[lo:hi]
+            self.counts[b] += [int((~in_val).sum()), int(tokens[lo:hi][~in_val].sum()), int(in_val.sum()), int(tokens[lo:hi][in_val].sum())]
+        return bucket
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -229,21 +226,45 @@ class BucketSpill:
         self.writers.clear()
 
 
-# ---------------------------------------------------------------- between passes 2 and 3: the groups
+# ---------------------------------------------------------------- between the passes: the split and the groups
 
 
-def plan_groups(counts: dict[str, list[list[int]]], itemsize: int, shard_bytes: float) -> list[dict]:
-    """Consecutive buckets joined until a shard's size; each group is cut into pieces of about the
-    shard size (never an empty one). Shards are numbered per split in group order."""
+def validation_minimum(counts: list[dict], val_fraction: float, min_per_domain: int) -> tuple[dict[str, list | None], np.ndarray]:
+    """Each domain's cut-off (id hash, input position): its `min_per_domain` documents of smallest
+    id hash are validation (never more than half of the domain; the place in the input breaks a
+    tie of hashes), and the bucket counts with those documents moved from train to val."""
+    per_bucket = np.sum([c["buckets"] for c in counts], axis=0).reshape(-1, 4)
+    docs: dict[str, int] = {}
+    candidates: dict[str, list] = {}
+    for c in counts:
+        for domain, n in c["docs"].items():
+            docs[domain] = docs.get(domain, 0) + n
+        for domain, rows in c["candidates"].items():
+            candidates.setdefault(domain, []).extend(rows)
+    cutoffs: dict[str, int | None] = {}
+    for domain in sorted(docs):
+        wanted = min(min_per_domain, docs[domain] // 2)
+        chosen = sorted(candidates.get(domain, []))[:wanted]
+        cutoffs[domain] = [int(chosen[-1][0]), int(chosen[-1][1])] if chosen else None
+        for hash_, _, bucket, tokens in chosen:
+            if not val_by_hash(np.array([hash_], np.uint64), val_fraction)[0]:
+                per_bucket[bucket] += [-1, -tokens, 1, tokens]
+    return cutoffs, per_bucket
+
+
+def plan_groups(per_bucket: np.ndarray, itemsize: int, shard_bytes: float) -> list[dict]:
+    """Per split, consecutive buckets joined until a shard's size; each group is cut into pieces of
+    about the shard size (never an empty one). Shards are numbered per split in group order."""
     groups = []
-    for split, per_bucket in counts.items():
+    for split, docs_col, tokens_col in (("train", TRAIN_DOCS, TRAIN_TOKENS), ("val", VAL_DOCS, VAL_TOKENS)):
         number, pending, docs, tokens = 0, [], 0, 0
-        for b, (bucket_docs, bucket_tokens) in enumerate(per_bucket):
+        last = len(per_bucket) - 1
+        for b, (bucket_docs, bucket_tokens) in enumerate(zip(per_bucket[:, docs_col].tolist(), per_bucket[:, tokens_col].tolist())):
             if bucket_docs:
                 pending.append(b)
                 docs += bucket_docs
                 tokens += bucket_tokens
-            if pending and (tokens * itemsize >= shard_bytes or b == len(per_bucket) - 1):
+            if pending and (tokens * itemsize >= shard_bytes or b == last):
                 pieces = min(docs, max(1, round(tokens * itemsize / shard_bytes)))
                 groups.append({"split": split, "buckets": pending, "first": number, "pieces": pieces, "docs": docs})
                 number += pieces
@@ -262,31 +283,46 @@ def cut_points(tokens_per_row: np.ndarray, pieces: int) -> list[int]:
     return cuts + [rows]
 
 
-# ---------------------------------------------------------------- pass 3: shards
+# ---------------------------------------------------------------- pass 2: shards
 
 
 class ShardStep(_TaskStep):
     name = "write shards"
 
-    def __init__(self, out_dir: str, work_dir: str, dtype: str, groups: list[dict], spill_tasks: int):
+    def __init__(self, out_dir: str, work_dir: str, dtype: str, groups: list[dict], spill_tasks: int, buckets: int,
+                 val_fraction: float, cutoffs: dict[str, list | None]):  # fmt: skip
         super().__init__()
         self.out_dir, self.work_dir, self.dtype, self.groups, self.spill_tasks = out_dir, work_dir, dtype, groups, spill_tasks
+        self.buckets, self.val_fraction, self.cutoffs = buckets, val_fraction, cutoffs
+
+    def is_val(self, table: pa.Table) -> np.ndarray:
+        hashes, positions = table.column("hash").to_numpy(), table.column("position").to_numpy()
+        val = val_by_hash(hashes, self.val_fraction)
+        domains = pc.fill_null(table.column("domain"), "unknown")
+        for domain, cutoff in self.cutoffs.items():
+            if cutoff is not None:
+                last_hash, last_position = np.uint64(cutoff[0]), np.uint64(cutoff[1])
+                smallest = (hashes < last_hash) | ((hashes == last_hash) & (positions <= last_position))
+                val |= pc.equal(domains, domain).to_numpy(zero_copy_only=False) & smallest
+        return val
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[None]:
         from corpus.tokenize.shards import DTYPES, shard_schema, write_shard
 
         work, out = Path(self.work_dir), Path(self.out_dir)
         schema = shard_schema(DTYPES[self.dtype])
-        spill = BucketSpill(work / SPILL_DIR, schema, {}, rank)
+        spill = BucketSpill(work / SPILL_DIR, schema, self.buckets, rank)
         entries = []
         for group in self.groups[rank::world_size]:
             split = group["split"]
             parts = []
             for bucket, task in itertools.product(group["buckets"], range(self.spill_tasks)):
-                path = spill.path(split, bucket, task)
+                path = spill.path(bucket, task)
                 if path.exists():
                     with pa.ipc.open_stream(pa.memory_map(str(path))) as reader:
-                        parts.append(reader.read_all())
+                        part = reader.read_all()
+                    val = self.is_val(part)
+                    parts.append(part.filter(pa.array(val if split == "val" else ~val)))
             table = pa.concat_tables(parts).combine_chunks()
             del parts
             # the place in the input breaks a tie of keys (documents with the same id)
