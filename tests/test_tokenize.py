@@ -361,7 +361,10 @@ def four_part_dataset(pipeline_out, tmp_path_factory) -> Path:
     rows = pq.read_table(pipeline_out / "00-ingest" / "data", columns=["id", "text", "domain"]).to_pylist()
     twins = [{"id": "twin", "text": "Your deductible, first.", "domain": "insurance"},
              {"id": "twin", "text": "Your deductible,  second.", "domain": "insurance"}]  # fmt: skip
-    records = rows[:200] + twins[:1] + rows[200:] + [{"id": "blank", "text": "  \n", "domain": "general"}] + twins[1:]
+    # dealt out round-robin: the first twin goes to file 1, the second to file 3, which with 3 tasks
+    # is read by task 0, so that the tasks' order differs from the input's
+    records = rows[:201] + twins[:1] + rows[201:302] + twins[1:] + rows[302:] + [{"id": "blank", "text": "  \n", "domain": "general"}]
+    assert records.index(twins[0]) % 4 == 1 and records.index(twins[1]) % 4 == 3
     return make_dataset(tmp_path_factory.mktemp("parts") / "ds", records, parts=4)
 
 
