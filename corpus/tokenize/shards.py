@@ -330,8 +330,10 @@ def _tokenize_into(partial: Path, files, lineage, inputs, config: TokenizeConfig
     say(f"tokenize: about {text_bytes / 1e6:,.1f} MB of text in {len(files)} files, {dtype} ids, {tasks} tasks")
 
     # pass 1: tokenize and spill into key-range buckets
-    step = passes.TokenizeStep(files, str(work), config.tokenizer, tokenizer_sha256(Path(config.tokenizer)), str(dtype), eos_id, bos_id,
-                               config.seed, config.batch_mb, buckets, config.val_fraction, config.min_val_docs_per_domain)  # fmt: skip
+    sha256 = tokenizer_sha256(Path(config.tokenizer))
+    passes.remember_tokenizer(config.tokenizer, sha256, tokenizer)
+    step = passes.TokenizeStep(files, str(work), config.tokenizer, sha256, str(dtype), eos_id, bos_id, config.seed, config.batch_mb,
+                               buckets, config.val_fraction, config.min_val_docs_per_domain)  # fmt: skip
     if not _run_pass([step], executor, work, "tokenize", tasks):
         return None
     counts = [json.loads((work / passes.COUNTS_DIR / f"{r:05d}.json").read_text()) for r in range(tasks)]

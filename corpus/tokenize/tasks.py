@@ -23,6 +23,8 @@ import itertools
 import json
 import os
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -57,6 +59,12 @@ _TOKENIZERS: dict[str, object] = {}
 _TOKENIZERS_LOCK = threading.Lock()
 
 
+def remember_tokenizer(tokdir: str, sha256: str, tokenizer) -> None:
+    """The command's own tokenizer, for its tasks that are threads (no second load)."""
+    with _TOKENIZERS_LOCK:
+        _TOKENIZERS[(str(Path(tokdir).resolve()), sha256)] = tokenizer
+
+
 def shared_tokenizer(tokdir: str, sha256: str):
     """One tokenizer per process and file content: tasks that are threads share it (and its word cache)."""
     with _TOKENIZERS_LOCK:
@@ -67,6 +75,21 @@ def shared_tokenizer(tokdir: str, sha256: str):
                 raise CorpusError(f"{tokdir}: {TOKENIZER_JSON} changed while tokenizing; rerun with the tokenizer left as it is")
             _TOKENIZERS[key] = tokenizer
         return _TOKENIZERS[key]
+
+
+ENCODES_AHEAD = 2  # batches encoded at once by a task: one's tail (its longest documents) overlaps the next
+
+
+def ordered_map(fn, items: Iterator, ahead: int) -> Iterator:
+    """fn over items in `ahead` threads, results in the order of the items, at most `ahead` pending."""
+    with ThreadPoolExecutor(ahead, thread_name_prefix="encode") as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class _TaskStep(PipelineStep):
@@ -108,18 +131,16 @@ class TokenizeStep(_TaskStep):
         rejected_writer = pq.ParquetWriter(str(rejected_path) + ".tmp", REJECTED_SCHEMA, compression="zstd")
         self._docs_in, self._rejected, self._docs, self._candidates = 0, {}, {}, {}
 
-        def encoded(tables):
-            """Runs in its own thread: the next batch is encoded while this one is spilled."""
-            for table in tables:
-                empty = empty_mask(table.column("text"))
-                kept = table.filter(pa.array(~empty)) if empty.any() else table
-                result = encode(tokenizer, kept.column("text").to_pylist(), np_dtype, self.bos_id, self.eos_id) if kept.num_rows else None
-                yield table, empty, kept, result
+        def encoded(table):
+            empty = empty_mask(table.column("text"))
+            kept = table.filter(pa.array(~empty)) if empty.any() else table
+            result = encode(tokenizer, kept.column("text").to_pylist(), np_dtype, self.bos_id, self.eos_id) if kept.num_rows else None
+            return table, empty, kept, result
 
         numbers = list(range(len(self.files)))[rank::world_size]
         batches = read_batches(self.files[rank::world_size], ["id", "text", "domain", "source"], self.batch_mb * 1e6, numbers)
         try:
-            for table, empty, kept, result in prefetch(encoded(prefetch(batches)), depth=1):
+            for table, empty, kept, result in ordered_map(encoded, prefetch(batches), ahead=ENCODES_AHEAD):
                 self._docs_in += table.num_rows
                 if empty.any():
                     _reject(rejected_writer, self._rejected, table.filter(pa.array(empty)), "empty", "no text but whitespace")
