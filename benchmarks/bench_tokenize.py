@@ -176,10 +176,12 @@ def peak_rss(args) -> None:
         code = (
             "import resource, sys\n"
             "from corpus.progress import set_quiet\n"
+            "from corpus.execution import ExecutorConfig\n"
             "from corpus.tokenize.shards import TokenizeConfig, tokenize_dataset\n"
             "set_quiet(True)\n"
             f"card = tokenize_dataset({[str(d) for d in datasets]!r}, {str(work / 'out' / f'rss-x{repeat}')!r}, "
-            f"TokenizeConfig(tokenizer={str(tokdir)!r}, shard_size_mb={args.shard_size_mb}), overwrite=True)\n"
+            f"TokenizeConfig(tokenizer={str(tokdir)!r}, shard_size_mb={args.shard_size_mb}), overwrite=True, "
+            f"executor=ExecutorConfig(tasks={args.tasks}))\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, card['stats']['tokens'])\n"
         )
         start = time.perf_counter()
@@ -191,7 +193,7 @@ def peak_rss(args) -> None:
         [sys.executable, "-c", "import resource, corpus.tokenize.shards, corpus.execution, tokenizers\n"
          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"], check=True, capture_output=True, text=True,
     )  # fmt: skip
-    print(f"\npeak RSS of corpus tokenize, --shard-size-mb {args.shard_size_mb}, one fresh process each "
+    print(f"\npeak RSS of corpus tokenize, --shard-size-mb {args.shard_size_mb} --tasks {args.tasks}, one fresh process each "
           f"(the imports alone: {int(imports_only.stdout) / 1024:.0f} MB)\n")  # fmt: skip
     print("| input | Parquet MB | tokens | peak RSS MB | seconds |")
     print("|---|---|---|---|---|")

@@ -258,7 +258,7 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
     configure_main_logging()
     target = PartialOutput(output, overwrite, is_shards_folder, inputs)
     attempt = _sha256_text(json.dumps({"config": config.model_dump(), "files": files, "tokenizer": tokenizer_sha256(Path(config.tokenizer)),
-                                       "executor": executor.model_dump(), "version": corpus.__version__}, sort_keys=True))  # fmt: skip
+                                       "executor": [executor.type, executor.tasks], "version": corpus.__version__}, sort_keys=True))  # fmt: skip
     partial = target.start(resume=attempt)
     try:
         card = _tokenize_into(partial, files, lineage, inputs, config, executor, tokenizer, extent, dtype, eos_id, bos_id, command,
