@@ -381,15 +381,23 @@ def four_part_dataset(pipeline_out, tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("parts") / "ds", records, parts=4)
 
 
-def test_same_shards_for_any_number_of_tasks(four_part_dataset, tokdir, tmp_path):
+def _parts_options(dataset: Path, tokdir: Path) -> list[str]:
+    return [str(dataset), "--tokenizer", str(tokdir), "--shard-size-mb", "0.03", "--min-val-docs-per-domain", "5"]
+
+
+@pytest.fixture(scope="session")
+def one_task_shards(four_part_dataset, tokdir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one-task") / "t1"
+    assert main(["-q", "tokenize", *_parts_options(four_part_dataset, tokdir), "-o", str(out), "--tasks", "1"]) == 0
+    return out
+
+
+def test_same_shards_for_any_number_of_tasks(four_part_dataset, tokdir, one_task_shards, tmp_path):
     from corpus.tokenize.common import id_hashes, mix_seed
 
-    common = [str(four_part_dataset), "--tokenizer", str(tokdir), "--shard-size-mb", "0.03", "--min-val-docs-per-domain", "5"]
-    outs = {}
-    for tasks in (1, 3):
-        outs[tasks] = tmp_path / f"t{tasks}"
-        assert main(["-q", "tokenize", *common, "-o", str(outs[tasks]), "--tasks", str(tasks)]) == 0
-        assert main(["shards", "verify", str(outs[tasks])]) == 0
+    outs = {1: one_task_shards, 3: tmp_path / "t3"}
+    assert main(["-q", "tokenize", *_parts_options(four_part_dataset, tokdir), "-o", str(outs[3]), "--tasks", "3"]) == 0
+    assert main(["shards", "verify", str(outs[3])]) == 0
     one, three = _index(outs[1]), _index(outs[3])
     assert len(one["shards"]) > 4  # several groups, so the shard pass has work for every task
     assert [(s["file"], s["sha256"]) for s in one["shards"]] == [(s["file"], s["sha256"]) for s in three["shards"]]
@@ -411,12 +419,11 @@ def test_same_shards_for_any_number_of_tasks(four_part_dataset, tokdir, tmp_path
     assert sorted(_split_ids(outs[1])["val"]) == sorted(_split_ids(outs[3])["val"])
 
 
-def test_a_failed_task_is_resumed_by_the_rerun(four_part_dataset, tokdir, tmp_path, monkeypatch, capsys):
+def test_a_failed_task_is_resumed_by_the_rerun(four_part_dataset, tokdir, one_task_shards, tmp_path, monkeypatch, capsys):
     from corpus.tokenize import tasks
 
-    common = [str(four_part_dataset), "--tokenizer", str(tokdir), "--shard-size-mb", "0.03"]
-    clean = tmp_path / "clean"
-    assert main(["-q", "tokenize", *common, "-o", str(clean), "--tasks", "2"]) == 0
+    common = _parts_options(four_part_dataset, tokdir)
+    clean = one_task_shards
     out = tmp_path / "out"
     original = tasks.ShardStep.run
 

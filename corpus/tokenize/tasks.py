@@ -3,8 +3,8 @@
     tokenize  N tasks, input files dealt out by rank: encode each document and spill it into the
               bucket of its order key -> _work/spill/BBBBB/NNNNN.arrows; per bucket, the docs
               and tokens that are validation by their id hash and the rest; per domain, the
-              documents with the smallest id hashes (the candidates for the validation minimum);
-              rejected documents -> _work/counts/, _work/rejected/
+              documents with the smallest id hashes (the candidates for the validation minimum)
+              -> _work/counts/NNNNN.json; rejected documents -> _work/rejected/NNNNN.parquet
     shards    M tasks, shard groups dealt out by rank: a group is a run of consecutive buckets of
               one split (planned by the command from the counts, once the validation minimum is
               known); its rows of that split are ordered by key and cut into shards with their
@@ -55,7 +55,7 @@ def bucket_of(keys: np.ndarray, buckets: int) -> np.ndarray:
     return ((keys >> np.uint64(32)) * np.uint64(buckets)) >> np.uint64(32)
 
 
-_TOKENIZERS: dict[str, object] = {}
+_TOKENIZERS: dict[tuple[str, str], object] = {}
 _TOKENIZERS_LOCK = threading.Lock()
 
 
@@ -93,13 +93,10 @@ def ordered_map(fn, items: Iterator, ahead: int) -> Iterator:
 
 
 class _TaskStep(PipelineStep):
-    """A step that does its pass's work for one rank; it yields once per batch, so an executor
-    that runs tasks as threads can stop it between batches."""
+    """A step that does its pass's work for one rank in `run`; it yields once per batch, so an
+    executor that runs tasks as threads can stop it between batches."""
 
     type = "tokenize"
-
-    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[None]:
-        raise NotImplementedError
 
 
 # ---------------------------------------------------------------- pass 1: tokenize and spill
