@@ -92,11 +92,20 @@ def choose_dtype(requested: str, extent: int, tokdir: str) -> pa.DataType:
 # ---------------------------------------------------------------- reading
 
 
-def _check_columns(path: str) -> None:
-    names = set(pq.read_schema(path).names)
-    missing = [c for c in ("id", "text", "domain", "source") if c not in names]
-    if missing:
-        raise CorpusError(f"{path}: not a document file (missing column {', '.join(missing)})")
+def _check_inputs(files: list[str]) -> int:
+    """Every data file has the document columns; returns the text's size from the Parquet footers
+    (uncompressed pages), enough to size the buckets. One footer read per file: with a column's
+    statistics in it, a footer can hold a copy of the text."""
+    total = 0
+    for path in files:
+        meta = pq.read_metadata(path)
+        columns = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        missing = [c for c in ("id", "text", "domain", "source") if c not in columns]
+        if missing:
+            raise CorpusError(f"{path}: not a document file (missing column {', '.join(missing)})")
+        text = columns.index("text")
+        total += sum(meta.row_group(g).column(text).total_uncompressed_size for g in range(meta.num_row_groups))
+    return total
 
 
 def _rows_per_read(parquet: pq.ParquetFile, target_bytes: float) -> int:
@@ -244,8 +253,7 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
 
     executor = executor or ExecutorConfig()
     files, lineage = dataset_inputs(inputs)
-    for f in files:
-        _check_columns(f)
+    text_bytes = _check_inputs(files)
     tokenizer, specials = load_tokenizer(config.tokenizer)
     if "eos" not in specials:
         raise CorpusError(f"{config.tokenizer}: tokenizer_config.json names no eos_token; documents need one to end with")
@@ -261,8 +269,8 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
                                        "executor": [executor.type, executor.tasks], "version": corpus.__version__}, sort_keys=True))  # fmt: skip
     partial = target.start(resume=attempt)
     try:
-        card = _tokenize_into(partial, files, lineage, inputs, config, executor, tokenizer, extent, dtype, eos_id, bos_id, command,
-                              name or Path(output).name, fingerprint)  # fmt: skip
+        card = _tokenize_into(partial, files, text_bytes, lineage, inputs, config, executor, tokenizer, extent, dtype, eos_id, bos_id,
+                              command, name or Path(output).name, fingerprint)  # fmt: skip
     except CorpusError as e:
         if isinstance(e, StageFailed):
             target.release()  # a task failed: its finished siblings stay for the rerun
@@ -282,16 +290,6 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
     say(f"tokenize: {acc['docs_in']:,} documents in, {acc['kept']:,} tokenized ({card['stats']['tokens']:,} tokens in "
         f"{card['stats']['shards']} shards), rejected: {rej} -> {final}")  # fmt: skip
     return card
-
-
-def _text_bytes(files: list[str]) -> int:
-    """The input's text size from the Parquet footers (uncompressed pages): enough to size buckets."""
-    total = 0
-    for path in files:
-        meta = pq.read_metadata(path)
-        column = meta.schema.to_arrow_schema().get_field_index("text")
-        total += sum(meta.row_group(g).column(column).total_uncompressed_size for g in range(meta.num_row_groups))
-    return total
 
 
 def _run_pass(steps: list, executor, work: Path, name: str, tasks: int) -> bool:
@@ -315,7 +313,7 @@ def _run_pass(steps: list, executor, work: Path, name: str, tasks: int) -> bool:
     return not incomplete
 
 
-def _tokenize_into(partial: Path, files, lineage, inputs, config: TokenizeConfig, executor, tokenizer, extent, dtype, eos_id,
+def _tokenize_into(partial: Path, files, text_bytes: int, lineage, inputs, config: TokenizeConfig, executor, tokenizer, extent, dtype, eos_id,
                    bos_id, command, name, fingerprint) -> dict | None:  # fmt: skip
     from corpus.tokenize import tasks as passes
 
@@ -324,7 +322,6 @@ def _tokenize_into(partial: Path, files, lineage, inputs, config: TokenizeConfig
     tasks = max(1, min(executor.tasks, len(files))) if executor.type != "slurm" else executor.tasks
 
     shard_bytes = config.shard_size_mb * 1e6
-    text_bytes = _text_bytes(files)
     # Four buckets per shard of train keep shard sizes within about a quarter of the target.
     buckets = min(MAX_BUCKETS_PER_SPLIT, max(1, math.ceil(4 * text_bytes / BYTES_PER_TOKEN_GUESS * np_dtype.itemsize / shard_bytes)))
     say(f"tokenize: about {text_bytes / 1e6:,.1f} MB of text in {len(files)} files, {dtype} ids, {tasks} tasks")
