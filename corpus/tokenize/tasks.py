@@ -340,8 +340,9 @@ class ShardStep(_TaskStep):
                     with pa.ipc.open_stream(pa.memory_map(str(path))) as reader:
                         part = reader.read_all()
                     val = self.is_val(part)
-                    parts.append(part.filter(pa.array(val if split == "val" else ~val)))
-            table = pa.concat_tables(parts).combine_chunks()
+                    keep = val if split == "val" else ~val
+                    parts.append(part if keep.all() else part.filter(pa.array(keep)))  # a bucket is memory-mapped: no copy
+            table = pa.concat_tables(parts)
             del parts
             # the place in the input breaks a tie of keys (documents with the same id)
             table = table.take(pc.sort_indices(table, [("key", "ascending"), ("position", "ascending")]))
