@@ -9,14 +9,14 @@
 Each shard is a single record batch, so its `input_ids` values are one flat token stream and its
 offsets the document boundaries; `pyarrow.memory_map` opens it without a copy.
 
-Memory stays bounded by the shard size, whatever the corpus size, with a two-pass external shuffle:
-  1. a cheap pass over id/domain/text decides the validation documents (by id hash, with a minimum
-     per domain) and estimates the size;
-  2. documents are tokenized in large batches (`encode_batch_fast`, Rust threads) and spilled to
-     hash buckets; each bucket is a random subset of the corpus;
-  3. buckets are read back one after another, joined until a shard's size is reached, ordered by a
-     seeded hash and written as shards.
-The order depends only on the ids and the seed, not on how the input was split into files.
+Memory stays bounded by the shard size, whatever the corpus size, with an external shuffle in two
+passes on datatrove's executors (corpus/tokenize/tasks.py):
+  1. tasks read their input files once, tokenize in large batches (`encode_batch_fast`, Rust
+     threads) and spill each document into the key-range bucket of its seeded order key;
+  2. the command joins the tasks' counts (the validation minimum per domain, the shard groups);
+     tasks read one group of consecutive buckets at a time, order its rows by key and write shards.
+The order depends only on the ids, the seed and the input order of documents sharing an id, not
+on how the input was split into files or tasks.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ INDEX_JSON = "index.json"
 REJECTED_PARQUET = "rejected.parquet"
 WORK_DIR = "_work"  # in OUT.partial: the passes' plan, spill buckets, counts and logs
 SPLITS = ("train", "val")
-MAX_BUCKETS_PER_SPLIT = 256  # spill files per task; beyond this, buckets grow past the shard size
+MAX_BUCKETS = 256  # spill files per task; beyond this, buckets grow past a quarter of the shard size
 BYTES_PER_TOKEN_GUESS = 3.0  # text bytes per token, to size the buckets before tokenizing
 READ_ROWS = 1024
 DTYPES = {"uint16": pa.uint16(), "uint32": pa.uint32()}
@@ -323,7 +323,7 @@ def _tokenize_into(partial: Path, files, text_bytes: int, lineage, inputs, confi
 
     shard_bytes = config.shard_size_mb * 1e6
     # Four buckets per shard of train keep shard sizes within about a quarter of the target.
-    buckets = min(MAX_BUCKETS_PER_SPLIT, max(1, math.ceil(4 * text_bytes / BYTES_PER_TOKEN_GUESS * np_dtype.itemsize / shard_bytes)))
+    buckets = min(MAX_BUCKETS, max(1, math.ceil(4 * text_bytes / BYTES_PER_TOKEN_GUESS * np_dtype.itemsize / shard_bytes)))
     say(f"tokenize: about {text_bytes / 1e6:,.1f} MB of text in {len(files)} files, {dtype} ids, {tasks} tasks")
 
     # pass 1: tokenize and spill into key-range buckets
