@@ -1,18 +1,21 @@
-"""Tokenization throughput: `corpus tokenize` vs raw `Tokenizer.encode_batch` vs datatrove's DocumentTokenizer.
+"""Tokenization throughput, whole processes: `corpus tokenize` vs datatrove's DocumentTokenizer vs raw `encode_batch`.
 
 Same text (the healthcare.gov pages and the Python 3.11 docs from ../shared, ingested with
-`corpus ingest`), same 32k byte-level BPE (trained with `corpus tokenizer train`), same thread count
-(RAYON_NUM_THREADS, default 2), one process, methods interleaved round by round so machine noise
-hits all of them alike. Throughput is MB of UTF-8 text per second; the median of the rounds is used.
+`corpus ingest`: two Parquet files of 6.4 and 5.5 MB), same 32k byte-level BPE (trained with
+`corpus tokenizer train`), same thread count (RAYON_NUM_THREADS, default 2). Every method is a fresh
+process timed from its start to its exit (interpreter, imports, reading the Parquet input, loading
+the tokenizer, writing the output); methods are interleaved round by round so machine noise hits
+them alike, and the median of the rounds is used. MB are MB of UTF-8 text. CPU seconds are those of
+the process and the children it waited for (datatrove's workers are not among them: n/a).
 
-    .venv/bin/python benchmarks/bench_tokenize.py [--rounds 3] [--repeat 2] [--work /tmp/bench-tokenize]
+    .venv/bin/python benchmarks/bench_tokenize.py [--rounds 3] [--tasks 2] [--repeat 1] [--work /tmp/bench-tokenize]
 
-- raw encode_batch:        `Tokenizer.encode_batch` on in-memory text in the same 2 MB batches, output discarded
-- raw encode_batch, one call: the same on the whole text in a single call (datatrove's batching here)
-- raw encode_batch_fast:   the same with `encode_batch_fast` (no character offsets), which ours uses
-- corpus tokenize:         `tokenize_dataset()` in-process: Parquet in -> finished, checksummed shards + index + card
-- corpus tokenize (CLI):   the same as a `corpus tokenize` subprocess, interpreter start-up included
-- datatrove:               `DocumentTokenizer` (local tokenizer.json, shuffle on) on in-memory Documents -> .ds files
+- raw encode_batch:   read the texts with pyarrow, `Tokenizer.encode_batch` in one call on all of them,
+                      take every document's ids (`.ids`, as any writer must), write nothing
+- corpus tokenize:    `corpus tokenize --tasks N` (local executor): finished shards, sha256, index.json, card
+- datatrove:          datatrove's LocalPipelineExecutor, N tasks and workers: ParquetReader ->
+                      DocumentTokenizer (the same tokenizer.json, EOS, shuffle on, its default batch
+                      of 10,000 documents) -> .ds files; its DocumentTokenizerMerger is not run
 
 `--rss` instead measures peak RSS of `corpus tokenize` (each in a fresh process) on the input and
 on the input repeated ten times.
@@ -42,7 +45,6 @@ SOURCES = [
     ("insurance", SHARED / "insurance" / "healthcare-gov-2013", "healthcare_gov_2013"),
     ("general", SHARED / "general" / "python-3.11-docs", "python_3_11_docs"),
 ]
-BATCH_BYTES = 2_000_000
 
 
 def prepare(work: Path, vocab_size: int, repeat: int) -> tuple[list[Path], Path]:
@@ -77,112 +79,93 @@ def repeated(dataset: Path, out: Path, times: int) -> Path:
     return out
 
 
-def load_texts(datasets: list[Path]) -> list[str]:
-    import pyarrow.parquet as pq
-
-    texts = []
-    for d in datasets:
-        for f in sorted((d / "data").glob("*.parquet")):
-            texts += pq.read_table(f, columns=["text"]).column(0).to_pylist()
-    return texts
-
-
-def text_batches(texts: list[str]) -> list[list[str]]:
-    batches, batch, size = [], [], 0
-    for t in texts:
-        batch.append(t)
-        size += len(t.encode("utf-8"))
-        if size >= BATCH_BYTES:
-            batches.append(batch)
-            batch, size = [], 0
-    return batches + ([batch] if batch else [])
-
-
 def cpu_seconds() -> float:
     import resource
 
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
+
+
+RAW = """
+import sys, pyarrow.parquet as pq
+from tokenizers import Tokenizer
+texts = [t for f in sys.argv[2:] for t in pq.read_table(f, columns=["text"]).column(0).to_pylist() if t and t.strip()]
+ids = [e.ids for e in Tokenizer.from_file(sys.argv[1]).encode_batch(texts, add_special_tokens=False)]
+"""
+
+DATATROVE = """
+import sys
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.readers import ParquetReader
+from datatrove.pipeline.tokens import DocumentTokenizer
+input_dir, out, tokenizer, tasks = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+LocalPipelineExecutor([
+    ParquetReader(input_dir, glob_pattern="*.parquet", text_key="text", id_key="id"),
+    DocumentTokenizer(out + "/tokens", tokenizer_name_or_path=tokenizer, eos_token="<|end_of_text|>", shuffle_documents=True),
+], tasks=tasks, workers=tasks, logging_dir=out + "/logs").run()
+"""
 
 
 def throughput(args) -> None:
-    from datatrove.data import Document
-    from datatrove.pipeline.tokens import DocumentTokenizer
-    from datatrove.utils.logging import logger
-    from tokenizers import Tokenizer
+    import pyarrow.parquet as pq
 
-    from corpus.progress import set_quiet
-    from corpus.tokenize.shards import TokenizeConfig, tokenize_dataset
-
-    set_quiet(True)
     work = Path(args.work)
     datasets, tokdir = prepare(work, args.vocab_size, args.repeat)
-    texts = [t for t in load_texts(datasets) if t.strip()]
+    files = [f for d in datasets for f in sorted((d / "data").glob("*.parquet"))]
+    texts = [t for f in files for t in pq.read_table(f, columns=["text"]).column(0).to_pylist() if t and t.strip()]
     mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-    tokenizer = Tokenizer.from_file(str(tokdir / "tokenizer.json"))
-    batches = text_batches(texts)
-    documents = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
+    del texts
+    # datatrove's ParquetReader reads one folder: the same files, linked into one
+    flat = work / f"flat-x{args.repeat}"
+    shutil.rmtree(flat, ignore_errors=True)
+    flat.mkdir(parents=True)
+    for k, f in enumerate(files):
+        os.link(f, flat / f"{k:03d}-{f.name}")
     out = work / "out"
-
-    def raw_encode_batch():
-        for batch in batches:
-            tokenizer.encode_batch(batch, add_special_tokens=False)
-
-    def raw_encode_batch_one_call():
-        tokenizer.encode_batch(texts, add_special_tokens=False)
-
-    def raw_encode_batch_fast():
-        for batch in batches:
-            tokenizer.encode_batch_fast(batch, add_special_tokens=False)
-
-    def corpus_tokenize():
-        tokenize_dataset([str(d) for d in datasets], out / "ours", TokenizeConfig(tokenizer=str(tokdir)), overwrite=True)
-
-    def corpus_tokenize_cli():
-        subprocess.run([*CORPUS, "tokenize", *map(str, datasets), "-o", str(out / "cli"), "--tokenizer", str(tokdir), "--overwrite"],
-                       check=True)  # fmt: skip
-
-    def datatrove_tokenizer():
-        folder = out / "datatrove"
-        shutil.rmtree(folder, ignore_errors=True)
-        step = DocumentTokenizer(str(folder), tokenizer_name_or_path=str(tokdir / "tokenizer.json"), eos_token="<|end_of_text|>",
-                                 shuffle_documents=True, save_final_metadata=False)  # fmt: skip
-        logger.remove()  # its INFO lines are not part of the measurement
-        for _ in step.run(iter(documents), rank=0, world_size=1) or []:
-            pass
-
+    tasks = str(args.tasks)
+    tok_json = str(tokdir / "tokenizer.json")
+    common = [*map(str, datasets), "--tokenizer", str(tokdir), "--overwrite"]
     methods = {
-        "raw encode_batch": raw_encode_batch,
-        "raw encode_batch, one call": raw_encode_batch_one_call,
-        "raw encode_batch_fast": raw_encode_batch_fast,
-        "corpus tokenize": corpus_tokenize,
-        "corpus tokenize (CLI)": corpus_tokenize_cli,
-        "datatrove DocumentTokenizer": datatrove_tokenizer,
+        "raw encode_batch (one call)": [sys.executable, "-c", RAW, tok_json, *map(str, files)],
+        f"corpus tokenize --tasks {tasks}": [*CORPUS, "tokenize", *common, "-o", str(out / "ours"), "--tasks", tasks],
+        "corpus tokenize --tasks 1": [*CORPUS, "tokenize", *common, "-o", str(out / "ours-1"), "--tasks", "1"],
+        f"datatrove DocumentTokenizer, {tasks} tasks": [sys.executable, "-c", DATATROVE, str(flat), str(out / "datatrove"), tok_json, tasks],
     }
+    if tasks == "1":
+        del methods["corpus tokenize --tasks 1"]
     seconds: dict[str, list[float]] = {name: [] for name in methods}
     cpu: dict[str, list[float]] = {name: [] for name in methods}
+    loads = []
     for r in range(args.rounds):
-        for name, fn in methods.items():
+        for name, command in methods.items():
+            shutil.rmtree(out / "datatrove", ignore_errors=True)
             cpu_start = cpu_seconds()
             start = time.perf_counter()
-            fn()
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             seconds[name].append(time.perf_counter() - start)
             cpu[name].append(cpu_seconds() - cpu_start)
-        print(f"round {r + 1}: " + ", ".join(f"{n} {mb / s[-1]:.2f}" for n, s in seconds.items()), file=sys.stderr)
+        loads.append(os.getloadavg()[0])
+        print(f"round {r + 1} (load {loads[-1]:.2f}): " + ", ".join(f"{n} {mb / s[-1]:.2f} MB/s" for n, s in seconds.items()),
+              file=sys.stderr)  # fmt: skip
 
-    # Other work on a shared machine steals wall time unevenly; CPU seconds (all threads, and the
-    # child process for the CLI) are the steadier measure of how much work each method does.
+    # Other work on a shared machine steals wall time unevenly; CPU seconds (all threads of each
+    # process) are the steadier measure of how much work each method does.
     rate = {name: mb / statistics.median(s) for name, s in seconds.items()}
     cpu_rate = {name: mb / statistics.median(s) for name, s in cpu.items()}
-    base, cpu_base = rate["raw encode_batch"], cpu_rate["raw encode_batch"]
-    print(f"\n{mb:.1f} MB of text, {len(texts):,} documents, {tokenizer.get_vocab_size():,}-token BPE, "
-          f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}, median of {args.rounds} rounds\n")  # fmt: skip
-    print("| method | MB/s (wall) | vs raw encode_batch | MB per CPU-second | vs raw encode_batch |")
-    print("|---|---|---|---|---|")
+    raw, ours, peer = list(methods)[0], list(methods)[1], list(methods)[-1]
+    print(f"\n{mb:.1f} MB of text in {len(files)} Parquet files, {len(datasets)} datasets, {args.vocab_size:,}-token BPE, "
+          f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}, {os.cpu_count()} CPUs, median of {args.rounds} rounds, "
+          f"load average (1 min) after each round: {', '.join(f'{x:.2f}' for x in loads)}\n")  # fmt: skip
+    # datatrove's workers are children of its forkserver, which is never waited for: their CPU time
+    # does not reach this process, so its CPU column would be wrong
+    print("| method (whole process) | seconds | MB/s (wall) | vs datatrove | vs raw encode_batch | MB per CPU-second | vs raw encode_batch |")
+    print("|---|---|---|---|---|---|---|")
     for name in methods:
-        print(f"| {name} | {rate[name]:.2f} | {rate[name] / base:.0%} | {cpu_rate[name]:.2f} | {cpu_rate[name] / cpu_base:.0%} |")
-    ours, peer = "corpus tokenize", "datatrove DocumentTokenizer"
-    print(f"\n{ours} / {peer}: {rate[ours] / rate[peer]:.2f}x (wall), {cpu_rate[ours] / cpu_rate[peer]:.2f}x (CPU)")
+        cpu_cells = "n/a | n/a" if name == peer else f"{cpu_rate[name]:.2f} | {cpu_rate[name] / cpu_rate[raw]:.0%}"
+        print(f"| {name} | {statistics.median(seconds[name]):.2f} | {rate[name]:.2f} | {rate[name] / rate[peer]:.2f}x | "
+              f"{rate[name] / rate[raw]:.0%} | {cpu_cells} |")  # fmt: skip
+    print(f"\n{ours} / datatrove: {rate[ours] / rate[peer]:.2f}x (wall); "
+          f"vs raw encode_batch: {rate[ours] / rate[raw]:.0%} (wall), {cpu_rate[ours] / cpu_rate[raw]:.0%} (CPU)")  # fmt: skip
 
 
 def peak_rss(args) -> None:
@@ -193,10 +176,12 @@ def peak_rss(args) -> None:
         code = (
             "import resource, sys\n"
             "from corpus.progress import set_quiet\n"
+            "from corpus.execution import ExecutorConfig\n"
             "from corpus.tokenize.shards import TokenizeConfig, tokenize_dataset\n"
             "set_quiet(True)\n"
             f"card = tokenize_dataset({[str(d) for d in datasets]!r}, {str(work / 'out' / f'rss-x{repeat}')!r}, "
-            f"TokenizeConfig(tokenizer={str(tokdir)!r}, shard_size_mb={args.shard_size_mb}), overwrite=True)\n"
+            f"TokenizeConfig(tokenizer={str(tokdir)!r}, shard_size_mb={args.shard_size_mb}), overwrite=True, "
+            f"executor=ExecutorConfig(tasks={args.tasks}))\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, card['stats']['tokens'])\n"
         )
         start = time.perf_counter()
@@ -208,7 +193,7 @@ def peak_rss(args) -> None:
         [sys.executable, "-c", "import resource, corpus.tokenize.shards, corpus.execution, tokenizers\n"
          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"], check=True, capture_output=True, text=True,
     )  # fmt: skip
-    print(f"\npeak RSS of corpus tokenize, --shard-size-mb {args.shard_size_mb}, one fresh process each "
+    print(f"\npeak RSS of corpus tokenize, --shard-size-mb {args.shard_size_mb} --tasks {args.tasks}, one fresh process each "
           f"(the imports alone: {int(imports_only.stdout) / 1024:.0f} MB)\n")  # fmt: skip
     print("| input | Parquet MB | tokens | peak RSS MB | seconds |")
     print("|---|---|---|---|---|")
@@ -220,6 +205,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", default="/tmp/bench-tokenize", help="cache of ingested inputs and the tokenizer")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=2, help="tasks (and workers) for corpus tokenize and datatrove")
     parser.add_argument("--repeat", type=int, default=1, help="use the input this many times over")
     parser.add_argument("--vocab-size", type=int, default=32_000)
     parser.add_argument("--rss", action="store_true", help="measure peak RSS at 1x and 10x instead")

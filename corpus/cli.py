@@ -301,7 +301,7 @@ def cmd_tokenize(args) -> int:
     except ValidationError as e:
         raise _config_error(e) from None
     tokenize_dataset(args.inputs, args.output, config, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]],
-                     name=_output_name(args))  # fmt: skip
+                     name=_output_name(args), executor=_executor(args))  # fmt: skip
     return 0
 
 
@@ -381,7 +381,7 @@ def _tokenize_parsers(sub) -> None:
     p.add_argument("--dtype", choices=["auto", "uint16", "uint32"], default="auto")
     p.add_argument("--batch-mb", type=float, default=2, help="text per encode_batch call")
     p.add_argument("--name")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    _executor_args(p)
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("shards", help="token shards")

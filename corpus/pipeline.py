@@ -239,7 +239,11 @@ def _run_stages(path: Path, config: PipelineConfig, stages: list, base: Path, ou
         elif kind in ("tokenizer", "tokenize"):  # their outputs are not dataset folders: no run_stage
             from corpus.tokenize.stages import run_tokenize_stage
 
-            written.append(run_tokenize_stage(kind, options, written, out, name, base, overwrite, command, str(path)))
+            done = run_tokenize_stage(kind, options, written, out, name, base, overwrite, command, str(path), config.executor)
+            if done is None:  # submitted to Slurm; later stages wait for a rerun
+                say(f"{config.name}: stopping after {kind}; rerun when the submitted tasks finish")
+                return written
+            written.append(done)
             continue
         elif kind in ("pretrain", "sft", "eval", "ablate"):  # run folders, not dataset folders: no run_stage
             from train.stages import run_train_stage

@@ -115,9 +115,9 @@ def test_doc_mask_restarts_positions_and_attention_per_document(shards, tokdir):
     T = 64
     loader = WindowLoader(shards, "train", T, 4, doc_mask=True)
     shard = loader.shards[0]
-    # a window holding a document boundary inside it
-    boundary = int(shard.offsets[np.searchsorted(shard.offsets, T // 2)])
-    window = (boundary - 5) // T
+    # a window holding a document boundary inside it, not at either end
+    boundary = next(int(o) for o in shard.offsets[1:] if 1 < o % T < T - 1)
+    window = boundary // T
     batch = loader.make_batch(np.array([window]))
     start = window * T
     cut = boundary - start  # first position of the new document within the window

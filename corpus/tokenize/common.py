@@ -14,6 +14,7 @@ from corpus.outputs import OutputLock, check_output, made_by_us, mark, remove_ou
 
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
+RESUME_FILE = "_work/fingerprint"  # in a partial folder: which attempt its finished tasks belong to
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -112,15 +113,26 @@ class PartialOutput:
         self.is_finished = is_finished
         self.lock = OutputLock(self.final)
 
-    def start(self) -> Path:
+    def start(self, resume: str | None = None) -> Path:
+        """The partial folder, emptied unless `resume` names the attempt it holds (its
+        `_work/fingerprint`): then an interrupted run's finished tasks are kept."""
         self.lock.acquire()
         if self.final.exists() and not (self.overwrite and made_by_us(self.final)):
             what = "already exists" if self.is_finished(self.final) else "exists and is not a finished output"
             self.lock.release()
             raise CorpusError(f"{self.final}: {what}; {replace_hint(self.final)}")
-        remove_ours(self.partial)  # a half-written attempt: nothing in it is trusted
+        saved = self.partial / RESUME_FILE
+        if resume is None or not saved.is_file() or saved.read_text().strip() != resume:
+            remove_ours(self.partial)  # a half-written attempt of something else: nothing in it is trusted
         mark(self.partial)
+        if resume is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(resume)
         return self.partial
+
+    def release(self) -> None:
+        """Keep the partial folder for a rerun to resume, and let go of the output."""
+        self.lock.release()
 
     def abandon(self) -> None:
         """Remove the partial folder: these outputs cannot be resumed, so a failed run leaves nothing."""

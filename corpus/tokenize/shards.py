@@ -9,14 +9,14 @@
 Each shard is a single record batch, so its `input_ids` values are one flat token stream and its
 offsets the document boundaries; `pyarrow.memory_map` opens it without a copy.
 
-Memory stays bounded by the shard size, whatever the corpus size, with a two-pass external shuffle:
-  1. a cheap pass over id/domain/text decides the validation documents (by id hash, with a minimum
-     per domain) and estimates the size;
-  2. documents are tokenized in large batches (`encode_batch_fast`, Rust threads) and spilled to
-     hash buckets; each bucket is a random subset of the corpus;
-  3. buckets are read back one after another, joined until a shard's size is reached, ordered by a
-     seeded hash and written as shards.
-The order depends only on the ids and the seed, not on how the input was split into files.
+Memory stays bounded by the shard size, whatever the corpus size, with an external shuffle in two
+passes on datatrove's executors (corpus/tokenize/tasks.py):
+  1. tasks read their input files once, tokenize in large batches (`encode_batch_fast`, Rust
+     threads) and spill each document into the key-range bucket of its seeded order key;
+  2. the command joins the tasks' counts (the validation minimum per domain, the shard groups);
+     tasks read one group of consecutive buckets at a time, order its rows by key and write shards.
+The order depends only on the ids, the seed and the input order of documents sharing an id, not
+on how the input was split into files or tasks.
 """
 
 from __future__ import annotations
@@ -40,15 +40,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import corpus
 from corpus.document import CARD_JSON
-from corpus.errors import CorpusError
+from corpus.errors import CorpusError, StageFailed
 from corpus.progress import say
-from corpus.tokenize.common import PartialOutput, id_hashes, load_tokenizer, mix_seed, tokenizer_sha256, unit_interval, vocab_extent
+from corpus.tokenize.common import PartialOutput, load_tokenizer, tokenizer_sha256, vocab_extent
 
 INDEX_JSON = "index.json"
 REJECTED_PARQUET = "rejected.parquet"
-SPILL_DIR = "_spill"
+WORK_DIR = "_work"  # in OUT.partial: the passes' plan, spill buckets, counts and logs
 SPLITS = ("train", "val")
-MAX_BUCKETS_PER_SPLIT = 256  # open spill files; beyond this, buckets grow past the shard size
+MAX_BUCKETS = 256  # spill files per task; beyond this, buckets grow past a quarter of the shard size
 BYTES_PER_TOKEN_GUESS = 3.0  # text bytes per token, to size the buckets before tokenizing
 READ_ROWS = 1024
 DTYPES = {"uint16": pa.uint16(), "uint32": pa.uint32()}
@@ -92,11 +92,20 @@ def choose_dtype(requested: str, extent: int, tokdir: str) -> pa.DataType:
 # ---------------------------------------------------------------- reading
 
 
-def _check_columns(path: str) -> None:
-    names = set(pq.read_schema(path).names)
-    missing = [c for c in ("id", "text", "domain", "source") if c not in names]
-    if missing:
-        raise CorpusError(f"{path}: not a document file (missing column {', '.join(missing)})")
+def _check_inputs(files: list[str]) -> int:
+    """Every data file has the document columns; returns the text's size from the Parquet footers
+    (uncompressed pages), enough to size the buckets. One footer read per file: with a column's
+    statistics in it, a footer can hold a copy of the text."""
+    total = 0
+    for path in files:
+        meta = pq.read_metadata(path)
+        columns = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        missing = [c for c in ("id", "text", "domain", "source") if c not in columns]
+        if missing:
+            raise CorpusError(f"{path}: not a document file (missing column {', '.join(missing)})")
+        text = columns.index("text")
+        total += sum(meta.row_group(g).column(text).total_uncompressed_size for g in range(meta.num_row_groups))
+    return total
 
 
 def _rows_per_read(parquet: pq.ParquetFile, target_bytes: float) -> int:
@@ -124,14 +133,21 @@ def _check_utf8(batch: pa.RecordBatch, path: str) -> None:
         raise
 
 
-def read_batches(files: list[str], columns: list[str], target_bytes: float) -> Iterator[pa.Table]:
-    """Tables of about `target_bytes` of text, in file order."""
+def read_batches(files: list[str], columns: list[str], target_bytes: float, numbers: list[int] | None = None) -> Iterator[pa.Table]:
+    """Tables of about `target_bytes` of text, in file order. With `numbers` (each file's number in
+    the whole input), a `position` column: file number << 40 | row in the file, the document's
+    place in the input whatever task reads it."""
     pending, pending_bytes = [], 0
-    for path in files:
+    for k, path in enumerate(files):
         try:
             parquet = pq.ParquetFile(path)
+            row = 0
             for batch in parquet.iter_batches(batch_size=_rows_per_read(parquet, target_bytes), columns=columns):
                 _check_utf8(batch, path)
+                if numbers is not None:
+                    position = (numbers[k] << 40) + row + np.arange(batch.num_rows, dtype=np.uint64)
+                    batch = batch.append_column("position", pa.array(position, pa.uint64()))
+                    row += batch.num_rows
                 pending.append(batch)
                 pending_bytes += batch.column(columns.index("text")).nbytes
                 if pending_bytes >= target_bytes:
@@ -170,58 +186,7 @@ def empty_mask(texts: pa.ChunkedArray) -> np.ndarray:
     return pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
 
 
-# ---------------------------------------------------------------- pass 1: the validation split
-
-
-class ValidationPlan:
-    """Which documents are validation: hash below `val_fraction`, or among a domain's smallest hashes."""
-
-    def __init__(self, val_fraction: float, min_per_domain: int):
-        self.val_fraction = val_fraction
-        self.min_per_domain = min_per_domain
-        self.docs: dict[str, int] = {}
-        self.smallest: dict[str, np.ndarray] = {}
-        self.text_bytes = 0
-        self.cutoff: dict[str, np.uint64] = {}
-
-    def observe(self, domains: list[str], hashes: np.ndarray) -> None:
-        domain_of = np.asarray(domains, dtype=object)
-        for domain in set(domains):
-            mine = hashes[domain_of == domain]
-            self.docs[domain] = self.docs.get(domain, 0) + len(mine)
-            if self.min_per_domain:
-                both = np.concatenate([self.smallest.get(domain, np.empty(0, np.uint64)), mine])
-                keep = min(self.min_per_domain, len(both))
-                self.smallest[domain] = np.sort(np.partition(both, keep - 1)[:keep]) if keep else both[:0]
-
-    def finish(self) -> None:
-        for domain, count in self.docs.items():
-            wanted = min(self.min_per_domain, count // 2)  # never the whole of a small domain
-            self.cutoff[domain] = self.smallest[domain][wanted - 1] if wanted else None
-
-    def is_val(self, domains: list[str], hashes: np.ndarray) -> np.ndarray:
-        val = unit_interval(hashes) < self.val_fraction
-        domain_of = np.asarray(domains, dtype=object)
-        for domain in set(domains):
-            cutoff = self.cutoff.get(domain)
-            if cutoff is not None:
-                val |= (domain_of == domain) & (hashes <= cutoff)
-        return val
-
-
-def plan_validation(files: list[str], config: TokenizeConfig) -> ValidationPlan:
-    plan = ValidationPlan(config.val_fraction, config.min_val_docs_per_domain)
-    for table in read_batches(files, ["id", "text", "domain"], 8e6):
-        keep = ~empty_mask(table.column("text"))
-        plan.text_bytes += int(pc.sum(pc.binary_length(table.column("text").filter(keep))).as_py() or 0)
-        ids = table.column("id").filter(keep).to_pylist()
-        domains = pc.fill_null(table.column("domain").filter(keep), "unknown").to_pylist()
-        plan.observe(domains, id_hashes(ids))
-    plan.finish()
-    return plan
-
-
-# ---------------------------------------------------------------- pass 2: tokenize and spill
+# ---------------------------------------------------------------- encoding
 
 
 def encode(tokenizer, texts: list[str], dtype: np.dtype, bos_id: int | None, eos_id: int):
@@ -247,47 +212,7 @@ def encode(tokenizer, texts: list[str], dtype: np.dtype, bos_id: int | None, eos
     return offsets.astype(np.int32), values, lengths
 
 
-class BucketSpill:
-    """Per-split hash buckets written as Arrow IPC streams; each bucket is a random subset."""
-
-    def __init__(self, folder: Path, schema: pa.Schema, buckets: dict[str, int]):
-        self.folder = folder
-        self.schema = schema.append(pa.field("key", pa.uint64()))
-        self.buckets = buckets
-        self.writers: dict[tuple[str, int], pa.ipc.RecordBatchStreamWriter] = {}
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def path(self, split: str, bucket: int) -> Path:
-        return self.folder / f"{split}-{bucket:05d}.arrows"
-
-    def write(self, split: str, table: pa.Table) -> None:
-        n = self.buckets[split]
-        table = table.cast(self.schema)
-        bucket = (table.column("key").to_numpy() % np.uint64(n)).astype(np.int64)
-        order = np.argsort(bucket, kind="stable")
-        table = table.take(pa.array(order))
-        starts = np.searchsorted(bucket[order], np.arange(n + 1))
-        for b in range(n):
-            if starts[b + 1] > starts[b]:
-                writer = self.writers.get((split, b))
-                if writer is None:
-                    writer = self.writers[(split, b)] = pa.ipc.new_stream(str(self.path(split, b)), self.schema)
-                writer.write_table(table.slice(starts[b], starts[b + 1] - starts[b]))
-
-    def close(self) -> None:
-        for writer in self.writers.values():
-            writer.close()
-
-    def read(self, split: str, bucket: int) -> pa.Table | None:
-        path = self.path(split, bucket)
-        if not path.exists():
-            return None
-        with pa.ipc.open_stream(pa.memory_map(str(path))) as reader:
-            table = reader.read_all()
-        return table
-
-
-# ---------------------------------------------------------------- pass 3: shards
+# ---------------------------------------------------------------- shards
 
 
 def shard_stats(table: pa.Table) -> dict:
@@ -312,41 +237,6 @@ def write_shard(path: Path, table: pa.Table, schema: pa.Schema) -> dict:
     return {"file": path.name, **shard_stats(table), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
-def write_split_shards(spill: BucketSpill, split: str, out: Path, schema: pa.Schema, shard_bytes: float) -> list[dict]:
-    """Join buckets until a shard's size, order rows by the seeded key, cut into shards."""
-    itemsize = schema.field("input_ids").type.value_type.byte_width
-    shards: list[dict] = []
-    pending: list[pa.Table] = []
-    pending_tokens = 0
-
-    def flush():
-        nonlocal pending, pending_tokens
-        table = pa.concat_tables(pending).combine_chunks()
-        table = table.take(pc.sort_indices(table, [("key", "ascending"), ("id", "ascending")]))
-        pieces = max(1, round(pending_tokens * itemsize / shard_bytes))
-        # Equal token counts per piece; cut between documents.
-        cumulative = np.cumsum(pc.list_value_length(table.column("input_ids")).to_numpy())
-        cuts = [0, *np.searchsorted(cumulative, [cumulative[-1] * k / pieces for k in range(1, pieces)]).tolist(), table.num_rows]
-        for start, stop in itertools.pairwise(cuts):
-            if stop > start:
-                entry = write_shard(out / f"{split}-{len(shards):05d}.arrow", table.slice(start, stop - start), schema)
-                shards.append({"split": split, **entry})
-        pending, pending_tokens = [], 0
-
-    for bucket in range(spill.buckets[split]):
-        table = spill.read(split, bucket)
-        if table is None:
-            continue
-        pending.append(table)
-        pending_tokens += int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0)
-        if pending_tokens * itemsize >= shard_bytes:
-            flush()
-        spill.path(split, bucket).unlink()
-    if pending and sum(t.num_rows for t in pending):
-        flush()
-    return shards
-
-
 # ---------------------------------------------------------------- the command
 
 
@@ -355,12 +245,15 @@ def is_shards_folder(path: Path) -> bool:
 
 
 def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConfig, overwrite: bool = False,
-                     command: list[str] | None = None, name: str | None = None, fingerprint: str | None = None) -> dict:  # fmt: skip
-    from corpus.execution import dataset_inputs
+                     command: list[str] | None = None, name: str | None = None, fingerprint: str | None = None,
+                     executor=None) -> dict | None:  # fmt: skip
+    """Tokenize into `output` on `executor` (default: one local task). Returns the card, or None
+    when the tasks of a pass were only submitted (Slurm: rerun the command when they finish)."""
+    from corpus.execution import ExecutorConfig, configure_main_logging, dataset_inputs
 
+    executor = executor or ExecutorConfig()
     files, lineage = dataset_inputs(inputs)
-    for f in files:
-        _check_columns(f)
+    text_bytes = _check_inputs(files)
     tokenizer, specials = load_tokenizer(config.tokenizer)
     if "eos" not in specials:
         raise CorpusError(f"{config.tokenizer}: tokenizer_config.json names no eos_token; documents need one to end with")
@@ -370,14 +263,27 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
     bos_id = specials["bos"][1] if config.bos else None
     extent = vocab_extent(tokenizer)
     dtype = choose_dtype(config.dtype, extent, config.tokenizer)
+    configure_main_logging()
     target = PartialOutput(output, overwrite, is_shards_folder, inputs)
-    partial = target.start()
+    attempt = _sha256_text(json.dumps({"config": config.model_dump(), "files": files, "tokenizer": tokenizer_sha256(Path(config.tokenizer)),
+                                       "executor": [executor.type, executor.tasks], "version": corpus.__version__}, sort_keys=True))  # fmt: skip
+    partial = target.start(resume=attempt)
     try:
-        card = _tokenize_into(partial, files, lineage, inputs, config, tokenizer, extent, dtype, eos_id, bos_id, command,
-                              name or Path(output).name, fingerprint)  # fmt: skip
-    except BaseException:
-        target.abandon()
+        card = _tokenize_into(partial, files, text_bytes, lineage, inputs, config, executor, tokenizer, extent, dtype, eos_id, bos_id,
+                              command, name or Path(output).name, fingerprint)  # fmt: skip
+    except CorpusError as e:
+        if isinstance(e, StageFailed):
+            target.release()  # a task failed: its finished siblings stay for the rerun
+        else:
+            target.abandon()  # bad input: nothing to resume
         raise
+    except BaseException:
+        target.release()  # interrupted: a rerun resumes
+        raise
+    if card is None:
+        target.release()
+        say(f"tokenize: submitted {executor.tasks} tasks to Slurm; rerun this command when they finish")
+        return None
     final = target.finish()
     acc = card["accounting"][-1]
     rej = ", ".join(f"{k} {v:,}" for k, v in acc["rejected"].items()) or "none"
@@ -386,95 +292,83 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
     return card
 
 
-def _tokenize_into(partial: Path, files, lineage, inputs, config: TokenizeConfig, tokenizer, extent, dtype, eos_id, bos_id,
-                   command, name, fingerprint) -> dict:  # fmt: skip
+def _run_pass(steps: list, executor, work: Path, name: str, tasks: int) -> bool:
+    """Run one pass's tasks (those not completed by an earlier attempt); False: only submitted."""
+    from corpus import lifetime
+    from corpus.execution import build_executor
+
+    cfg = executor.model_copy(update={"tasks": tasks})
+    runner = build_executor(cfg, steps, str(work / f"logs-{name}"), threads=True)
+    try:
+        with lifetime.interrupts_stop_workers():
+            runner.run()
+    except CorpusError:  # bad input a task found: its one line
+        raise
+    except Exception as e:
+        raise StageFailed(f"tokenize: a task of the {name} pass failed ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                          f"logs in {work / f'logs-{name}'}; rerun the same command to resume") from e  # fmt: skip
+    incomplete = runner.get_incomplete_ranks(range(tasks))
+    if incomplete and executor.type != "slurm":
+        raise StageFailed(f"tokenize: tasks {incomplete} of the {name} pass did not complete; logs in {work / f'logs-{name}'}")
+    return not incomplete
+
+
+def _tokenize_into(partial: Path, files, text_bytes: int, lineage, inputs, config: TokenizeConfig, executor, tokenizer, extent, dtype, eos_id,
+                   bos_id, command, name, fingerprint) -> dict | None:  # fmt: skip
+    from corpus.tokenize import tasks as passes
+
     np_dtype = np.dtype(dtype.to_pandas_dtype())
-    schema = shard_schema(dtype)
+    work = partial / WORK_DIR
+    tasks = max(1, min(executor.tasks, len(files))) if executor.type != "slurm" else executor.tasks
 
-    plan = plan_validation(files, config)
     shard_bytes = config.shard_size_mb * 1e6
-    estimated = plan.text_bytes / BYTES_PER_TOKEN_GUESS * np_dtype.itemsize
-    val_minimum = sum(1 for c in plan.cutoff.values() if c is not None) * config.min_val_docs_per_domain
-    val_share = min(1.0, config.val_fraction + val_minimum / max(1, sum(plan.docs.values())))
-    # Four buckets per shard keep shard sizes within about a quarter of the target.
-    buckets = {
-        split: min(MAX_BUCKETS_PER_SPLIT, max(1, math.ceil(4 * estimated * share / shard_bytes)))
-        for split, share in (("train", 1 - val_share), ("val", val_share))
-    }
-    spill = BucketSpill(partial / SPILL_DIR, schema, buckets)
-    rejected_writer = pq.ParquetWriter(str(partial / REJECTED_PARQUET), REJECTED_SCHEMA, compression="zstd")
-    docs_in, rejected = 0, {}
-    say(f"tokenize: {plan.text_bytes / 1e6:,.1f} MB of text, {sum(plan.docs.values()):,} documents, {dtype} ids")
-    for table in prefetch(read_batches(files, ["id", "text", "domain", "source"], config.batch_mb * 1e6)):
-        docs_in += table.num_rows
-        empty = empty_mask(table.column("text"))
-        if empty.any():
-            _reject(rejected_writer, rejected, table.filter(pa.array(empty)), "empty", "no text but whitespace")
-            table = table.filter(pa.array(~empty))
-        if not table.num_rows:
-            continue
-        offsets, values, lengths = encode(tokenizer, table.column("text").to_pylist(), np_dtype, bos_id, eos_id)
-        no_tokens = lengths == 0
-        input_ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=dtype))
-        hashes = id_hashes(table.column("id").to_pylist())
-        domains = pc.fill_null(table.column("domain"), "unknown").to_pylist()
-        rows = pa.table(
-            {
-                "input_ids": input_ids,
-                "domain": table.column("domain"),
-                "source": table.column("source"),
-                "id": table.column("id"),
-                "key": mix_seed(hashes, config.seed),
-            }
-        )
-        if no_tokens.any():
-            _reject(rejected_writer, rejected, table.filter(pa.array(no_tokens)), "no_tokens", "the tokenizer produced no tokens")
-            rows, hashes = rows.filter(pa.array(~no_tokens)), hashes[~no_tokens]
-            domains = [d for d, n in zip(domains, no_tokens) if not n]
-        val = plan.is_val(domains, hashes)
-        spill.write("val", rows.filter(pa.array(val)))
-        spill.write("train", rows.filter(pa.array(~val)))
-    spill.close()
-    rejected_writer.close()
+    # Four buckets per shard of train keep shard sizes within about a quarter of the target.
+    buckets = min(MAX_BUCKETS, max(1, math.ceil(4 * text_bytes / BYTES_PER_TOKEN_GUESS * np_dtype.itemsize / shard_bytes)))
+    say(f"tokenize: about {text_bytes / 1e6:,.1f} MB of text in {len(files)} files, {dtype} ids, {tasks} tasks")
 
-    shards = []
-    for split in SPLITS:
-        shards += write_split_shards(spill, split, partial, schema, shard_bytes)
-    shutil.rmtree(partial / SPILL_DIR)
+    # pass 1: tokenize and spill into key-range buckets
+    sha256 = tokenizer_sha256(Path(config.tokenizer))
+    passes.remember_tokenizer(config.tokenizer, sha256, tokenizer)
+    step = passes.TokenizeStep(files, str(work), config.tokenizer, sha256, str(dtype), eos_id, bos_id, config.seed, config.batch_mb,
+                               buckets, config.val_fraction, config.min_val_docs_per_domain)  # fmt: skip
+    if not _run_pass([step], executor, work, "tokenize", tasks):
+        return None
+    counts = [json.loads((work / passes.COUNTS_DIR / f"{r:05d}.json").read_text()) for r in range(tasks)]
 
+    # between: the validation minimum per domain, then consecutive buckets into numbered shards
+    cutoffs, per_bucket = passes.validation_minimum(counts, config.val_fraction, config.min_val_docs_per_domain)
+    groups = passes.plan_groups(per_bucket, np_dtype.itemsize, shard_bytes)
+
+    # pass 2: each group's rows of its split, in key order, cut into shards
+    shard_tasks = max(1, min(tasks, len(groups)))
+    step = passes.ShardStep(str(partial), str(work), str(dtype), groups, tasks, buckets, config.val_fraction, cutoffs)
+    if groups and not _run_pass([step], executor, work, "shards", shard_tasks):
+        return None
+    entries = [e for r in range(shard_tasks if groups else 0) for e in json.loads((work / passes.ENTRIES_DIR / f"{r:05d}.json").read_text())]
+    shards = sorted(entries, key=lambda e: (SPLITS.index(e["split"]), e["file"]))
+
+    docs_in = sum(c["docs_in"] for c in counts)
+    rejected: dict[str, int] = {}
+    for c in counts:
+        for reason, n in c["rejected"].items():
+            rejected[reason] = rejected.get(reason, 0) + n
+    rejected = dict(sorted(rejected.items()))
     kept = sum(s["docs"] for s in shards)
     if docs_in != kept + sum(rejected.values()):
-        raise CorpusError(f"tokenize: accounting does not add up: {docs_in} in, {kept} tokenized, {rejected} rejected")
+        raise StageFailed(f"tokenize: accounting does not add up: {docs_in} in, {kept} tokenized, {rejected} rejected")
+    parts = [pq.read_table(work / passes.REJECTED_DIR / f"{r:05d}.parquet") for r in range(tasks)]
+    rejected_rows = pa.concat_tables(parts).sort_by([("id", "ascending"), ("reason", "ascending")])  # the same for any task count
+    pq.write_table(rejected_rows, partial / REJECTED_PARQUET, compression="zstd")
     index = build_index(config, tokenizer, extent, dtype, eos_id, bos_id, shards)
     (partial / INDEX_JSON).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     card = shards_card(inputs, lineage, config, index, docs_in, kept, rejected, command, name)
     card["fingerprint"] = fingerprint
+    card["executor"] = executor.model_dump(exclude_none=True)
     from corpus.tokenize.report import write_shards_card
 
     write_shards_card(partial, card, index)
+    shutil.rmtree(work)
     return card
-
-
-REJECTED_SCHEMA = pa.schema(
-    [("id", pa.string()), ("domain", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("detail", pa.string())]
-)
-
-
-def _reject(writer: pq.ParquetWriter, counts: dict, table: pa.Table, reason: str, detail: str) -> None:
-    n = table.num_rows
-    writer.write_table(
-        pa.table(
-            {
-                "id": table.column("id"),
-                "domain": table.column("domain"),
-                "source": table.column("source"),
-                "reason": pa.array([reason] * n, pa.string()),
-                "detail": pa.array([detail] * n, pa.string()),
-            },
-            schema=REJECTED_SCHEMA,
-        )
-    )
-    counts[reason] = counts.get(reason, 0) + n
 
 
 def build_index(config, tokenizer, extent, dtype, eos_id, bos_id, shards: list[dict]) -> dict:

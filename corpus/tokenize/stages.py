@@ -7,8 +7,9 @@
       - tokenize: {val_fraction: 0.01}          # tokenizer: the pipeline's tokenizer stage, unless named
 
 Both read the last dataset folder the pipeline wrote. Their outputs are not dataset folders, so they
-run as one task here rather than through `run_stage`; a rerun with the same inputs and options
-leaves a finished output as it is.
+do not go through `run_stage`: the tokenizer is trained as one task, and tokenize runs its own
+passes on the pipeline's executor. A rerun with the same inputs and options leaves a finished
+output as it is (the number of tasks is not part of that: the shards do not depend on it).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _up_to_date(out: Path, fingerprint: str, finished) -> bool:
 
 
 def run_tokenize_stage(kind: str, options, written: list[Path], out: Path, name: str, base: Path,
-                       overwrite: bool, command: list[str] | None, pipeline_file: str) -> Path:  # fmt: skip
+                       overwrite: bool, command: list[str] | None, pipeline_file: str, executor=None) -> Path | None:  # fmt: skip
     datasets = [p for p in written if is_dataset(p)]
     if not datasets:
         raise CorpusError(f"{pipeline_file}: stage {kind!r} needs a dataset stage before it")
@@ -77,5 +78,5 @@ def run_tokenize_stage(kind: str, options, written: list[Path], out: Path, name:
     if _up_to_date(out, fp, is_shards_folder) and not overwrite:
         say(f"tokenize: {out} is up to date (same inputs and config); nothing to do")
         return out
-    tokenize_dataset([str(source)], out, config, overwrite=True, command=command, name=name, fingerprint=fp)
-    return out
+    card = tokenize_dataset([str(source)], out, config, overwrite=True, command=command, name=name, fingerprint=fp, executor=executor)
+    return None if card is None else out
