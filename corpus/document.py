@@ -146,6 +146,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+ROW_GROUP_ROWS = 8_192  # rows gathered into one Parquet row group before it is written
+ROW_GROUP_BYTES = 32 << 20  # ... or this many bytes of Arrow data, whichever comes first
+UNSTATED_COLUMNS = ("text", "metadata", "detail")  # long strings: no min/max statistics in the footer
+
+
 class PartWriter:
     """Writes one task's rows into `folder/part-RANK-NNNN.parquet`, rotating by row count.
 
@@ -165,6 +170,8 @@ class PartWriter:
         self._rows_in_file = 0
         self._index = 0
         self._tmp_path: Path | None = None
+        self._pending: list[pa.Table] = []  # tables not yet written, gathered into one row group
+        self._pending_rows = self._pending_bytes = 0
         self.files: list[Path] = []
 
     def clear(self) -> None:
@@ -173,10 +180,26 @@ class PartWriter:
             old.unlink()
 
     def write(self, table: pa.Table) -> None:
+        """Small tables (a reader's one-document tables) are gathered into row groups of
+        ROW_GROUP_ROWS rows or ROW_GROUP_BYTES bytes: one row group per document would make every
+        later read and footer slow."""
         if table.num_rows == 0:
             return
-        if self._writer is not None and table.schema != self._schema:
+        if self._schema is None:
+            self._schema = table.schema
+        elif table.schema != self._schema:
             table = table.cast(self._schema)
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self._pending_bytes += table.nbytes
+        if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = self._pending[0] if len(self._pending) == 1 else pa.concat_tables(self._pending)
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         offset = 0
         while offset < table.num_rows:
             if self._writer is None:
@@ -196,7 +219,9 @@ class PartWriter:
         self._tmp_path = final.with_suffix(".parquet.tmp")
         if self.stamp:
             schema = schema.with_metadata({**(schema.metadata or {}), **self.stamp})
-        self._writer = pq.ParquetWriter(self._tmp_path, schema, compression="zstd")
+        # min/max statistics of a text column would copy whole documents into the footer
+        stats = [f.name for f in schema if f.name not in UNSTATED_COLUMNS]
+        self._writer = pq.ParquetWriter(self._tmp_path, schema, compression="zstd", write_statistics=stats)
         self._rows_in_file = 0
 
     def _close_file(self) -> None:
@@ -210,4 +235,5 @@ class PartWriter:
         self._index += 1
 
     def close(self) -> None:
+        self._flush()
         self._close_file()

@@ -280,3 +280,24 @@ def test_batches_hold_fewer_rows_when_documents_are_long(tmp_path):
     pq.write_table(pa.table({"text": ["x" * 2_000_000 + str(i) for i in range(40)]}), long, compression="zstd")
     assert batch_rows(pq.ParquetFile(short)) == READ_BATCH_ROWS
     assert batch_rows(pq.ParquetFile(long)) == 16  # 2 MB documents: 32 MB would be 16 of them
+
+
+def test_part_files_gather_small_tables_into_row_groups_without_text_statistics(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import corpus.document as document
+
+    monkeypatch.setattr(document, "ROW_GROUP_ROWS", 100)
+    writer = document.PartWriter(tmp_path, rank=0, max_rows_per_file=250)
+    for i in range(600):  # one-document tables, as a reader yields them
+        writer.write(pa.table({"id": [f"{i:04d}"], "text": [f"document {i} " * 20]}))
+    writer.close()
+    files = sorted(tmp_path.glob("*.parquet"))
+    metas = [pq.ParquetFile(f).metadata for f in files]
+    assert [m.num_rows for m in metas] == [250, 250, 100]  # files still rotate by row count
+    assert [[m.row_group(g).num_rows for g in range(m.num_row_groups)] for m in metas] == [[100, 100, 50], [50, 100, 100], [100]]
+    assert pq.read_table(files).column("id").to_pylist() == [f"{i:04d}" for i in range(600)]  # order kept
+    group = metas[0].row_group(0)
+    assert group.column(0).statistics.has_min_max  # the id column keeps its statistics
+    assert not group.column(1).is_stats_set  # the text's would copy documents into the footer
