@@ -95,7 +95,8 @@ def cmd_dedup(args) -> int:
             ngram=args.ngram,
             bands=args.bands,
             rows=args.rows,
-            threshold=args.threshold,
+            verify=args.verify,
+            **({} if args.threshold is None else {"threshold": args.threshold}),
             seed=args.seed,
             exact_normalisation=args.normalisation,
             source_priority=args.source_priority or [],
@@ -488,7 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands", type=int, default=14, help="LSH bands (default 14)")
     p.add_argument("--rows", type=int, default=8, help="permutations per band (default 8)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="verify candidates: keep a pair only if its estimated Jaccard is at least T (default: no check)")
+                   help="verification: a MinHash candidate pair links its documents only if the Jaccard of their "
+                        "shingle sets is at least T (default 0.7)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="link every MinHash candidate pair without reading the texts again (faster, less precise)")
     p.add_argument("--seed", type=int, default=1, help="seed of the MinHash permutations")
     p.add_argument("--normalisation", choices=["whitespace", "lowercase", "letters", "none"], default="whitespace",
                    help="what exact matching ignores (default: whitespace differences)")

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import numba
 
 from corpus.dedup.index import SavedIndex, write_index
-from corpus.dedup.steps import DECISIONS_FILE, NODES_DIR, SIGNATURES_FILE, band_dir
+from corpus.dedup.steps import DECISIONS_FILE, NODES_DIR, band_dir
 from corpus.errors import StageFailed
 
 # Nodes of a saved index (`--against`) are numbered after this run's rows and rank before them.
@@ -63,27 +63,37 @@ def connected_components(n, src, dst):
     return labels
 
 
-def verified(edges: pl.DataFrame, signatures: np.ndarray, threshold: float, rows: int) -> pl.DataFrame:
-    """Keep the edges whose signatures agree on at least `threshold` of the permutations.
+def _no_edges() -> pl.DataFrame:
+    return pl.DataFrame({"src": [], "dst": []}, schema={"src": pl.Int64, "dst": pl.Int64})
 
-    Edges that touch a saved index's nodes (beyond the signature file) are kept unverified.
+
+def _verify(near: pl.DataFrame, config, total_rows: int, files: list[str], row_starts: list[int], workers: int):
+    """The candidate pairs that pass verification, and the counts for the card."""
+    facts = {"candidate_pairs": near.height, "verification": "jaccard" if config.verify else "off"}
+    if not config.verify:
+        return near, facts
+    from corpus.dedup.verify import verify_pairs
+
+    jaccard = verify_pairs(near["src"].to_numpy(), near["dst"].to_numpy(), files, row_starts, total_rows,
+                           config.ngram, config.exact_normalisation, workers)  # fmt: skip
+    unverified = np.isnan(jaccard)  # a saved index's document: its text is not here
+    keep = unverified | (jaccard >= config.threshold)
+    facts |= {
+        "threshold": config.threshold,
+        "verified_pairs": int((keep & ~unverified).sum()),
+        "rejected_pairs": int((~keep).sum()),
+        "unverified_pairs": int(unverified.sum()),
+    }
+    return near.filter(pl.Series(keep)), facts
+
+
+def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows: int, against: list[SavedIndex],
+                            data_files: list[str] | None = None, row_starts: list[int] | None = None, workers: int = 1) -> dict:  # fmt: skip
+    """Cluster, decide, write decisions.parquet (and the output index); returns facts for the card.
+
+    With `config.verify`, MinHash candidate pairs are checked against the texts in `data_files` (whose
+    first row keys are `row_starts`) before they link documents.
     """
-    if edges.height == 0:
-        return edges
-    src = edges["src"].to_numpy()
-    dst = edges["dst"].to_numpy()
-    inside = (src < rows) & (dst < rows)
-    keep = np.ones(len(src), dtype=bool)
-    idx = np.flatnonzero(inside)
-    for start in range(0, len(idx), 65_536):  # bounded memory on huge clusters
-        chunk = idx[start : start + 65_536]
-        agreement = (signatures[src[chunk]] == signatures[dst[chunk]]).mean(axis=1)
-        keep[chunk] = agreement >= threshold
-    return edges.filter(pl.Series(keep))
-
-
-def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows: int, against: list[SavedIndex]) -> dict:
-    """Cluster, decide, write decisions.parquet (and the output index); returns facts for the card."""
     work_dedup = Path(work_dedup)
     decisions_path = work_dedup / DECISIONS_FILE
     nodes = pl.read_parquet(work_dedup / NODES_DIR / "*.parquet").sort("row_key")
@@ -104,11 +114,9 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
         exact = [nodes.select("exact_hash", pl.col("row_key").alias("node"))]
         exact += [ids.select("exact_hash", "node") for ids in index_nodes]
         edge_parts.append(star_edges(pl.concat(exact), "exact_hash"))
-    signatures = None
-    if config.threshold is not None and config.mode in ("minhash", "both") and total_rows:
-        n_perm = config.bands * config.rows
-        signatures = np.memmap(work_dedup / SIGNATURES_FILE, dtype=np.uint32, mode="r", shape=(total_rows, n_perm))
+    pair_facts = {}
     if config.mode in ("minhash", "both"):
+        near_parts: list[pl.DataFrame] = []
         for band in range(config.bands):
             files = sorted(band_dir(work_dedup, band).glob("*.parquet"))
             parts = [pl.read_parquet(f).select("band_hash", pl.col("row_key").alias("node")) for f in files]
@@ -116,13 +124,13 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
             parts = [p for p in parts if p.height]
             if not parts:
                 continue
-            edges = star_edges(pl.concat(parts), "band_hash")
-            if signatures is not None:
-                edges = verified(edges, signatures, config.threshold, total_rows)
-            edge_parts.append(edges)
-            if len(edge_parts) > 4:  # keep the running edge list small
-                edge_parts = [pl.concat(edge_parts).unique()]
-    edges = pl.concat(edge_parts).unique() if edge_parts else pl.DataFrame({"src": [], "dst": []}, schema={"src": pl.Int64, "dst": pl.Int64})
+            near_parts.append(star_edges(pl.concat(parts), "band_hash"))
+            if len(near_parts) > 4:  # keep the running edge list small
+                near_parts = [pl.concat(near_parts).unique()]
+        near = pl.concat(near_parts).unique() if near_parts else _no_edges()
+        near, pair_facts = _verify(near, config, total_rows, data_files or [], row_starts or [], workers)
+        edge_parts.append(near)
+    edges = pl.concat(edge_parts).unique() if edge_parts else _no_edges()
 
     # connected components over the nodes that have an edge, renumbered densely
     linked = np.unique(np.concatenate([edges["src"].to_numpy(), edges["dst"].to_numpy()]))
@@ -201,6 +209,7 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
     os.replace(tmp, decisions_path)
     return {
         "candidate_edges": edges.height,
+        **pair_facts,
         "index": index_facts,
         "removed_against_index": int(decisions.filter(pl.col("against_index") & pl.col("reason").is_not_null()).height),
     }
