@@ -83,10 +83,35 @@ def cmd_filter(args) -> int:
     return 0
 
 
+def _arrow_without_pandas() -> None:
+    """pyarrow imports pandas (a quarter of a second) on its first conversion of any Python or
+    numpy value, only to learn whether the value is a pandas object; corpus never passes one. Its
+    one import attempt is made to fail here, so it stops looking; `import pandas` still works."""
+    if "pandas" in sys.modules:
+        return
+
+    class NoPandas:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name == "pandas":
+                raise ModuleNotFoundError("pandas is not imported by corpus dedup", name=name)
+
+    sys.meta_path.insert(0, NoPandas)
+    try:
+        import pyarrow as pa
+
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(NoPandas)
+
+
 def cmd_dedup(args) -> int:
     from pydantic import ValidationError
 
     from corpus.dedup import DedupConfig, dedup_job
+
+    if args.executor == "local":
+        _arrow_without_pandas()
     from corpus.execution import run_stage
 
     try:
