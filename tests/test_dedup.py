@@ -303,6 +303,25 @@ def test_verification_rejects_colliding_pairs_below_the_threshold(tmp_path):
     assert "kept 1 and rejected 1" in (outs["default"] / "README.md").read_text()
 
 
+def test_a_removed_document_is_close_to_the_kept_one(tmp_path):
+    words = " ".join(real_texts(2)).split()[:240]
+    a, b, c = (" ".join(words[i : i + 200]) for i in (0, 20, 40))  # a chain: a~b, b~c, but a and c apart
+    assert shingle_jaccard(a, b) >= 0.7 and shingle_jaccard(b, c) >= 0.7 and shingle_jaccard(a, c) < 0.7
+    first = ingest(tmp_path, "first", [a], source="first")
+    second = ingest(tmp_path, "second", [b, c], source="second")
+    results = {}
+    for name, extra in [("verified", []), ("unverified", ["--no-verify"])]:
+        out = tmp_path / name
+        argv = ["-q", "dedup", str(first), str(second), "-o", str(out), "--source-priority", "first", *extra,
+                "--bands", "20", "--rows", "5"]  # J* 0.55: all three pairs are candidates  # fmt: skip
+        assert main(argv) == 0
+        results[name] = (rows(out, "rejected")["text"].to_list(), card(out)["stage_facts"]["dedup"])
+    assert sorted(results["unverified"][0]) == sorted([b, c])  # one component: a kept, b and c removed
+    assert results["verified"][0] == [b]  # c is not close enough to a: it stays
+    facts = results["verified"][1]
+    assert facts["verified_pairs"] == 2 and facts["released_from_chains"] == 1  # a~b and b~c pass; c leaves a
+
+
 def test_quality_column_decides_before_length(tmp_path):
     a, b = real_texts(2)
     longer = a + " and a few more words at the very end of the page"

@@ -105,6 +105,9 @@ def readme_section(facts: dict) -> str:
             line = (f"MinHash proposed {facts['candidate_pairs']:,} candidate pairs; verification (Jaccard of the word "
                     f"shingle sets at least {facts['threshold']}) kept {facts['verified_pairs']:,} and rejected "
                     f"{facts['rejected_pairs']:,}")  # fmt: skip
+            if facts.get("released_from_chains"):
+                line += (f"; {facts['released_from_chains']:,} documents linked only through others were not close enough "
+                         "to their cluster's kept document and left it")  # fmt: skip
             if facts.get("unverified_pairs"):
                 line += f"; {facts['unverified_pairs']:,} pairs with a `--against` document were kept unverified"
             lines.append(line + ".")

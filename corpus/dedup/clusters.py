@@ -67,15 +67,12 @@ def _no_edges() -> pl.DataFrame:
     return pl.DataFrame({"src": [], "dst": []}, schema={"src": pl.Int64, "dst": pl.Int64})
 
 
-def _verify(near: pl.DataFrame, config, total_rows: int, files: list[str], row_starts: list[int], workers: int):
+def _verify(near: pl.DataFrame, sets, config) -> tuple[pl.DataFrame, dict]:
     """The candidate pairs that pass verification, and the counts for the card."""
     facts = {"candidate_pairs": near.height, "verification": "jaccard" if config.verify else "off"}
     if not config.verify:
         return near, facts
-    from corpus.dedup.verify import verify_pairs
-
-    jaccard = verify_pairs(near["src"].to_numpy(), near["dst"].to_numpy(), files, row_starts, total_rows,
-                           config.ngram, config.exact_normalisation, workers)  # fmt: skip
+    jaccard = sets.jaccard(near["src"].to_numpy(), near["dst"].to_numpy()) if sets is not None else np.zeros(0)
     unverified = np.isnan(jaccard)  # a saved index's document: its text is not here
     keep = unverified | (jaccard >= config.threshold)
     facts |= {
@@ -85,6 +82,34 @@ def _verify(near: pl.DataFrame, config, total_rows: int, files: list[str], row_s
         "unverified_pairs": int(unverified.sum()),
     }
     return near.filter(pl.Series(keep)), facts
+
+
+def _components(edges: pl.DataFrame) -> pl.DataFrame:
+    """(node, component) of every node with an edge: union-find over densely renumbered nodes."""
+    linked = np.unique(np.concatenate([edges["src"].to_numpy(), edges["dst"].to_numpy()]))
+    src = np.searchsorted(linked, edges["src"].to_numpy())
+    dst = np.searchsorted(linked, edges["dst"].to_numpy())
+    labels = connected_components(len(linked), src.astype(np.int64), dst.astype(np.int64))
+    return pl.DataFrame({"node": linked.astype(np.int64), "component": linked[labels].astype(np.int64)})
+
+
+def _rank(members: pl.DataFrame, attributes: pl.DataFrame) -> pl.DataFrame:
+    """Members in keep order per component, each with its component's keeper and size.
+    Keep rule: saved index first, then source priority, then quality, then length, then id."""
+    return (
+        members.join(attributes, on="node", how="left")
+        .sort(
+            ["component", "priority", "quality", "n_chars", "id", "node"],
+            descending=[False, False, True, True, False, False],
+            nulls_last=True,
+        )
+        .with_columns(
+            pl.col("id").first().over("component").alias("keeper_id"),
+            pl.col("exact_hash").first().over("component").alias("keeper_hash"),
+            pl.col("node").first().over("component").alias("keeper_node"),
+            pl.len().over("component").alias("cluster_size"),
+        )
+    )
 
 
 def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows: int, against: list[SavedIndex],
@@ -115,6 +140,7 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
         exact += [ids.select("exact_hash", "node") for ids in index_nodes]
         edge_parts.append(star_edges(pl.concat(exact), "exact_hash"))
     pair_facts = {}
+    sets = None
     if config.mode in ("minhash", "both"):
         near_parts: list[pl.DataFrame] = []
         for band in range(config.bands):
@@ -128,16 +154,17 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
             if len(near_parts) > 4:  # keep the running edge list small
                 near_parts = [pl.concat(near_parts).unique()]
         near = pl.concat(near_parts).unique() if near_parts else _no_edges()
-        near, pair_facts = _verify(near, config, total_rows, data_files or [], row_starts or [], workers)
+        if config.verify and near.height:
+            from corpus.dedup.verify import read_shingle_sets
+
+            linked = [near["src"], near["dst"]] + [e[c] for e in edge_parts for c in ("src", "dst")]
+            sets = read_shingle_sets(pl.concat(linked).to_numpy(), data_files or [], row_starts or [], total_rows,
+                                     config.ngram, config.exact_normalisation, workers)  # fmt: skip
+        near, pair_facts = _verify(near, sets, config)
         edge_parts.append(near)
     edges = pl.concat(edge_parts).unique() if edge_parts else _no_edges()
 
-    # connected components over the nodes that have an edge, renumbered densely
-    linked = np.unique(np.concatenate([edges["src"].to_numpy(), edges["dst"].to_numpy()]))
-    src = np.searchsorted(linked, edges["src"].to_numpy())
-    dst = np.searchsorted(linked, edges["dst"].to_numpy())
-    labels = connected_components(len(linked), src.astype(np.int64), dst.astype(np.int64))
-    members = pl.DataFrame({"node": linked.astype(np.int64), "component": labels.astype(np.int64)})
+    members = _components(edges)
 
     priority = {name: i for i, name in enumerate(config.source_priority)}
     attributes = nodes.select(
@@ -164,21 +191,31 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
                 ],
             ]
         )
-    # keep rule: saved index first, then source priority, then quality, then length, then id
-    ranked = (
-        members.join(attributes, on="node", how="left")
-        .sort(
-            ["component", "priority", "quality", "n_chars", "id", "node"],
-            descending=[False, False, True, True, False, False],
-            nulls_last=True,
+    ranked = _rank(members, attributes)
+    released_total, rounds = 0, 0
+    while sets is not None:
+        # a removed document must itself be a near duplicate of the one kept in its place: members of a
+        # chain A~B~C that fail against their keeper leave, and form clusters of their own
+        check = ranked.filter(
+            (pl.col("node") != pl.col("keeper_node")) & (pl.col("exact_hash") != pl.col("keeper_hash"))
         )
-        .with_columns(
-            pl.col("id").first().over("component").alias("keeper_id"),
-            pl.col("exact_hash").first().over("component").alias("keeper_hash"),
-            pl.col("node").first().over("component").alias("keeper_node"),
-            pl.len().over("component").alias("cluster_size"),
-        )
-    )
+        jaccard = sets.jaccard(check["node"].to_numpy(), check["keeper_node"].to_numpy())
+        failed = check["node"].to_numpy()[jaccard < config.threshold]  # NaN (an index document) passes
+        if len(failed) == 0:
+            break
+        released_total += len(failed)
+        rounds += 1
+        inside = edges.filter(pl.col("src").is_in(failed) & pl.col("dst").is_in(failed))
+        regrouped = _components(inside)
+        alone = pl.DataFrame({"node": failed}).join(regrouped, on="node", how="anti")
+        regrouped = pl.concat([regrouped, alone.with_columns(pl.col("node").alias("component"))])
+        # new component names: node numbers shifted past every name used so far
+        regrouped = regrouped.with_columns(pl.col("component") + offset * rounds)
+        members = pl.concat([members.filter(~pl.col("node").is_in(failed)), regrouped.select("node", "component")])
+        ranked = _rank(members, attributes)
+    if sets is not None:
+        pair_facts["released_from_chains"] = released_total
+    ranked = ranked.filter(pl.col("cluster_size") > 1)
     removed_reason = (
         pl.when(pl.col("node") == pl.col("keeper_node"))
         .then(None)

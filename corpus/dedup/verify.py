@@ -119,15 +119,32 @@ def _file_sets(path: str, wanted: np.ndarray, ngram: int, normalisation: str) ->
     return (np.concatenate(values), np.concatenate(counts)) if values else empty
 
 
-def verify_pairs(src: np.ndarray, dst: np.ndarray, files: list[str], row_starts: list[int], total_rows: int,
-                 ngram: int, normalisation: str, workers: int = 1) -> np.ndarray:  # fmt: skip
-    """The real Jaccard of each pair (src[e], dst[e]) of row keys; pairs with a node beyond this
-    run's rows (a saved index's document) get NaN: their text is not here."""
-    jaccard = np.full(len(src), np.nan)
-    inside = (src < total_rows) & (dst < total_rows)
-    if not inside.any():
-        return jaccard
-    nodes = np.unique(np.concatenate([src[inside], dst[inside]]))
+class ShingleSets:
+    """The sorted distinct shingle hashes of some of this run's documents (`nodes`: sorted row keys)."""
+
+    def __init__(self, nodes: np.ndarray, values: np.ndarray, offsets: np.ndarray):
+        self.nodes, self.values, self.offsets = nodes, values, offsets
+
+    def jaccard(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """The Jaccard of each pair of row keys (src[e], dst[e]); NaN where one is not held (a saved
+        index's document: its text is not here)."""
+        out = np.full(len(src), np.nan)
+        if len(self.nodes) == 0 or len(src) == 0:
+            return out
+        a = np.minimum(np.searchsorted(self.nodes, src), len(self.nodes) - 1)
+        b = np.minimum(np.searchsorted(self.nodes, dst), len(self.nodes) - 1)
+        held = (self.nodes[a] == src) & (self.nodes[b] == dst)
+        found = np.empty(int(held.sum()), dtype=np.float64)
+        pair_jaccard(self.values, self.offsets, a[held].astype(np.int64), b[held].astype(np.int64), found)
+        out[held] = found
+        return out
+
+
+def read_shingle_sets(nodes: np.ndarray, files: list[str], row_starts: list[int], total_rows: int, ngram: int,
+                      normalisation: str, workers: int = 1) -> ShingleSets:  # fmt: skip
+    """The shingle sets of the rows `nodes` (row keys; those beyond `total_rows` are skipped), read
+    again from the data files one record batch at a time."""
+    nodes = np.unique(nodes[nodes < total_rows])
     bounds = list(row_starts) + [total_rows]
     jobs = []
     for f, path in enumerate(files):
@@ -139,15 +156,10 @@ def verify_pairs(src: np.ndarray, dst: np.ndarray, files: list[str], row_starts:
             parts = list(pool.map(lambda job: _file_sets(job[0], job[1], ngram, normalisation), jobs))
     else:
         parts = [_file_sets(path, wanted, ngram, normalisation) for path, wanted in jobs]
-    values = np.concatenate([p[0] for p in parts])
-    counts = np.concatenate([p[1] for p in parts])
+    values = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.uint32)
+    counts = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     if len(counts) != len(nodes):
         raise CorpusError(f"{', '.join(files)}: the data files changed while the stage ran (rows missing); rerun")
     offsets = np.zeros(len(nodes) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    a = np.searchsorted(nodes, src[inside])
-    b = np.searchsorted(nodes, dst[inside])
-    out = np.empty(len(a), dtype=np.float64)
-    pair_jaccard(values, offsets, a.astype(np.int64), b.astype(np.int64), out)
-    jaccard[inside] = out
-    return jaccard
+    return ShingleSets(nodes, values, offsets)
