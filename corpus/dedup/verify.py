@@ -29,10 +29,34 @@ from corpus.errors import CorpusError
 
 
 @numba.njit(cache=True, nogil=True)
+def _radix_sort(a, tmp, counts):
+    """Sort the uint32 array `a` in place: four stable passes of 8 bits (`tmp`: scratch of a's size;
+    `counts`: 256 int64). For the few hundred values of a document, several times quicker than a
+    comparison sort."""
+    src, dst = a, tmp
+    for shift in range(0, 32, 8):
+        counts[:] = 0
+        for i in range(src.shape[0]):
+            counts[(src[i] >> shift) & 255] += 1
+        total = 0
+        for k in range(256):
+            c = counts[k]
+            counts[k] = total
+            total += c
+        for i in range(src.shape[0]):
+            digit = (src[i] >> shift) & 255
+            dst[counts[digit]] = src[i]
+            counts[digit] += 1
+        src, dst = dst, src  # after an even number of passes the result is back in `a`
+
+
+@numba.njit(cache=True, nogil=True)
 def _shingle_sets(tokens, doc_offsets, ngram, out, out_offsets):
     """Each document's shingle hashes (as `minhash._signatures` computes them; the high 32 bits),
     sorted and distinct, written one document after another; returns the number written."""
     n_docs = doc_offsets.shape[0] - 1
+    scratch = np.empty(out.shape[0], dtype=np.uint32)
+    counts = np.empty(256, dtype=np.int64)
     w = 0
     for d in range(n_docs):
         out_offsets[d] = w
@@ -48,7 +72,7 @@ def _shingle_sets(tokens, doc_offsets, ngram, out, out_offsets):
             out[w] = np.uint32(h >> np.uint64(32))
             w += 1
         if w - first > 1:
-            out[first:w] = np.sort(out[first:w])
+            _radix_sort(out[first:w], scratch[: w - first], counts)
             last = first
             for i in range(first + 1, w):
                 if out[i] != out[last]:
