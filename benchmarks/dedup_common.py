@@ -31,7 +31,12 @@ SHARED = Path(
     os.environ.get("CORPUS_SHARED")
     or next((p for p in (REPO.parent / "shared", REPO.parent.parent / "shared") if p.is_dir()), REPO.parent / "shared")
 ) / "data"
-CORPUS = str(REPO / ".venv" / "bin" / "corpus")
+# the `corpus` command of this checkout: its venv's script, or this interpreter running this checkout's entry point
+CORPUS = (
+    [str(REPO / ".venv" / "bin" / "corpus")]
+    if (REPO / ".venv" / "bin" / "corpus").exists()
+    else [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); from corpus.cli import entry; entry()", str(REPO)]
+)
 
 WORD = re.compile(r"[^\W_]+")
 
@@ -105,7 +110,7 @@ def run_ours(dataset: Path, out: Path, args: list[str], tasks: int = 2, workers:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
     subprocess.run(
-        [CORPUS, "-q", "dedup", str(dataset), "-o", str(out), "--tasks", str(tasks), "--workers", str(workers), *args],
+        [*CORPUS, "-q", "dedup", str(dataset), "-o", str(out), "--tasks", str(tasks), "--workers", str(workers), *args],
         check=True,
     )
     return time.perf_counter() - started

@@ -31,7 +31,7 @@ def main() -> None:
     for n in args.docs:
         dataset = synthetic_dataset(work / f"in-{n}", n, files=20, seed=n)
         out = work / f"out-{n}"
-        cmd = [CORPUS, "-q", "dedup", str(dataset), "-o", str(out), "--overwrite", "--mode", args.mode,
+        cmd = [*CORPUS, "-q", "dedup", str(dataset), "-o", str(out), "--overwrite", "--mode", args.mode,
                "--tasks", str(args.workers), "--workers", str(args.workers)]
         seconds, total, single = measured_run(cmd)
         rows.append((n, seconds, total, single))

@@ -43,12 +43,16 @@ def evaluate(name: str, keys: list[str], texts: list[str], families: dict[str, o
     common = ["--ngram", str(args.ngram), "--bands", str(args.bands), "--rows", str(args.rows)]
     methods: dict[str, dict[str, str]] = {}
     run_ours(dataset, work / f"{name}-ours", ["--mode", "minhash", *common])
-    methods["ours (minhash)"] = ours_clusters(work / f"{name}-ours")
-    run_ours(dataset, work / f"{name}-ours-v", ["--mode", "minhash", "--threshold", str(args.verify), *common])
-    methods[f"ours (minhash, --threshold {args.verify})"] = ours_clusters(work / f"{name}-ours-v")
-    run_datatrove(dataset, work / f"{name}-datatrove", args.ngram, args.bands, args.rows)
-    methods["datatrove 0.10.1"] = datatrove_clusters(work / f"{name}-datatrove")
-    methods["datasketch MinHashLSH"], _ = run_datasketch(keys, texts, args.ngram, args.bands, args.rows)
+    methods["ours (minhash, verified: default)"] = ours_clusters(work / f"{name}-ours")
+    run_ours(dataset, work / f"{name}-ours-nv", ["--mode", "minhash", "--no-verify", *common])
+    methods["ours (minhash, --no-verify)"] = ours_clusters(work / f"{name}-ours-nv")
+    for t in args.sweep:
+        run_ours(dataset, work / f"{name}-ours-{t}", ["--mode", "minhash", "--threshold", str(t), *common])
+        methods[f"ours --threshold {t}"] = ours_clusters(work / f"{name}-ours-{t}")
+    if not args.ours_only:
+        run_datatrove(dataset, work / f"{name}-datatrove", args.ngram, args.bands, args.rows)
+        methods["datatrove 0.10.1"] = datatrove_clusters(work / f"{name}-datatrove")
+        methods["datasketch MinHashLSH"], _ = run_datasketch(keys, texts, args.ngram, args.bands, args.rows)
 
     predicted = {m: cluster_pairs(c) for m, c in methods.items()}
     by_family = defaultdict(list)
@@ -105,6 +109,17 @@ def clough_stevenson(args, work: Path) -> None:
         print(f"| {m} | " + " | ".join(cells) + " |")
 
 
+def paraphrase_grouped(name: str, args, work: Path) -> None:
+    """MSRP or Opinosis sentences grouped by meaning: paraphrases, mostly not near duplicates."""
+    folder = SHARED / "neardup" / "paraphrase-grouped" / name / f"{name}_distribute"
+    texts = (folder / "phrases.txt").read_text(encoding="utf-8", errors="replace").splitlines()
+    with open(folder / "phrase_groups.csv", encoding="utf-8") as f:
+        groups = {int(r["phrase_index"]): r["paraphrase_group_index"] for r in csv.DictReader(f)}
+    keys = [f"{name}-{i}" for i in range(len(texts))]
+    report = evaluate(name, keys, texts, {k: groups.get(i, f"none-{i}") for i, k in enumerate(keys)}, args, work)
+    print_table(f"{name} paraphrase groups (truth: true Jaccard >= {args.truth})", report)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="dedup quality: ours vs datatrove vs datasketch")
     parser.add_argument("--set", required=True, help="JSONL from make_neardup_set.py")
@@ -113,16 +128,24 @@ def main() -> None:
     parser.add_argument("--bands", type=int, default=14)
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--truth", type=float, default=0.7, help="a pair is a duplicate if its true Jaccard is at least this")
-    parser.add_argument("--verify", type=float, default=0.7, help="our --threshold in the verified run")
+    parser.add_argument("--sweep", type=float, nargs="*", default=[0.5, 0.6, 0.7, 0.8, 0.9],
+                        help="also run ours with each of these verification thresholds")
+    parser.add_argument("--ours-only", action="store_true", help="skip datatrove and datasketch")
+    parser.add_argument("--sets", nargs="+", default=["generated", "clough", "msrp", "opinosis"])
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(line) for line in open(args.set, encoding="utf-8")]
-    keys = [r["url"] for r in rows]
-    report = evaluate("generated", keys, [r["text"] for r in rows], {r["url"]: r["family"] for r in rows}, args, work)
     print(f"n-gram {args.ngram}, {args.bands} bands x {args.rows} rows = {args.bands * args.rows} permutations")
-    print_table(f"Generated near-duplicates (truth: true Jaccard >= {args.truth})", report)
-    clough_stevenson(args, work)
+    if "generated" in args.sets:
+        rows = [json.loads(line) for line in open(args.set, encoding="utf-8")]
+        keys = [r["url"] for r in rows]
+        report = evaluate("generated", keys, [r["text"] for r in rows], {r["url"]: r["family"] for r in rows}, args, work)
+        print_table(f"Generated near-duplicates (truth: true Jaccard >= {args.truth})", report)
+    if "clough" in args.sets:
+        clough_stevenson(args, work)
+    for name in ("msrp", "opinosis"):
+        if name in args.sets:
+            paraphrase_grouped(name, args, work)
 
 
 if __name__ == "__main__":

@@ -246,16 +246,96 @@ def test_source_priority_keeps_the_preferred_copy(tmp_path):
     assert rejected["source"].to_list() == ["general"]  # the longer general copy loses to insurance
 
 
-def test_threshold_verification_drops_weak_candidates(tmp_path):
+def shingle_jaccard(x: str, y: str, n: int = 5) -> float:
+    """The Jaccard of two ASCII texts' word n-gram sets, in plain Python (the definition)."""
+    import re
+
+    def grams(t):
+        w = re.findall(r"[^\W_]+", t.lower())
+        return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)} if len(w) >= n else ({tuple(w)} if w else set())
+
+    a, b = grams(x), grams(y)
+    return len(a & b) / len(a | b)
+
+
+def test_verification_computes_the_real_jaccard():
+    from corpus.dedup.verify import pair_jaccard, shingle_sets
+
     a, b = real_texts(2)
+    texts = [a, edit_words(a, 6, seed=2), " ".join(a.split()[:80]) + " " + b, b, "", "two words"]
+    values, offsets = shingle_sets(pa.array(texts), 5, "whitespace")
+    pairs = [(0, 1), (0, 2), (0, 3), (2, 3), (4, 4), (5, 5), (0, 5)]
+    out = np.empty(len(pairs))
+    pair_jaccard(values, offsets, np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]), out)
+    for (i, j), got in zip(pairs[:4] + pairs[5:], list(out[:4]) + list(out[5:])):
+        assert abs(got - shingle_jaccard(texts[i], texts[j])) < 1e-12, (i, j)
+    assert out[4] == 0.0  # two empty documents are nobody's near duplicates
+
+
+def test_verification_rejects_colliding_pairs_below_the_threshold(tmp_path):
+    a, b, c = real_texts(3)
     words = a.split()
-    half = " ".join(words[: len(words) // 2]) + " " + " ".join(reversed(b.split()))  # Jaccard well below 0.8
-    src = ingest(tmp_path, "in", [a, half])
-    loose, strict = tmp_path / "loose", tmp_path / "strict"
-    assert main(["-q", "dedup", str(src), "-o", str(loose), "--bands", "40", "--rows", "2"]) == 0
-    assert main(["-q", "dedup", str(src), "-o", str(strict), "--bands", "40", "--rows", "2", "--threshold", "0.8"]) == 0
-    assert card(loose)["accounting"][-1]["rejected"] == {"near_duplicate": 1}
-    assert card(strict)["accounting"][-1]["rejected"] == {}
+    half = " ".join(words[: len(words) * 2 // 3]) + " " + " ".join(reversed(b.split()[:60]))  # shares a's start
+    near = edit_words(c, 3, seed=4)
+    j_half, j_near = shingle_jaccard(a, half), shingle_jaccard(c, near)
+    assert 0.3 < j_half < 0.65 < 0.8 < j_near
+    src = ingest(tmp_path, "in", [a, half, c, near])
+    # 32 bands of 2 rows: a pair of Jaccard J is a candidate with probability 1 - (1 - J^2)^32: about 1
+    # for the half copy, about 0.007 for two different articles (J about 0.015)
+    loose = ["--bands", "32", "--rows", "2"]
+    outs = {}
+    for name, extra in [("off", ["--no-verify"]), ("default", []), ("low", ["--threshold", f"{j_half - 0.02:.3f}"]),
+                        ("high", ["--threshold", f"{j_half + 0.02:.3f}"])]:  # fmt: skip
+        outs[name] = tmp_path / name
+        assert main(["-q", "dedup", str(src), "-o", str(outs[name]), *loose, *extra]) == 0
+    # which family each removed document came from: the url is doc-<position in the input>
+    family = {"doc-0": "a", "doc-1": "a", "doc-2": "c", "doc-3": "c"}
+    removed = {name: sorted(family[u] for u in rows(out, "rejected")["url"]) for name, out in outs.items()}
+    assert removed["off"] == ["a", "c"]  # unverified: both candidates link (the old behaviour)
+    assert removed["default"] == ["c"] and removed["high"] == ["c"]  # the dissimilar pair is rejected
+    assert removed["low"] == ["a", "c"]  # a threshold just below its Jaccard keeps it
+    facts = {name: card(out)["stage_facts"]["dedup"] for name, out in outs.items()}
+    assert facts["off"]["verification"] == "off" and "rejected_pairs" not in facts["off"]
+    assert facts["default"]["verification"] == "jaccard"
+    assert facts["default"]["candidate_pairs"] == facts["off"]["candidate_pairs"] == 2
+    assert (facts["default"]["verified_pairs"], facts["default"]["rejected_pairs"]) == (1, 1)
+    assert (facts["low"]["verified_pairs"], facts["low"]["rejected_pairs"]) == (2, 0)
+    assert "kept 1 and rejected 1" in (outs["default"] / "README.md").read_text()
+
+
+def test_a_removed_document_is_close_to_the_kept_one(tmp_path):
+    words = " ".join(real_texts(2)).split()[:240]
+    a, b, c = (" ".join(words[i : i + 200]) for i in (0, 20, 40))  # a chain: a~b, b~c, but a and c apart
+    assert shingle_jaccard(a, b) >= 0.7 and shingle_jaccard(b, c) >= 0.7 and shingle_jaccard(a, c) < 0.7
+    first = ingest(tmp_path, "first", [a], source="first")
+    second = ingest(tmp_path, "second", [b, c], source="second")
+    results = {}
+    for name, extra in [("verified", []), ("unverified", ["--no-verify"])]:
+        out = tmp_path / name
+        argv = ["-q", "dedup", str(first), str(second), "-o", str(out), "--source-priority", "first", *extra,
+                "--bands", "20", "--rows", "5"]  # J* 0.55: all three pairs are candidates  # fmt: skip
+        assert main(argv) == 0
+        results[name] = (rows(out, "rejected")["text"].to_list(), card(out)["stage_facts"]["dedup"])
+    assert sorted(results["unverified"][0]) == sorted([b, c])  # one component: a kept, b and c removed
+    assert results["verified"][0] == [b]  # c is not close enough to a: it stays
+    facts = results["verified"][1]
+    assert facts["verified_pairs"] == 2 and facts["released_from_chains"] == 1  # a~b and b~c pass; c leaves a
+
+
+def test_quality_column_decides_before_length(tmp_path):
+    a, b = real_texts(2)
+    longer = a + " and a few more words at the very end of the page"
+    src = dataset_with(tmp_path, "in", [longer, a, b])
+    data = sorted((src / "data").glob("*.parquet"))[0]
+    table = pq.read_table(data)
+    quality = {longer: 0.2, a: 0.9, b: 0.5}
+    pq.write_table(table.append_column("score", pa.array([quality[t] for t in table["text"].to_pylist()])), data)
+    out = tmp_path / "out"
+    assert main(["-q", "dedup", str(src), "-o", str(out), "--quality-column", "score"]) == 0
+    assert rows(out, "rejected")["text"].to_list() == [longer]  # the better copy stays though it is shorter
+    plain = tmp_path / "plain"
+    assert main(["-q", "dedup", str(src), "-o", str(plain)]) == 0
+    assert rows(plain, "rejected")["text"].to_list() == [a]  # without the column: the longer one
 
 
 def test_against_a_saved_index(tmp_path):
@@ -288,9 +368,10 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert main(["-q", "dedup", str(src), "-o", str(tmp_path / "o3"), "--mode", "exact", "--threshold", "0.8"]) == 2
     assert main(["-q", "dedup", str(src), "-o", str(tmp_path / "o4"), "--bands", "0"]) == 2
     assert main(["-q", "dedup", str(src), "-o", str(tmp_path / "o5"), "--against", str(src)]) == 2
+    assert main(["-q", "dedup", str(src), "-o", str(tmp_path / "o6"), "--no-verify", "--threshold", "0.8"]) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("corpus: error:")]
-    assert len(lines) == 5 and "Traceback" not in err
+    assert len(lines) == 6 and "Traceback" not in err and "verify" in lines[5]
     assert "missing" in lines[0] and "nope" in lines[1] and "dedup index" in lines[4]
 
 

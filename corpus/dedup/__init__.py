@@ -31,8 +31,9 @@ class DedupConfig(BaseModel):
     ngram: int = Field(5, ge=1, le=64, description="words per shingle")
     bands: int = Field(14, ge=1, le=512, description="LSH bands")
     rows: int = Field(8, ge=1, le=64, description="signature rows (permutations) per band")
-    threshold: float | None = Field(
-        None, gt=0, le=1, description="verify candidate pairs: keep a pair only if its estimated Jaccard is at least this"
+    verify: bool = Field(True, description="check each MinHash candidate pair's real shingle Jaccard before linking it")
+    threshold: float = Field(
+        0.7, gt=0, le=1, description="verification: a candidate pair links its documents only if their Jaccard is at least this"
     )
     seed: int = Field(1, ge=0, description="seed of the MinHash permutations")
     exact_normalisation: Literal["whitespace", "lowercase", "letters", "none"] = Field(
@@ -44,8 +45,11 @@ class DedupConfig(BaseModel):
 
     @model_validator(mode="after")
     def _threshold_needs_minhash(self):
-        if self.threshold is not None and self.mode == "exact":
-            raise ValueError("threshold applies to MinHash candidates; it has no effect with mode exact")
+        if "threshold" in self.model_fields_set:
+            if self.mode == "exact":
+                raise ValueError("threshold applies to MinHash candidates; it has no effect with mode exact")
+            if not self.verify:
+                raise ValueError("threshold is the verification's; it has no effect with verify off (--no-verify)")
         return self
 
     def s_curve_threshold(self) -> float:
@@ -57,7 +61,7 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
     from corpus.dedup.card import dedup_card_facts
     from corpus.dedup.clusters import near_duplicate_clusters
     from corpus.dedup.index import SavedIndex
-    from corpus.dedup.steps import SIGNATURES_FILE, DuplicateMarker, RowKeyedReader, SignatureWriter
+    from corpus.dedup.steps import DuplicateMarker, RowKeyedReader, SignatureWriter
     from corpus.execution import WORK_DIR, StageJob, build_executor, dataset_inputs, unified_schema
 
     files, lineage = dataset_inputs(inputs)
@@ -74,7 +78,6 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
         raise CorpusError(f"{', '.join(inputs)}: no column {config.quality_column!r} for quality_column (columns: {', '.join(schema.names)})")
     row_starts = [sum(row_counts[:i]) for i in range(len(row_counts))]
     total_rows = sum(row_counts)
-    with_signatures = config.threshold is not None and config.mode != "exact"
     read_columns = ["id", "text", "source", "domain"] + ([config.quality_column] if config.quality_column else [])
 
     def prepare(partial: Path, work: Path, executor) -> None:
@@ -84,20 +87,17 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
         if (dedup_dir / FACTS_FILE).exists():
             return  # written last (after decisions.parquet and the index): an interrupted run resumes at pass 2
         dedup_dir.mkdir(parents=True, exist_ok=True)
-        sig_path = dedup_dir / SIGNATURES_FILE
-        if with_signatures and not sig_path.exists():
-            with open(sig_path, "wb") as f:  # sparse; each task writes its rows in place
-                f.truncate(total_rows * config.bands * config.rows * 4)
         steps = [
             RowKeyedReader(files, row_starts, str(work), "dedup signatures", progress, read_columns, "signature_reader"),
-            SignatureWriter(str(dedup_dir), config, config.quality_column, with_signatures),
+            SignatureWriter(str(dedup_dir), config, config.quality_column),
         ]
         runner = build_executor(executor, steps, str(dedup_dir / "logs"), threads=True)
         runner.run()
         incomplete = runner.get_incomplete_ranks(range(executor.tasks))
         if incomplete:
             raise StageFailed(f"dedup: signature tasks {incomplete} did not complete; logs in {dedup_dir / 'logs'}; rerun to resume")
-        facts = near_duplicate_clusters(dedup_dir, partial, config, total_rows, against)
+        facts = near_duplicate_clusters(dedup_dir, partial, config, total_rows, against, files, row_starts,
+                                        max(1, int(getattr(runner, "workers", 1) or 1)))
         tmp = dedup_dir / (FACTS_FILE + ".tmp")
         tmp.write_text(json.dumps(facts), encoding="utf-8")
         os.replace(tmp, dedup_dir / FACTS_FILE)

@@ -100,6 +100,19 @@ def readme_section(facts: dict) -> str:
     """The card's Markdown section: rates, cluster sizes, examples side by side."""
     lines = ["## Duplicates", ""]
     lines.append(f"{facts['docs_in_clusters']:,} documents are in {facts['clusters']:,} clusters of two or more (mode `{facts['mode']}`).")
+    if "candidate_pairs" in facts:
+        if facts.get("verification") == "jaccard":
+            line = (f"MinHash proposed {facts['candidate_pairs']:,} candidate pairs; verification (Jaccard of the word "
+                    f"shingle sets at least {facts['threshold']}) kept {facts['verified_pairs']:,} and rejected "
+                    f"{facts['rejected_pairs']:,}")  # fmt: skip
+            if facts.get("released_from_chains"):
+                line += (f"; {facts['released_from_chains']:,} documents linked only through others were not close enough "
+                         "to their cluster's kept document and left it")  # fmt: skip
+            if facts.get("unverified_pairs"):
+                line += f"; {facts['unverified_pairs']:,} pairs with a `--against` document were kept unverified"
+            lines.append(line + ".")
+        else:
+            lines.append(f"MinHash proposed {facts['candidate_pairs']:,} candidate pairs, all linked unverified (`--no-verify`).")
     if facts.get("removed_against_index"):
         lines.append(f"{facts['removed_against_index']:,} documents were removed as copies of a `--against` dataset.")
     lines += ["", "| source | documents | removed | dedup rate |", "|---|---:|---:|---:|"]

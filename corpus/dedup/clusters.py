@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import numba
 
 from corpus.dedup.index import SavedIndex, write_index
-from corpus.dedup.steps import DECISIONS_FILE, NODES_DIR, SIGNATURES_FILE, band_dir
+from corpus.dedup.steps import DECISIONS_FILE, NODES_DIR, band_dir
 from corpus.errors import StageFailed
 
 # Nodes of a saved index (`--against`) are numbered after this run's rows and rank before them.
@@ -63,27 +63,62 @@ def connected_components(n, src, dst):
     return labels
 
 
-def verified(edges: pl.DataFrame, signatures: np.ndarray, threshold: float, rows: int) -> pl.DataFrame:
-    """Keep the edges whose signatures agree on at least `threshold` of the permutations.
+def _no_edges() -> pl.DataFrame:
+    return pl.DataFrame({"src": [], "dst": []}, schema={"src": pl.Int64, "dst": pl.Int64})
 
-    Edges that touch a saved index's nodes (beyond the signature file) are kept unverified.
+
+def _verify(near: pl.DataFrame, sets, config) -> tuple[pl.DataFrame, dict]:
+    """The candidate pairs that pass verification, and the counts for the card."""
+    facts = {"candidate_pairs": near.height, "verification": "jaccard" if config.verify else "off"}
+    if not config.verify:
+        return near, facts
+    jaccard = sets.jaccard(near["src"].to_numpy(), near["dst"].to_numpy()) if sets is not None else np.zeros(0)
+    unverified = np.isnan(jaccard)  # a saved index's document: its text is not here
+    keep = unverified | (jaccard >= config.threshold)
+    facts |= {
+        "threshold": config.threshold,
+        "verified_pairs": int((keep & ~unverified).sum()),
+        "rejected_pairs": int((~keep).sum()),
+        "unverified_pairs": int(unverified.sum()),
+    }
+    return near.filter(pl.Series(keep)), facts
+
+
+def _components(edges: pl.DataFrame) -> pl.DataFrame:
+    """(node, component) of every node with an edge: union-find over densely renumbered nodes."""
+    linked = np.unique(np.concatenate([edges["src"].to_numpy(), edges["dst"].to_numpy()]))
+    src = np.searchsorted(linked, edges["src"].to_numpy())
+    dst = np.searchsorted(linked, edges["dst"].to_numpy())
+    labels = connected_components(len(linked), src.astype(np.int64), dst.astype(np.int64))
+    return pl.DataFrame({"node": linked.astype(np.int64), "component": linked[labels].astype(np.int64)})
+
+
+def _rank(members: pl.DataFrame, attributes: pl.DataFrame) -> pl.DataFrame:
+    """Members in keep order per component, each with its component's keeper and size.
+    Keep rule: saved index first, then source priority, then quality, then length, then id."""
+    return (
+        members.join(attributes, on="node", how="left")
+        .sort(
+            ["component", "priority", "quality", "n_chars", "id", "node"],
+            descending=[False, False, True, True, False, False],
+            nulls_last=True,
+        )
+        .with_columns(
+            pl.col("id").first().over("component").alias("keeper_id"),
+            pl.col("exact_hash").first().over("component").alias("keeper_hash"),
+            pl.col("node").first().over("component").alias("keeper_node"),
+            pl.len().over("component").alias("cluster_size"),
+        )
+    )
+
+
+def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows: int, against: list[SavedIndex],
+                            data_files: list[str] | None = None, row_starts: list[int] | None = None, workers: int = 1) -> dict:  # fmt: skip
+    """Cluster, decide, write decisions.parquet (and the output index); returns facts for the card.
+
+    With `config.verify`, MinHash candidate pairs are checked against the texts in `data_files` (whose
+    first row keys are `row_starts`) before they link documents.
     """
-    if edges.height == 0:
-        return edges
-    src = edges["src"].to_numpy()
-    dst = edges["dst"].to_numpy()
-    inside = (src < rows) & (dst < rows)
-    keep = np.ones(len(src), dtype=bool)
-    idx = np.flatnonzero(inside)
-    for start in range(0, len(idx), 65_536):  # bounded memory on huge clusters
-        chunk = idx[start : start + 65_536]
-        agreement = (signatures[src[chunk]] == signatures[dst[chunk]]).mean(axis=1)
-        keep[chunk] = agreement >= threshold
-    return edges.filter(pl.Series(keep))
-
-
-def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows: int, against: list[SavedIndex]) -> dict:
-    """Cluster, decide, write decisions.parquet (and the output index); returns facts for the card."""
     work_dedup = Path(work_dedup)
     decisions_path = work_dedup / DECISIONS_FILE
     nodes = pl.read_parquet(work_dedup / NODES_DIR / "*.parquet").sort("row_key")
@@ -104,11 +139,10 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
         exact = [nodes.select("exact_hash", pl.col("row_key").alias("node"))]
         exact += [ids.select("exact_hash", "node") for ids in index_nodes]
         edge_parts.append(star_edges(pl.concat(exact), "exact_hash"))
-    signatures = None
-    if config.threshold is not None and config.mode in ("minhash", "both") and total_rows:
-        n_perm = config.bands * config.rows
-        signatures = np.memmap(work_dedup / SIGNATURES_FILE, dtype=np.uint32, mode="r", shape=(total_rows, n_perm))
+    pair_facts = {}
+    sets = None
     if config.mode in ("minhash", "both"):
+        near_parts: list[pl.DataFrame] = []
         for band in range(config.bands):
             files = sorted(band_dir(work_dedup, band).glob("*.parquet"))
             parts = [pl.read_parquet(f).select("band_hash", pl.col("row_key").alias("node")) for f in files]
@@ -116,20 +150,21 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
             parts = [p for p in parts if p.height]
             if not parts:
                 continue
-            edges = star_edges(pl.concat(parts), "band_hash")
-            if signatures is not None:
-                edges = verified(edges, signatures, config.threshold, total_rows)
-            edge_parts.append(edges)
-            if len(edge_parts) > 4:  # keep the running edge list small
-                edge_parts = [pl.concat(edge_parts).unique()]
-    edges = pl.concat(edge_parts).unique() if edge_parts else pl.DataFrame({"src": [], "dst": []}, schema={"src": pl.Int64, "dst": pl.Int64})
+            near_parts.append(star_edges(pl.concat(parts), "band_hash"))
+            if len(near_parts) > 4:  # keep the running edge list small
+                near_parts = [pl.concat(near_parts).unique()]
+        near = pl.concat(near_parts).unique() if near_parts else _no_edges()
+        if config.verify and near.height:
+            from corpus.dedup.verify import read_shingle_sets
 
-    # connected components over the nodes that have an edge, renumbered densely
-    linked = np.unique(np.concatenate([edges["src"].to_numpy(), edges["dst"].to_numpy()]))
-    src = np.searchsorted(linked, edges["src"].to_numpy())
-    dst = np.searchsorted(linked, edges["dst"].to_numpy())
-    labels = connected_components(len(linked), src.astype(np.int64), dst.astype(np.int64))
-    members = pl.DataFrame({"node": linked.astype(np.int64), "component": labels.astype(np.int64)})
+            linked = [near["src"], near["dst"]] + [e[c] for e in edge_parts for c in ("src", "dst")]
+            sets = read_shingle_sets(pl.concat(linked).to_numpy(), data_files or [], row_starts or [], total_rows,
+                                     config.ngram, config.exact_normalisation, workers)  # fmt: skip
+        near, pair_facts = _verify(near, sets, config)
+        edge_parts.append(near)
+    edges = pl.concat(edge_parts).unique() if edge_parts else _no_edges()
+
+    members = _components(edges)
 
     priority = {name: i for i, name in enumerate(config.source_priority)}
     attributes = nodes.select(
@@ -156,21 +191,31 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
                 ],
             ]
         )
-    # keep rule: saved index first, then source priority, then quality, then length, then id
-    ranked = (
-        members.join(attributes, on="node", how="left")
-        .sort(
-            ["component", "priority", "quality", "n_chars", "id", "node"],
-            descending=[False, False, True, True, False, False],
-            nulls_last=True,
+    ranked = _rank(members, attributes)
+    released_total, rounds = 0, 0
+    while sets is not None:
+        # a removed document must itself be a near duplicate of the one kept in its place: members of a
+        # chain A~B~C that fail against their keeper leave, and form clusters of their own
+        check = ranked.filter(
+            (pl.col("node") != pl.col("keeper_node")) & (pl.col("exact_hash") != pl.col("keeper_hash"))
         )
-        .with_columns(
-            pl.col("id").first().over("component").alias("keeper_id"),
-            pl.col("exact_hash").first().over("component").alias("keeper_hash"),
-            pl.col("node").first().over("component").alias("keeper_node"),
-            pl.len().over("component").alias("cluster_size"),
-        )
-    )
+        jaccard = sets.jaccard(check["node"].to_numpy(), check["keeper_node"].to_numpy())
+        failed = check["node"].to_numpy()[jaccard < config.threshold]  # NaN (an index document) passes
+        if len(failed) == 0:
+            break
+        released_total += len(failed)
+        rounds += 1
+        inside = edges.filter(pl.col("src").is_in(failed) & pl.col("dst").is_in(failed))
+        regrouped = _components(inside)
+        alone = pl.DataFrame({"node": failed}).join(regrouped, on="node", how="anti")
+        regrouped = pl.concat([regrouped, alone.with_columns(pl.col("node").alias("component"))])
+        # new component names: node numbers shifted past every name used so far
+        regrouped = regrouped.with_columns(pl.col("component") + offset * rounds)
+        members = pl.concat([members.filter(~pl.col("node").is_in(failed)), regrouped.select("node", "component")])
+        ranked = _rank(members, attributes)
+    if sets is not None:
+        pair_facts["released_from_chains"] = released_total
+    ranked = ranked.filter(pl.col("cluster_size") > 1)
     removed_reason = (
         pl.when(pl.col("node") == pl.col("keeper_node"))
         .then(None)
@@ -201,6 +246,7 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
     os.replace(tmp, decisions_path)
     return {
         "candidate_edges": edges.height,
+        **pair_facts,
         "index": index_facts,
         "removed_against_index": int(decisions.filter(pl.col("against_index") & pl.col("reason").is_not_null()).height),
     }

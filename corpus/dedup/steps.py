@@ -34,7 +34,6 @@ ADDED_COLUMNS = ("cluster_id", "cluster_size", "duplicate_of")
 # inside the work folder
 NODES_DIR = "nodes"
 BANDS_DIR = "bands"
-SIGNATURES_FILE = "signatures.u32"
 DECISIONS_FILE = "decisions.parquet"
 
 NODE_SCHEMA = pa.schema(
@@ -85,17 +84,16 @@ class RowKeyedReader(DatasetReader):
 
 
 class SignatureWriter(PipelineStep):
-    """Pass 1: per document its facts and band hashes (and, for verification, its signature)."""
+    """Pass 1: per document its facts and band hashes."""
 
     name = "dedup signatures"
     type = "dedup"
 
-    def __init__(self, dedup_dir: str, config, quality_column: str | None, with_signatures: bool):
+    def __init__(self, dedup_dir: str, config, quality_column: str | None):
         super().__init__()
         self.dedup_dir = dedup_dir
         self.config = config
         self.quality_column = quality_column
-        self.with_signatures = with_signatures
 
     def run(self, data: Iterator[pa.Table], rank: int = 0, world_size: int = 1) -> Iterator:
         from corpus.dedup import minhash  # numba: only the signature pass pays for loading it
@@ -112,50 +110,40 @@ class SignatureWriter(PipelineStep):
             if use_minhash
             else []
         )
-        sig_file = open(root / SIGNATURES_FILE, "r+b") if self.with_signatures else None
-        row_bytes = cfg.bands * cfg.rows * 4
-        try:
-            for table in data:
-                texts = table.column("text")
-                keys = table.column(ROW_KEY)
-                if use_minhash:
-                    sig, shingles, exact, n_chars = minhash.minhash_signatures(texts, cfg.ngram, perm_a, perm_b, cfg.exact_normalisation)
-                    has_shingles = shingles > 0  # an empty text has no shingle and joins no bucket
-                    bands = minhash.band_hashes(sig, cfg.bands, cfg.rows)
-                    key_values = keys.to_numpy()[has_shingles]
-                    for b, writer in enumerate(band_writers):
-                        writer.write(pa.table({"band_hash": bands[has_shingles, b], "row_key": key_values}, schema=BAND_SCHEMA))
-                    if sig_file is not None:
-                        # rows of a batch are consecutive keys: one contiguous write into the shared file
-                        high = (sig >> np.uint64(32)).astype(np.uint32)
-                        os.pwrite(sig_file.fileno(), high.tobytes(), int(keys[0].as_py()) * row_bytes)
-                else:
-                    exact = minhash.exact_hashes(texts, cfg.exact_normalisation)
-                    shingles = np.zeros(table.num_rows, dtype=np.int64)
-                    n_chars = pc.utf8_length(pc.fill_null(texts, "")).cast(pa.int64())
-                quality = (
-                    table.column(self.quality_column).cast(pa.float64())
-                    if self.quality_column
-                    else pa.nulls(table.num_rows, pa.float64())
+        for table in data:
+            texts = table.column("text")
+            keys = table.column(ROW_KEY)
+            if use_minhash:
+                sig, shingles, exact, n_chars = minhash.minhash_signatures(texts, cfg.ngram, perm_a, perm_b, cfg.exact_normalisation)
+                has_shingles = shingles > 0  # an empty text has no shingle and joins no bucket
+                bands = minhash.band_hashes(sig, cfg.bands, cfg.rows)
+                key_values = keys.to_numpy()[has_shingles]
+                for b, writer in enumerate(band_writers):
+                    writer.write(pa.table({"band_hash": bands[has_shingles, b], "row_key": key_values}, schema=BAND_SCHEMA))
+            else:
+                exact = minhash.exact_hashes(texts, cfg.exact_normalisation)
+                shingles = np.zeros(table.num_rows, dtype=np.int64)
+                n_chars = pc.utf8_length(pc.fill_null(texts, "")).cast(pa.int64())
+            quality = (
+                table.column(self.quality_column).cast(pa.float64())
+                if self.quality_column
+                else pa.nulls(table.num_rows, pa.float64())
+            )
+            node_writer.write(
+                pa.table(
+                    {
+                        "row_key": keys,
+                        "id": table.column("id"),
+                        "source": table.column("source"),
+                        "domain": table.column("domain"),
+                        "n_chars": n_chars,
+                        "quality": quality,
+                        "exact_hash": exact,
+                        "shingles": shingles,
+                    },
+                    schema=NODE_SCHEMA,
                 )
-                node_writer.write(
-                    pa.table(
-                        {
-                            "row_key": keys,
-                            "id": table.column("id"),
-                            "source": table.column("source"),
-                            "domain": table.column("domain"),
-                            "n_chars": n_chars,
-                            "quality": quality,
-                            "exact_hash": exact,
-                            "shingles": shingles,
-                        },
-                        schema=NODE_SCHEMA,
-                    )
-                )
-        finally:
-            if sig_file is not None:
-                sig_file.close()
+            )
         node_writer.close()
         for writer in band_writers:
             writer.close()
