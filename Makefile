@@ -55,8 +55,10 @@ ablation-demo: install
 
 # Every side-by-side benchmark at a reduced size (under 10 minutes on 2 cores): one table of ours / peer
 # per stage, also in benchmarks/out/quick/summary.md. Full-size figures: benchmarks/README.md.
+# `make bench PDF=DIR` adds PDF ingest on a folder of real PDFs.
 bench: install
-	$(BIN)/python benchmarks/bench_quick.py
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python benchmarks/bench_quick.py $(if $(PDF),--pdf $(PDF))
 
 # The real-model test (SmolLM2-135M GGUF) runs when its wheel installs; otherwise it is skipped with the reason.
 test: install browser

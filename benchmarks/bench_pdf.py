@@ -46,6 +46,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from summary import record  # noqa: E402
 
 _PLAIN = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "–": "-", "—": "-", "\u00ad": ""})
 _NON_WORD = re.compile(r"[^0-9a-z]+")
@@ -188,6 +190,8 @@ def cmd_speed(args) -> None:
         p, o = statistics.median(plain_t), statistics.median(ours_t)
         print(f"in process, 1 process: plain {n_pages / p:,.0f} pages/s, ours (extract_pdf) {n_pages / o:,.0f} pages/s, "
               f"ours / plain {p / o:.2f}; load {open('/proc/loadavg').read().split()[:3]}")  # fmt: skip
+        record("pdf ingest", f"pages/s, extraction alone, one process, {n_pages:,} pages", n_pages / o, n_pages / p,
+               "plain pypdfium2 text", "pages/s", rounds=args.rounds)
         return
     plain_t, ours_t = [], []
     for _ in range(args.rounds):
@@ -202,6 +206,8 @@ def cmd_speed(args) -> None:
     print(f"plain pypdfium2 text, {args.workers} processes: {p:.2f} s, {n_pages / p:,.0f} pages/s  (runs {', '.join(f'{t:.2f}' for t in plain_t)})")
     print(f"corpus ingest, whole command:      {o:.2f} s, {n_pages / o:,.0f} pages/s  (runs {', '.join(f'{t:.2f}' for t in ours_t)})")
     print(f"ours / plain: {p / o:.2f}")
+    record("pdf ingest", f"pages/s whole command, {len(pdfs)} PDFs, {n_pages:,} pages, {args.workers} workers", n_pages / o, n_pages / p,
+           "plain pypdfium2 text", "pages/s", target=0.8, rounds=args.rounds)
 
 
 def main() -> None:

@@ -28,11 +28,12 @@ BENCHMARKS: dict[str, tuple[list[list[str]], str]] = {
     "dedup-speed": ([[PY, "benchmarks/dedup_speed.py", "--docs", "20000", "--rounds", "3", "--datasketch-max", "0", "--work", "{out}/dedup-speed"]],
                     "documents/s end to end, 20k documents, 2 workers, vs datatrove's MinHash stages"),
     "dedup-quality": ([[PY, "benchmarks/make_neardup_set.py", "--out", "{out}/neardup.jsonl", "--bases", "300"],
-                       [PY, "benchmarks/dedup_quality.py", "--set", "{out}/neardup.jsonl", "--work", "{out}/dedup-quality"]],
+                       [PY, "benchmarks/dedup_quality.py", "--set", "{out}/neardup.jsonl", "--work", "{out}/dedup-quality",
+                        "--sweep", "--sets", "generated", "clough"]],
                       "F1 of duplicate pairs vs datatrove's MinHash"),
     "filter": ([[PY, "benchmarks/bench_filter.py", "--repeat", "4", "--rounds", "3", "--rules-repeat", "1", "--work", "{out}/filter"]],
                "documents/s, whole stage, 2 workers, vs datatrove's Gopher + C4 + FineWeb chain"),
-    "tokenize": ([[PY, "benchmarks/bench_tokenize.py", "--rounds", "3", "--work", "{out}/tokenize"]],
+    "tokenize": ([[PY, "benchmarks/bench_tokenize.py", "--rounds", "3", "--tasks", "2", "--work", "{out}/tokenize"]],
                  "MB/s vs datatrove's DocumentTokenizer and raw encode_batch"),
     "decontaminate": ([[PY, "benchmarks/bench_decontaminate.py", "--docs", "5000", "--per-form", "50", "--work", "{out}/decontaminate"]],
                       "documents/s vs a plain-Python 13-gram set"),
@@ -40,17 +41,20 @@ BENCHMARKS: dict[str, tuple[list[list[str]], str]] = {
                  "documents/s vs datatrove's FastTextClassifierFilter"),
     "pretrain": ([[PY, "benchmarks/bench_pretrain.py", "--presets", "tiny", "--steps", "8", "--rounds", "3", "--threads", "1", "--clock", "cpu"]],
                  "tokens/s vs a plain PyTorch loop on the same model and batches"),
+    # real PDFs are not bundled: with --pdf DIR (e.g. the R manuals, see RESULTS-pdf.md)
+    "pdf": ([[PY, "benchmarks/bench_pdf.py", "speed", "--pdf", "{pdf}", "--rounds", "3"]],
+            "pages/s of corpus ingest vs the plain pypdfium2 text (needs --pdf DIR)"),
 }
 
 
-def run(name: str, commands: list[list[str]], out: Path, summary: Path) -> tuple[bool, float]:
+def run(name: str, commands: list[list[str]], out: Path, summary: Path, pdf: Path | None) -> tuple[bool, float]:
     log = out / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BENCH_SUMMARY": str(summary), "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
     with log.open("w", encoding="utf-8") as f:
         for command in commands:
-            command = [part.format(out=out) for part in command]
+            command = [part.format(out=out, pdf=pdf) for part in command]
             f.write("$ " + " ".join(command) + "\n")
             f.flush()
             done = subprocess.run(command, cwd=HERE.parent, env=env, stdout=f, stderr=subprocess.STDOUT)
@@ -76,6 +80,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
     parser.add_argument("--out", type=Path, default=HERE / "out" / "quick")
+    parser.add_argument("--pdf", type=Path, help="a folder of real PDFs for the PDF ingest benchmark (skipped without it)")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -84,8 +89,11 @@ def main() -> int:
     failed = []
     for name in args.only or list(BENCHMARKS):
         commands, what = BENCHMARKS[name]
+        if name == "pdf" and args.pdf is None:
+            print(f"{name}: skipped (no --pdf DIR of real PDFs)")
+            continue
         print(f"{name}: {what} ...", end=" ", flush=True)
-        ok, seconds = run(name, commands, out, summary)
+        ok, seconds = run(name, commands, out, summary, args.pdf.resolve() if args.pdf else None)
         print(f"{'done' if ok else 'FAILED'} in {seconds:.0f} s (log: {out / 'logs' / (name + '.log')})", flush=True)
         if not ok:
             failed.append(name)

@@ -36,6 +36,7 @@ from dedup_common import (  # noqa: E402
     shingles,
     write_dataset,
 )
+from summary import record  # noqa: E402
 
 
 def evaluate(name: str, keys: list[str], texts: list[str], families: dict[str, object], args, work: Path) -> dict:
@@ -82,6 +83,15 @@ def print_table(title: str, report: dict) -> None:
         print(f"| {m} | {r['pairs']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |")
 
 
+def record_quality(name: str, report: dict) -> None:
+    """For `make bench`: our default's F1 against datatrove's (precision alongside, in the measure)."""
+    methods = report["methods"]
+    ours, peer = methods["ours (minhash, verified: default)"], methods.get("datatrove 0.10.1")
+    if peer:
+        record("dedup quality", f"F1 of duplicate pairs, {name} (precision ours {ours['precision']:.3f}, datatrove {peer['precision']:.3f})",
+               ours["f1"], peer["f1"], "datatrove MinHash", "F1")
+
+
 def clough_stevenson(args, work: Path) -> None:
     folder = SHARED / "neardup" / "clough-stevenson"
     labels = {}
@@ -95,6 +105,7 @@ def clough_stevenson(args, work: Path) -> None:
         families[path.name] = path.name.split("_")[1].split(".")[0][-1] if path.name.startswith("orig") else labels[path.name][0]
     report = evaluate("clough", keys, texts, families, args, work)
     print_table(f"Clough & Stevenson (truth: true Jaccard >= {args.truth})", report)
+    record_quality("Clough-Stevenson", report)
     # the corpus's own labels: is each answer clustered with its task's original?
     print("\nShare of answers put in the same cluster as their original, by the corpus's label:\n")
     categories = ["cut", "light", "heavy", "non"]
@@ -141,6 +152,7 @@ def main() -> None:
         keys = [r["url"] for r in rows]
         report = evaluate("generated", keys, [r["text"] for r in rows], {r["url"]: r["family"] for r in rows}, args, work)
         print_table(f"Generated near-duplicates (truth: true Jaccard >= {args.truth})", report)
+        record_quality("generated set", report)
     if "clough" in args.sets:
         clough_stevenson(args, work)
     for name in ("msrp", "opinosis"):
