@@ -67,11 +67,50 @@ def run_filter(tmp_path: Path, inp: Path, config: FilterConfig, name="out") -> t
 # ---------------------------------------------------------------- word splitting
 
 
+TRICKY_TEXTS = [
+    "don't stop—now!!! 3.14 ＡＢＣ １２ naïve café 東京 _x_ #tag … the",
+    "",
+    "the",  # one word, no newline at the end
+    "e\u0301 \u0301x a\u0301\u0301b ...\u0301 -\u20dd",  # combining marks join word runs, also after a space or a symbol
+    "snake_case __init__ x_1 _ __ 42 ٣٤ Ⅻ ½",  # underscores, digits of other scripts, number letters
+    "東京タワーは the 赤い。한국어 of 😀😀 a😀b 👍🏽 🇫🇷 \u200d",  # CJK, emoji, modifiers, ZWJ
+    "line one\r\nline two\rthree\x0bfour\x0cfive\x1cfive\x85six\u2028seven\u00a0eight\u3000nine\u200bten",
+    "The the THE tHe the, of-the and/that have:with be!to",  # stop words: exact, case included
+    "«quoted» ¿qué? ¡sí! (a) [b] {c} <d> «» ‹› 「」 ・ ‐ – — ― ′ ″ § ¶ † ‡ • ‰ ℃ № ™ ° ± × ÷ © ®",
+    ",.;" * 40 + "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p" * 30,  # more words than one per 4 bytes
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𐍈 \U0001F600x x\U000E0001 \uFFFD\uFEFF end ",
+]
+
+
 def test_polars_and_python_split_words_identically():
-    texts = c4_texts()[:10] + ["don't stop—now!!! 3.14 ＡＢＣ １２ naïve café 東京 _x_ #tag …", ""]
+    texts = c4_texts()[:10] + TRICKY_TEXTS
     ours = pl.Series(texts).str.extract_all(WORD_PATTERN).to_list()
     assert ours == [split_words(t) for t in texts]
     assert split_words("Hello, world...") == ["Hello", ",", "world", "..."]
+
+
+def test_word_kernel_splits_and_counts_as_datatrove_does():
+    """The byte-walking kernel against the regex split and datatrove's own per-word tests."""
+    from datatrove.utils.text import PUNCTUATION_SET
+
+    from corpus.filter.word_stats import word_hash, word_stats
+
+    texts = TRICKY_TEXTS + c4_texts()[:10] + list(healthcare_texts().values())[:3]
+    stop = ["the", "of", "and", "that", "have", "with", "be", "to", "東京", "é"]
+    ws = word_stats(pl.Series(texts), stop)
+    assert ws.offsets[-1] == len(ws.hashes) == len(ws.lengths)
+    for d, text in enumerate(texts):
+        words = split_words(text)
+        a, b = ws.offsets[d], ws.offsets[d + 1]
+        assert ws.lengths[a:b].tolist() == [len(w) for w in words], text
+        assert [int(h) for h in ws.hashes[a:b]] == [word_hash(w) for w in words], text
+        symbolless = [w for w in words if any(ch not in PUNCTUATION_SET for ch in w)]
+        assert ws.symbolless[d] == len(symbolless), text
+        assert ws.symbolless_chars[d] == sum(map(len, symbolless)), text
+        assert ws.alpha[d] == sum(any(c.isalpha() for c in w) for w in words), text
+        assert ws.stop_words[d] == len(set(stop) & set(words)), text
+    assert ws.stop_words[TRICKY_TEXTS.index("The the THE tHe the, of-the and/that have:with be!to")] == 8
+    assert word_stats(pl.Series([None, "a b"], dtype=pl.String)).counts.tolist() == [0, 2]
 
 
 # ---------------------------------------------------------------- agreement with datatrove

@@ -1,7 +1,8 @@
 """Gopher quality, Gopher repetition, C4 and FineWeb rules: scores as columns, decisions separate.
 
-`quality_scores` computes every score of a batch with polars expressions over the whole batch (and
-one numba kernel for the n-gram repetition scores, whose greedy skip is sequential by nature).
+`quality_scores` computes every score of a batch with polars expressions over the whole batch and
+numba kernels: one walk over the text bytes for the words (corpus.filter.word_stats) and one for
+the n-gram repetition scores, whose greedy skip is sequential by nature.
 `quality_rules` lists the named checks in datatrove's order; `decide` turns scores and thresholds
 (with per-domain overrides) into the first failing rule of each document.
 
@@ -17,12 +18,12 @@ from dataclasses import dataclass, replace
 import numba
 import numpy as np
 import polars as pl
-from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION
+from datatrove.utils.text import TERMINAL_PUNCTUATION
 
 from corpus.filter.config import QualityConfig
+from corpus.filter.word_stats import WordStats, word_stats
 from corpus.filter.words import ENDS_WITH_SENTENCE_END, SENTENCE_END_PATTERN, WORD_PATTERN, char_class
 
-_NOT_PUNCTUATION = char_class(PUNCTUATION_SET, negate=True)
 # str.splitlines() breaks on these too; we map them to \n before counting lines the way it does.
 _LINE_BREAKS = r"\r\n|[\r\x0B\x0C\x1C\x1D\x1E\x85\u2028\u2029]"
 _CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
@@ -42,18 +43,19 @@ def quality_scores(texts: pl.Series, cfg: QualityConfig, langs: pl.Series | None
     frame = pl.DataFrame({"text": texts.cast(pl.String)}).with_row_index("doc")
     columns: list[pl.Series] = []
     if cfg.scored("gopher_quality") or cfg.scored("gopher_repetition"):
-        flat = _FlatWords.of(frame.select(pl.col("text").str.extract_all(WORD_PATTERN))["text"])
+        stop_words = cfg.gopher_quality.stop_words if cfg.scored("gopher_quality") else []
+        words = word_stats(frame["text"], stop_words)
     if cfg.scored("gopher_quality"):
-        columns += _gopher_quality(frame, flat, cfg.gopher_quality)
+        columns += _gopher_quality(frame, words)
     elif cfg.scored("gopher_repetition"):  # its min_doc_words guard counts the same words
-        columns.append(pl.Series("gopher_words", flat.per_doc_sum(flat.values.str.contains(_NOT_PUNCTUATION).to_numpy())))
+        columns.append(pl.Series("gopher_words", words.symbolless))
     if cfg.scored("prose"):
         n = len(texts)
         none = pl.Series([None] * n, dtype=pl.String)
         columns += _prose(frame, none if langs is None else langs, pl.Series([None] * n, dtype=pl.Float64) if lang_scores is None else lang_scores,
                           cfg.prose)  # fmt: skip
     if cfg.scored("gopher_repetition"):
-        columns += _gopher_repetition(frame, flat, cfg.gopher_repetition)
+        columns += _gopher_repetition(frame, words, cfg.gopher_repetition)
     text_for_fineweb = frame["text"]
     if cfg.scored("c4"):
         c4_columns = _c4(frame, cfg.c4)
@@ -64,7 +66,7 @@ def quality_scores(texts: pl.Series, cfg: QualityConfig, langs: pl.Series | None
     return pl.DataFrame(columns) if columns else pl.DataFrame({"_none": pl.Series([None] * len(texts), dtype=pl.Null)})
 
 
-def _gopher_quality(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Series]:
+def _gopher_quality(frame: pl.DataFrame, ws: WordStats) -> list[pl.Series]:
     text = pl.col("text")
     lines = text.str.replace_all(_LINE_BREAKS, "\n")
     n_lines = pl.when(text == "").then(0).otherwise(
@@ -77,19 +79,9 @@ def _gopher_quality(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Se
         lines.str.count_matches(r"(?m)^[^\S\n]*[•\-]").alias("bullet_lines"),
         lines.str.count_matches(r"(?m)(?:\.\.\.|…)[^\S\n]*$").alias("ellipsis_lines"),
     )
-    # Word-level counts over the flat word column, summed per document with bincount.
-    n_docs = len(frame)
-    is_word = flat.values.str.contains(_NOT_PUNCTUATION).to_numpy()  # a "non-symbol word"
-    words = flat.per_doc_sum(is_word)
-    word_chars = flat.per_doc_sum(flat.lengths * is_word)
-    alpha = flat.per_doc_sum(flat.values.str.contains(r"\p{L}").to_numpy())
-    stop_list = list(dict.fromkeys(rule.stop_words))
-    stop_rows = np.flatnonzero(flat.values.is_in(stop_list).to_numpy()) if stop_list else np.zeros(0, np.int64)
-    which_stop = flat.values.gather(stop_rows).cast(pl.Enum(stop_list)).to_physical().to_numpy() if stop_list else stop_rows
-    present = np.zeros((n_docs, max(len(stop_list), 1)), dtype=bool)
-    present[flat.doc_of(stop_rows), which_stop] = True
-    stop_words = present.sum(axis=1)
-    tokens = flat.counts.astype(np.float64)
+    # word-level counts, from one walk over the words (corpus.filter.word_stats)
+    words, word_chars, alpha, stop_words = ws.symbolless, ws.symbolless_chars, ws.alpha, ws.stop_words
+    tokens = ws.counts.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return [
             pl.Series("gopher_words", words),
@@ -161,7 +153,7 @@ def _duplicates(pieces: pl.DataFrame, piece: str) -> pl.DataFrame:
     )
 
 
-def _gopher_repetition(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Series]:
+def _gopher_repetition(frame: pl.DataFrame, ws: WordStats, rule) -> list[pl.Series]:
     text = pl.col("text")
     chars = frame.select(text.str.len_chars().cast(pl.Float64))["text"]
     # datatrove splits paragraphs on \n{2,} after strip(); runs of 3+ become 2 so a literal split matches.
@@ -198,10 +190,10 @@ def _gopher_repetition(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl
     dup_ns = sorted(rule.dup_n_grams)
     if top_ns or dup_ns:
         top_chars, dup_chars = _ngram_repetition(
-            flat.offsets, flat.hashes, flat.lengths, np.array(top_ns, np.int64), np.array(dup_ns, np.int64)
+            ws.offsets, ws.hashes, ws.lengths, np.array(top_ns, np.int64), np.array(dup_ns, np.int64)
         )
         chars_np = chars.to_numpy()
-        n_words = flat.counts
+        n_words = ws.counts
         with np.errstate(divide="ignore", invalid="ignore"):
             for j, n in enumerate(top_ns):
                 frac = np.where(n_words >= n, top_chars[:, j] / chars_np, np.nan)
@@ -209,42 +201,6 @@ def _gopher_repetition(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl
             for j, n in enumerate(dup_ns):
                 out.append(pl.Series(f"gopher_rep_dup_{n}_gram_char_frac", dup_chars[:, j] / chars_np).fill_nan(None))
     return out
-
-
-@dataclass
-class _FlatWords:
-    """Every word of a batch in one column: per-document offsets, each word's hash and length."""
-
-    values: pl.Series
-    offsets: np.ndarray  # (docs + 1,)
-    counts: np.ndarray  # (docs,) words per document
-    hashes: np.ndarray  # (words,) uint64
-    lengths: np.ndarray  # (words,) characters
-
-    @classmethod
-    def of(cls, words: pl.Series) -> "_FlatWords":
-        values = words.explode().drop_nulls()  # an empty list explodes to one null; words are never null
-        counts = words.list.len().to_numpy().astype(np.int64)
-        offsets = np.zeros(len(words) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return cls(
-            values=values,
-            offsets=offsets,
-            counts=counts,
-            hashes=values.hash(seed=0).to_numpy(),
-            lengths=values.str.len_chars().to_numpy().astype(np.int64),
-        )
-
-    def doc_of(self, word_rows: np.ndarray) -> np.ndarray:
-        """The document each of these word positions belongs to."""
-        return np.searchsorted(self.offsets, word_rows, side="right") - 1
-
-    def per_doc_sum(self, per_word: np.ndarray) -> np.ndarray:
-        """Sum of a per-word quantity over each document's words (contiguous, so a cumulative sum)."""
-        padded = np.zeros(len(per_word) + 1, np.int64)  # a trailing 0 keeps every start index in range
-        padded[:-1] = per_word
-        sums = np.add.reduceat(padded, self.offsets[:-1])
-        return np.where(self.counts > 0, sums, 0)  # reduceat gives an empty segment its next value
 
 
 @numba.njit(cache=True)
