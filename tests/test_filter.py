@@ -113,6 +113,38 @@ def test_word_kernel_splits_and_counts_as_datatrove_does():
     assert word_stats(pl.Series([None, "a b"], dtype=pl.String)).counts.tolist() == [0, 2]
 
 
+LINE_TEXTS = ["\n", "\n\n\n", " \n \n ", "a\n\na\n\na", "a\na\n", "\na\na", "a\r\na\r\n", "  x  \n\n\n  x  ", "\u3000", "x\n\n",
+              "para one\n\npara one\n\n\npara two\n \npara two", "é.\né.\n\n\né.\r\n", "x" * 30 + "\n" + "x" * 31 + "\n" + "x" * 30,
+              "ab\nab\na\nb\nab", "Lé\u0301\nLé\u0301\nLe\u0301\n\u2028Lé\u0301"]  # fmt: skip
+
+
+def test_line_kernels_count_pieces_as_datatrove_does():
+    """Paragraph and line duplicates (Gopher) and FineWeb's line counts against datatrove's own functions."""
+    import re
+
+    from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
+    from datatrove.utils.text import TERMINAL_PUNCTUATION
+
+    from corpus.filter.line_stats import fineweb_lines, gopher_pieces
+
+    texts = TRICKY_TEXTS + LINE_TEXTS + c4_texts()[:10] + list(healthcare_texts().values())[:3]
+    gopher = gopher_pieces(pl.Series(texts))
+    fineweb = fineweb_lines(pl.Series(texts), "".join(TERMINAL_PUNCTUATION), 30)
+    for d, text in enumerate(texts):
+        paragraphs = re.split(r"\n{2,}", text.strip())
+        assert (gopher.paragraphs[d], gopher.para_dups[d], gopher.para_dup_chars[d]) == (len(paragraphs), *find_duplicates(paragraphs)), text
+        lines = re.split(r"\n+", text) if text else []  # an empty text has no line (datatrove rejects it as empty first)
+        assert (gopher.lines[d], gopher.line_dups[d], gopher.line_dup_chars[d]) == (len(lines), *find_duplicates(lines)), text
+        assert gopher.chars[d] == len(text)
+        lines = [line for line in text.split("\n") if line.strip()]
+        assert fineweb.lines[d] == len(lines), text
+        assert fineweb.punct[d] == sum(line.endswith(tuple(TERMINAL_PUNCTUATION)) for line in lines), text
+        assert fineweb.short[d] == sum(len(line) <= 30 for line in lines), text
+        assert (fineweb.dups[d], fineweb.dup_chars[d]) == find_duplicates(lines), text
+        assert (fineweb.newlines[d], fineweb.chars[d]) == (text.count("\n"), len(text))
+    assert gopher.para_dups[texts.index(LINE_TEXTS[10])] == 1 and fineweb.dups[texts.index(LINE_TEXTS[13])] == 2
+
+
 # ---------------------------------------------------------------- agreement with datatrove
 
 

@@ -21,8 +21,9 @@ import polars as pl
 from datatrove.utils.text import TERMINAL_PUNCTUATION
 
 from corpus.filter.config import QualityConfig
+from corpus.filter.line_stats import fineweb_lines, gopher_pieces
 from corpus.filter.word_stats import WordStats, word_stats
-from corpus.filter.words import ENDS_WITH_SENTENCE_END, SENTENCE_END_PATTERN, WORD_PATTERN, char_class
+from corpus.filter.words import ENDS_WITH_SENTENCE_END, SENTENCE_END_PATTERN
 
 # str.splitlines() breaks on these too; we map them to \n before counting lines the way it does.
 _LINE_BREAKS = r"\r\n|[\r\x0B\x0C\x1C\x1D\x1E\x85\u2028\u2029]"
@@ -143,48 +144,14 @@ def _prose(frame: pl.DataFrame, langs: pl.Series, lang_scores: pl.Series, rule) 
     ]
 
 
-def _duplicates(pieces: pl.DataFrame, piece: str) -> pl.DataFrame:
-    """Per doc: how many pieces repeat an earlier piece of the same doc, and their characters."""
-    dup = ~pl.struct("doc", piece).is_first_distinct()
-    return pieces.group_by("doc").agg(
-        pl.len().alias("n"),
-        dup.sum().alias("dups"),
-        (pl.col(piece).str.len_chars() * dup).sum().alias("dup_chars"),
-    )
-
-
 def _gopher_repetition(frame: pl.DataFrame, ws: WordStats, rule) -> list[pl.Series]:
-    text = pl.col("text")
-    chars = frame.select(text.str.len_chars().cast(pl.Float64))["text"]
-    # datatrove splits paragraphs on \n{2,} after strip(); runs of 3+ become 2 so a literal split matches.
-    paragraphs = frame.select(
-        "doc", text.str.strip_chars().str.replace_all(r"\n{3,}", "\n\n").str.split("\n\n").alias("p")
-    ).explode("p")
-    para = _duplicates(paragraphs, "p")
-    # Lines split on \n+: the non-empty pieces, plus an empty first/last piece when the text
-    # starts/ends with a newline (the second of those two repeats the first).
-    lines = frame.select("doc", text.str.split("\n").alias("l")).explode("l").filter(pl.col("l") != "")
-    line = _duplicates(lines, "l")
-    edges = frame.select(
-        "doc",
-        text.str.starts_with("\n").cast(pl.Int64).alias("lead"),
-        text.str.ends_with("\n").cast(pl.Int64).alias("trail"),
-    )
-    per_doc = (
-        frame.select("doc")
-        .join(para.rename({"n": "pn", "dups": "pd", "dup_chars": "pc"}), on="doc", how="left")
-        .join(line, on="doc", how="left")
-        .join(edges, on="doc", how="left")
-        .fill_null(0)
-        .sort("doc")
-    )
-    n_lines = per_doc["n"] + per_doc["lead"] + per_doc["trail"]
-    line_dups = per_doc["dups"] + per_doc["lead"] * per_doc["trail"]
+    pieces = gopher_pieces(frame["text"])
+    chars = pl.Series(pieces.chars.astype(np.float64))
     out = [
-        (per_doc["pd"] / per_doc["pn"]).alias("gopher_rep_dup_para_frac"),
-        (per_doc["pc"] / chars).alias("gopher_rep_dup_para_char_frac"),
-        (line_dups / n_lines).alias("gopher_rep_dup_line_frac"),
-        (per_doc["dup_chars"] / chars).alias("gopher_rep_dup_line_char_frac"),
+        (pl.Series(pieces.para_dups) / pl.Series(pieces.paragraphs)).alias("gopher_rep_dup_para_frac"),
+        (pl.Series(pieces.para_dup_chars) / chars).alias("gopher_rep_dup_para_char_frac"),
+        (pl.Series(pieces.line_dups) / pl.Series(pieces.lines)).alias("gopher_rep_dup_line_frac"),
+        (pl.Series(pieces.line_dup_chars) / chars).alias("gopher_rep_dup_line_char_frac"),
     ]
     top_ns = sorted(rule.top_n_grams)
     dup_ns = sorted(rule.dup_n_grams)
@@ -356,40 +323,18 @@ def _has_long_word(lines: pl.Series, limit: int) -> pl.Series:
 
 
 def _fineweb(texts: pl.Series, rule) -> list[pl.Series]:
-    stop_chars = char_class(rule.stop_chars if rule.stop_chars is not None else TERMINAL_PUNCTUATION)
-    frame = pl.DataFrame({"text": texts}).with_row_index("doc")
-    lines = (
-        frame.select("doc", pl.col("text").str.split("\n").alias("l"))
-        .explode("l")
-        .filter(pl.col("l").str.strip_chars() != "")
-        .with_columns(
-            pl.col("l").str.contains(stop_chars + "$").alias("punct"),
-            (pl.col("l").str.len_chars() <= rule.short_line_length).alias("short"),
-        )
-    )
-    per_line = lines.group_by("doc").agg(pl.col("punct").sum(), pl.col("short").sum())
-    dups = _duplicates(lines.select("doc", "l"), "l")
-    per_doc = (
-        frame.select(
-            "doc",
-            pl.col("text").str.count_matches("\n", literal=True).alias("newlines"),
-            pl.col("text").str.len_chars().alias("chars"),
-            pl.col("text").str.count_matches(WORD_PATTERN).alias("words"),
-        )
-        .join(per_line, on="doc", how="left")
-        .join(dups, on="doc", how="left")
-        .fill_null(0)
-        .sort("doc")
-    )
-    n = per_doc["n"].cast(pl.Float64)
+    stop_chars = rule.stop_chars if rule.stop_chars is not None else TERMINAL_PUNCTUATION
+    lines = fineweb_lines(texts, "".join(stop_chars), rule.short_line_length)
+    n = pl.Series(lines.lines.astype(np.float64))
+    words = pl.Series(word_stats(texts).counts.astype(np.float64))
     # no non-blank line: datatrove rejects as "empty"; a zero punctuation ratio rejects it here too
-    punct_ratio = pl.Series(np.where(n.to_numpy() > 0, per_doc["punct"] / n.to_numpy(), 0.0))
+    punct_ratio = pl.Series(np.where(lines.lines > 0, lines.punct / np.maximum(lines.lines, 1), 0.0))
     return [
         punct_ratio.alias("fineweb_line_punct_ratio"),
-        (per_doc["short"] / n).alias("fineweb_short_line_ratio"),
-        (per_doc["dup_chars"] / (per_doc["chars"] - per_doc["newlines"]).cast(pl.Float64)).alias("fineweb_char_dup_ratio"),
-        (per_doc["newlines"] / per_doc["words"].cast(pl.Float64)).alias("fineweb_list_ratio"),
-        per_doc["n"].cast(pl.Int64).alias("fineweb_lines"),
+        (pl.Series(lines.short) / n).alias("fineweb_short_line_ratio"),
+        (pl.Series(lines.dup_chars) / pl.Series((lines.chars - lines.newlines).astype(np.float64))).alias("fineweb_char_dup_ratio"),
+        (pl.Series(lines.newlines) / words).alias("fineweb_list_ratio"),
+        pl.Series("fineweb_lines", lines.lines),
     ]
 
 
