@@ -170,7 +170,7 @@ def _gopher_repetition(frame: pl.DataFrame, ws: WordStats, rule) -> list[pl.Seri
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _slot(table_keys, table_used, mask, key):
     """Open-addressing lookup: the slot holding `key`, or the empty slot where it would go."""
     slot = (key ^ (key >> np.uint64(29))) & mask
@@ -179,7 +179,7 @@ def _slot(table_keys, table_used, mask, key):
     return slot
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _ngram_repetition(offsets, hashes, lengths, top_ns, dup_ns):
     """Gopher's n-gram repetition in characters, per document and n.
 

@@ -164,6 +164,10 @@ def filter_job(inputs: list[str], name: str, config: FilterConfig, progress: boo
         make_steps=make_steps,
         finalize_hook=lambda folder, facts: filter_card_facts(folder, config),
         work_files=[BOILERPLATE_FILE],
+        # The quality rules are polars expressions and numba kernels that release the GIL, so without
+        # the sanitiser and language ID (Python and fastText calls that hold it) the tasks run as
+        # threads of this process: no worker processes importing the libraries again.
+        threads=not config.sanitise.enabled and not config.langid.enabled,
     )
 
 
