@@ -416,7 +416,15 @@ def _threshold(rule_cfg, check: Check) -> float | None:
     return value
 
 
-def _guarded(scores: pl.DataFrame, domains: pl.Series, domain_names: list[str], check: Check, cfg: QualityConfig) -> np.ndarray:
+def _floats(scores: pl.DataFrame, column: str, cache: dict[str, np.ndarray]) -> np.ndarray:
+    """A score column as float64 with NaN for null, converted once per call of failing_masks."""
+    if column not in cache:
+        cache[column] = scores[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return cache[column]
+
+
+def _guarded(scores: pl.DataFrame, domains: pl.Series, domain_names: list[str], check: Check, cfg: QualityConfig,
+             cache: dict[str, np.ndarray]) -> np.ndarray:  # fmt: skip
     """Where a guarded check is judged: its guard score at least the rule's minimum (null: everywhere)."""
     column, option = check.guard
     minimum = np.full(len(scores), np.nan)
@@ -425,7 +433,7 @@ def _guarded(scores: pl.DataFrame, domains: pl.Series, domain_names: list[str], 
     for domain in domain_names:
         value = getattr(cfg.rule_for(check.rule, domain), option)
         minimum[(domains == domain).fill_null(False).to_numpy()] = np.nan if value is None else float(value)
-    values = scores[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    values = _floats(scores, column, cache)
     with np.errstate(invalid="ignore"):
         return np.isnan(minimum) | (values >= minimum)
 
@@ -438,17 +446,18 @@ def failing_masks(
     domain_names = [d for d in cfg.by_domain if d in set(domains.drop_nulls().unique().to_list())]
     decided_np = decided.fill_null(False).to_numpy()
     out = []
+    cache: dict[str, np.ndarray] = {}
     for check in quality_checks(cfg):
         base = _threshold(getattr(cfg, check.rule), check)
         thresholds = np.full(len(scores), np.nan if base is None else float(base))
         for domain in domain_names:
             value = _threshold(cfg.rule_for(check.rule, domain), check)
             thresholds[(domains == domain).fill_null(False).to_numpy()] = np.nan if value is None else float(value)
-        score = scores[check.score].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        score = _floats(scores, check.score, cache)
         with np.errstate(invalid="ignore"):
             fails = score < thresholds if check.op == "<" else score > thresholds
         if check.guard is not None:
-            fails &= _guarded(scores, domains, domain_names, check, cfg)
+            fails &= _guarded(scores, domains, domain_names, check, cfg, cache)
         if check.reason == "fineweb_line_punct_ratio":
             exclude_zero = np.full(len(scores), cfg.fineweb.line_punct_exclude_zero)
             for domain in domain_names:
