@@ -126,12 +126,13 @@ class QualityFilter(PipelineStep):
 
 def _details(score: pl.Series, check, fails: np.ndarray, thresholds: np.ndarray) -> pa.Array:
     """`score=value op threshold` for the failing rows (null elsewhere: those rows are never read)."""
-    if not fails.any():
+    rows = np.flatnonzero(fails)
+    if rows.size == 0:
         return pa.nulls(len(fails), pa.string())
-    values = score.cast(pl.Float64).round(4).cast(pl.String)
-    limits = pl.Series(thresholds).round(4).cast(pl.String)
-    text = pl.format(f"{check.score}={{}} {check.op} {{}}", values, limits)
-    return pl.select(pl.when(pl.Series(fails)).then(text)).to_series().cast(pl.String).to_arrow()
+    values = score.gather(rows).cast(pl.Float64).round(4).cast(pl.String)
+    limits = pl.Series(thresholds[rows]).round(4).cast(pl.String)
+    text = pl.select(pl.format(f"{check.score}={{}} {check.op} {{}}", values, limits)).to_series().cast(pl.String)
+    return pl.Series([None] * len(fails), dtype=pl.String).scatter(rows, text).to_arrow()
 
 
 def filter_job(inputs: list[str], name: str, config: FilterConfig, progress: bool = True):

@@ -101,6 +101,9 @@ def _word_stats(data, offsets, classes, stop_hashes, stop_bytes, stop_offsets, o
     capacity = out_hashes.shape[0]
     n_stop = stop_hashes.shape[0]
     seen = np.full(max(n_stop, 1), -1, np.int64)  # seen[k] == d: stop word k occurred in document d
+    longest_stop = 0  # bytes: a longer word is no stop word
+    for k in range(n_stop):
+        longest_stop = max(longest_stop, stop_offsets[k + 1] - stop_offsets[k])
     n = 0
     for d in range(n_docs):
         out_offsets[d] = n
@@ -148,7 +151,7 @@ def _word_stats(data, offsets, classes, stop_hashes, stop_bytes, stop_offsets, o
                     symbolless_chars += chars
                 if has_alpha:
                     alpha_words += 1
-                if n_stop:
+                if i - word_start <= longest_stop:
                     k = np.searchsorted(stop_hashes, word_hash)
                     while k < n_stop and stop_hashes[k] == word_hash:
                         a, z = stop_offsets[k], stop_offsets[k + 1]
