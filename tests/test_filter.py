@@ -351,3 +351,14 @@ def test_load_filter_config_reports_the_file(tmp_path):
     with pytest.raises(Exception, match=str(bad)):
         load_filter_config(bad)
     assert regex.compile(WORD_PATTERN)  # the pattern is valid Python `regex` syntax too
+
+
+def test_reject_details_name_each_failing_rows_own_score_and_threshold():
+    from corpus.filter.quality import Check
+    from corpus.filter.stage import _details
+
+    check = Check("gopher_short_doc", "gopher_quality", "gopher_words", "<", "min_doc_words")
+    score = pl.Series([12.345678, 80.0, 3.0, None, 7.0])
+    fails = np.array([True, False, True, False, True])
+    details = _details(score, check, fails, np.array([50.0, 50.0, 40.0, 50.0, 0.123456])).to_pylist()
+    assert details == ["gopher_words=12.3457 < 50.0", None, "gopher_words=3.0 < 40.0", None, "gopher_words=7.0 < 0.1235"]
