@@ -362,3 +362,11 @@ def test_reject_details_name_each_failing_rows_own_score_and_threshold():
     fails = np.array([True, False, True, False, True])
     details = _details(score, check, fails, np.array([50.0, 50.0, 40.0, 50.0, 0.123456])).to_pylist()
     assert details == ["gopher_words=12.3457 < 50.0", None, "gopher_words=3.0 < 40.0", None, "gopher_words=7.0 < 0.1235"]
+
+
+def test_tasks_run_as_threads_only_without_the_sanitiser_and_language_id(tmp_path):
+    inp = make_dataset(tmp_path / "in", [{"id": "a", "text": "the text"}])
+    rules_only = FilterConfig.model_validate({"profile": "web-strict", "sanitise": {"enabled": False}, "langid": {"enabled": False}})
+    assert filter_job([str(inp)], "x", rules_only).threads
+    with_sanitiser = FilterConfig.model_validate({"profile": "web-strict", "langid": {"enabled": False}})
+    assert not filter_job([str(inp)], "x", with_sanitiser).threads
