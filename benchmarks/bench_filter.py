@@ -15,6 +15,11 @@ which are our web-strict profile (the default `general` profile judges other thi
 best of --rounds is reported for each. Decision agreement is counted over the distinct documents.
 
     .venv/bin/python benchmarks/bench_filter.py [--repeat 30] [--rounds 2] [--work /tmp/bench_filter]
+
+`--whole-process 3000,29280,87840` times instead each side as a fresh process, start-up included, at
+each size (the documents repeated, then cut to the size): our `corpus filter` command line vs a
+Python script running datatrove's chain, both 2 tasks and 2 workers on the same Parquet input,
+median of --rounds (at least 3), with the load average before each size and the agreement check.
 """
 
 from __future__ import annotations
@@ -77,14 +82,16 @@ def ingest_all(work: Path) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def write_input(docs: pl.DataFrame, repeat: int, folder: Path) -> int:
-    """A dataset folder with the documents repeated, in two files (one per task)."""
+def write_input(docs: pl.DataFrame, repeat: int, folder: Path, size: int | None = None) -> int:
+    """A dataset folder with the documents repeated (the first `size` of the copies), in two files (one per task)."""
     import json
 
     if folder.exists():
         shutil.rmtree(folder)
     (folder / "data").mkdir(parents=True)
     copies = pl.concat([docs.with_columns(pl.format("{}-{}", pl.int_range(pl.len()), pl.lit(i)).alias("id")) for i in range(repeat)])
+    if size is not None:
+        copies = copies.head(size)
     half = copies.height // 2
     for rank, part in enumerate((copies.slice(0, half), copies.slice(half))):
         table = part.to_arrow().cast(pa.schema([f if f.name != "text" else pa.field("text", pa.large_string()) for f in part.to_arrow().schema]))
@@ -140,6 +147,90 @@ def run_ours(input_folder: Path, out: Path) -> float:
     return time.perf_counter() - started
 
 
+# datatrove's chain as a script of its own, for the whole-process timing: its imports and nothing of ours but the tokenizer
+DATATROVE_SCRIPT = """
+import sys
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.pipeline.readers import ParquetReader
+from datatrove.pipeline.writers import ParquetWriter
+from corpus.filter.words import RegexWordTokenizer
+
+
+def id_and_text(writer, document):
+    return {"id": document.id, "text": document.text}
+
+
+if __name__ == "__main__":
+    tok = RegexWordTokenizer()
+    LocalPipelineExecutor([
+        ParquetReader(sys.argv[1], text_key="text", id_key="id", read_metadata=False),
+        GopherQualityFilter(language=tok), GopherRepetitionFilter(language=tok),
+        C4QualityFilter(language=tok), FineWebQualityFilter(language=tok),
+        ParquetWriter(sys.argv[2] + "/kept", output_filename="${rank}.parquet", adapter=id_and_text),
+    ], tasks=2, workers=2, logging_dir=sys.argv[2] + "/logs", skip_completed=False).run()
+"""
+
+OUR_CONFIG_YAML = "profile: web-strict\nsanitise: {enabled: false}\nlangid: {enabled: false}\nquality: {languages: null}\n"
+
+
+def timed_process(argv: list[str], log: Path) -> float:
+    """Wall-clock seconds of one command, start-up included; stops the benchmark when it fails."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    with open(log, "w") as out:
+        done = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    took = time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(f"{argv[:3]} failed ({done.returncode}): see {log}")
+    return took
+
+
+def whole_process(docs: pl.DataFrame, sizes: list[int], rounds: int, work: Path) -> None:
+    import os
+    import statistics
+
+    script = work / "datatrove_chain.py"
+    script.write_text(DATATROVE_SCRIPT)
+    config = work / "filter.yaml"
+    config.write_text(OUR_CONFIG_YAML)
+    python = sys.executable
+    for size in sizes:
+        folder = work / f"input-{size}"
+        n_docs = write_input(docs, -(-size // docs.height), folder, size)
+        times: dict[str, list[float]] = {"datatrove": [], "ours": []}
+        load = os.getloadavg()[0]
+        for _ in range(rounds):  # interleaved, so both see the same machine load
+            dt_out, our_out = work / f"datatrove-{size}", work / f"ours-{size}"
+            for path in (dt_out, our_out):
+                if path.exists():
+                    shutil.rmtree(path)
+            times["datatrove"].append(timed_process([python, str(script), str(folder / "data"), str(dt_out)], work / "datatrove.log"))
+            times["ours"].append(timed_process(
+                [python, "-c", "from corpus.cli import entry; entry()", "filter", str(folder), "-o", str(our_out), "--config", str(config),
+                 "--tasks", "2", "--workers", "2", "--quiet"], work / "ours.log"))  # fmt: skip
+        agree, distinct, all_agree = agreement(docs, dt_out, our_out)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"{n_docs:>7,} docs, load average {load:.1f} -> {os.getloadavg()[0]:.1f}: "
+              f"datatrove {', '.join(f'{t:.2f}' for t in times['datatrove'])} s (median {med['datatrove']:.2f}), "
+              f"ours {', '.join(f'{t:.2f}' for t in times['ours'])} s (median {med['ours']:.2f}) -> {med['datatrove'] / med['ours']:.2f}x; "
+              f"agreement {agree:,}/{distinct:,} distinct, {all_agree:,}/{n_docs:,} all")  # fmt: skip
+
+
+def agreement(docs: pl.DataFrame, dt_out: Path, our_out: Path) -> tuple[int, int, int]:
+    """(distinct documents both keep or both reject, distinct documents, all copies agreeing)."""
+    kept_files = list((dt_out / "kept").glob("*.parquet"))
+    dt_kept = set(pl.read_parquet(kept_files)["id"].to_list()) if kept_files else set()
+    ours = pl.concat([pl.read_parquet(our_out / d).select("id", pl.col("reason") if d == "rejected" else pl.lit(None, pl.String).alias("reason"))
+                      for d in ("data", "rejected") if list((our_out / d).glob("*.parquet"))])  # fmt: skip
+    first = {f"{i}-0" for i in range(docs.height)}
+    agree = sum((i in dt_kept) == (r is None) for i, r in zip(ours["id"], ours["reason"]) if i in first)
+    return agree, docs.height, sum((i in dt_kept) == (r is None) for i, r in zip(ours["id"], ours["reason"]))
+
+
 def datatrove_reasons(texts: list[str]) -> list[str | None]:
     """The reason datatrove gives each document (called directly, for listing disagreements)."""
     from datatrove.data import Document
@@ -192,10 +283,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--work", default="/tmp/bench_filter")
     parser.add_argument("--rules-repeat", type=int, default=5, help="copies of the documents for the in-process rules-only timing")
+    parser.add_argument("--whole-process", metavar="SIZES", help="comma-separated document counts: time each side as a fresh process")
+    parser.add_argument("--rules-only", action="store_true", help="only the in-process rules timing (--rules-repeat, --rounds)")
     args = parser.parse_args()
     set_quiet(True)
     work = Path(args.work)
     docs = ingest_all(work)
+    if args.whole_process:
+        whole_process(docs, [int(n) for n in args.whole_process.split(",")], max(args.rounds, 3), work)
+        return 0
+    if args.rules_only:
+        texts = docs["text"].to_list() * args.rules_repeat
+        rules = rules_only(texts, args.rounds)
+        print(f"rules only, one process, {len(texts):,} documents x {args.rounds} rounds: datatrove {rules['datatrove']:.2f} CPU-s, "
+              f"ours {rules['ours']:.2f} CPU-s -> {rules['datatrove'] / rules['ours']:.2f}x")  # fmt: skip
+        return 0
     n_docs = write_input(docs, args.repeat, work / "input")
     print(f"documents: {docs.height:,} distinct ({docs['text'].str.len_chars().sum():,} characters), x{args.repeat} = {n_docs:,}")
 

@@ -67,11 +67,82 @@ def run_filter(tmp_path: Path, inp: Path, config: FilterConfig, name="out") -> t
 # ---------------------------------------------------------------- word splitting
 
 
+TRICKY_TEXTS = [
+    "don't stop—now!!! 3.14 ＡＢＣ １２ naïve café 東京 _x_ #tag … the",
+    "",
+    "the",  # one word, no newline at the end
+    "e\u0301 \u0301x a\u0301\u0301b ...\u0301 -\u20dd",  # combining marks join word runs, also after a space or a symbol
+    "snake_case __init__ x_1 _ __ 42 ٣٤ Ⅻ ½",  # underscores, digits of other scripts, number letters
+    "東京タワーは the 赤い。한국어 of 😀😀 a😀b 👍🏽 🇫🇷 \u200d",  # CJK, emoji, modifiers, ZWJ
+    "line one\r\nline two\rthree\x0bfour\x0cfive\x1cfive\x85six\u2028seven\u00a0eight\u3000nine\u200bten",
+    "The the THE tHe the, of-the and/that have:with be!to",  # stop words: exact, case included
+    "«quoted» ¿qué? ¡sí! (a) [b] {c} <d> «» ‹› 「」 ・ ‐ – — ― ′ ″ § ¶ † ‡ • ‰ ℃ № ™ ° ± × ÷ © ®",
+    ",.;" * 40 + "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p" * 30,  # more words than one per 4 bytes
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𐍈 \U0001F600x x\U000E0001 \uFFFD\uFEFF end ",
+]
+
+
 def test_polars_and_python_split_words_identically():
-    texts = c4_texts()[:10] + ["don't stop—now!!! 3.14 ＡＢＣ １２ naïve café 東京 _x_ #tag …", ""]
+    texts = c4_texts()[:10] + TRICKY_TEXTS
     ours = pl.Series(texts).str.extract_all(WORD_PATTERN).to_list()
     assert ours == [split_words(t) for t in texts]
     assert split_words("Hello, world...") == ["Hello", ",", "world", "..."]
+
+
+def test_word_kernel_splits_and_counts_as_datatrove_does():
+    """The byte-walking kernel against the regex split and datatrove's own per-word tests."""
+    from datatrove.utils.text import PUNCTUATION_SET
+
+    from corpus.filter.word_stats import word_hash, word_stats
+
+    texts = TRICKY_TEXTS + c4_texts()[:10] + list(healthcare_texts().values())[:3]
+    stop = ["the", "of", "and", "that", "have", "with", "be", "to", "東京", "é"]
+    ws = word_stats(pl.Series(texts), stop)
+    assert ws.offsets[-1] == len(ws.hashes) == len(ws.lengths)
+    for d, text in enumerate(texts):
+        words = split_words(text)
+        a, b = ws.offsets[d], ws.offsets[d + 1]
+        assert ws.lengths[a:b].tolist() == [len(w) for w in words], text
+        assert [int(h) for h in ws.hashes[a:b]] == [word_hash(w) for w in words], text
+        symbolless = [w for w in words if any(ch not in PUNCTUATION_SET for ch in w)]
+        assert ws.symbolless[d] == len(symbolless), text
+        assert ws.symbolless_chars[d] == sum(map(len, symbolless)), text
+        assert ws.alpha[d] == sum(any(c.isalpha() for c in w) for w in words), text
+        assert ws.stop_words[d] == len(set(stop) & set(words)), text
+    assert ws.stop_words[TRICKY_TEXTS.index("The the THE tHe the, of-the and/that have:with be!to")] == 8
+    assert word_stats(pl.Series([None, "a b"], dtype=pl.String)).counts.tolist() == [0, 2]
+
+
+LINE_TEXTS = ["\n", "\n\n\n", " \n \n ", "a\n\na\n\na", "a\na\n", "\na\na", "a\r\na\r\n", "  x  \n\n\n  x  ", "\u3000", "x\n\n",
+              "para one\n\npara one\n\n\npara two\n \npara two", "é.\né.\n\n\né.\r\n", "x" * 30 + "\n" + "x" * 31 + "\n" + "x" * 30,
+              "ab\nab\na\nb\nab", "Lé\u0301\nLé\u0301\nLe\u0301\n\u2028Lé\u0301"]  # fmt: skip
+
+
+def test_line_kernels_count_pieces_as_datatrove_does():
+    """Paragraph and line duplicates (Gopher) and FineWeb's line counts against datatrove's own functions."""
+    import re
+
+    from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
+    from datatrove.utils.text import TERMINAL_PUNCTUATION
+
+    from corpus.filter.line_stats import fineweb_lines, gopher_pieces
+
+    texts = TRICKY_TEXTS + LINE_TEXTS + c4_texts()[:10] + list(healthcare_texts().values())[:3]
+    gopher = gopher_pieces(pl.Series(texts))
+    fineweb = fineweb_lines(pl.Series(texts), "".join(TERMINAL_PUNCTUATION), 30)
+    for d, text in enumerate(texts):
+        paragraphs = re.split(r"\n{2,}", text.strip())
+        assert (gopher.paragraphs[d], gopher.para_dups[d], gopher.para_dup_chars[d]) == (len(paragraphs), *find_duplicates(paragraphs)), text
+        lines = re.split(r"\n+", text) if text else []  # an empty text has no line (datatrove rejects it as empty first)
+        assert (gopher.lines[d], gopher.line_dups[d], gopher.line_dup_chars[d]) == (len(lines), *find_duplicates(lines)), text
+        assert gopher.chars[d] == len(text)
+        lines = [line for line in text.split("\n") if line.strip()]
+        assert fineweb.lines[d] == len(lines), text
+        assert fineweb.punct[d] == sum(line.endswith(tuple(TERMINAL_PUNCTUATION)) for line in lines), text
+        assert fineweb.short[d] == sum(len(line) <= 30 for line in lines), text
+        assert (fineweb.dups[d], fineweb.dup_chars[d]) == find_duplicates(lines), text
+        assert (fineweb.newlines[d], fineweb.chars[d]) == (text.count("\n"), len(text))
+    assert gopher.para_dups[texts.index(LINE_TEXTS[10])] == 1 and fineweb.dups[texts.index(LINE_TEXTS[13])] == 2
 
 
 # ---------------------------------------------------------------- agreement with datatrove
@@ -280,3 +351,22 @@ def test_load_filter_config_reports_the_file(tmp_path):
     with pytest.raises(Exception, match=str(bad)):
         load_filter_config(bad)
     assert regex.compile(WORD_PATTERN)  # the pattern is valid Python `regex` syntax too
+
+
+def test_reject_details_name_each_failing_rows_own_score_and_threshold():
+    from corpus.filter.quality import Check
+    from corpus.filter.stage import _details
+
+    check = Check("gopher_short_doc", "gopher_quality", "gopher_words", "<", "min_doc_words")
+    score = pl.Series([12.345678, 80.0, 3.0, None, 7.0])
+    fails = np.array([True, False, True, False, True])
+    details = _details(score, check, fails, np.array([50.0, 50.0, 40.0, 50.0, 0.123456])).to_pylist()
+    assert details == ["gopher_words=12.3457 < 50.0", None, "gopher_words=3.0 < 40.0", None, "gopher_words=7.0 < 0.1235"]
+
+
+def test_tasks_run_as_threads_only_without_the_sanitiser_and_language_id(tmp_path):
+    inp = make_dataset(tmp_path / "in", [{"id": "a", "text": "the text"}])
+    rules_only = FilterConfig.model_validate({"profile": "web-strict", "sanitise": {"enabled": False}, "langid": {"enabled": False}})
+    assert filter_job([str(inp)], "x", rules_only).threads
+    with_sanitiser = FilterConfig.model_validate({"profile": "web-strict", "langid": {"enabled": False}})
+    assert not filter_job([str(inp)], "x", with_sanitiser).threads

@@ -1,7 +1,8 @@
 """Gopher quality, Gopher repetition, C4 and FineWeb rules: scores as columns, decisions separate.
 
-`quality_scores` computes every score of a batch with polars expressions over the whole batch (and
-one numba kernel for the n-gram repetition scores, whose greedy skip is sequential by nature).
+`quality_scores` computes every score of a batch with polars expressions over the whole batch and
+numba kernels: one walk over the text bytes for the words (corpus.filter.word_stats) and one for
+the n-gram repetition scores, whose greedy skip is sequential by nature.
 `quality_rules` lists the named checks in datatrove's order; `decide` turns scores and thresholds
 (with per-domain overrides) into the first failing rule of each document.
 
@@ -17,12 +18,13 @@ from dataclasses import dataclass, replace
 import numba
 import numpy as np
 import polars as pl
-from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION
+from datatrove.utils.text import TERMINAL_PUNCTUATION
 
 from corpus.filter.config import QualityConfig
-from corpus.filter.words import ENDS_WITH_SENTENCE_END, SENTENCE_END_PATTERN, WORD_PATTERN, char_class
+from corpus.filter.line_stats import fineweb_lines, gopher_pieces
+from corpus.filter.word_stats import WordStats, word_stats
+from corpus.filter.words import ENDS_WITH_SENTENCE_END, SENTENCE_END_PATTERN
 
-_NOT_PUNCTUATION = char_class(PUNCTUATION_SET, negate=True)
 # str.splitlines() breaks on these too; we map them to \n before counting lines the way it does.
 _LINE_BREAKS = r"\r\n|[\r\x0B\x0C\x1C\x1D\x1E\x85\u2028\u2029]"
 _CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
@@ -42,18 +44,19 @@ def quality_scores(texts: pl.Series, cfg: QualityConfig, langs: pl.Series | None
     frame = pl.DataFrame({"text": texts.cast(pl.String)}).with_row_index("doc")
     columns: list[pl.Series] = []
     if cfg.scored("gopher_quality") or cfg.scored("gopher_repetition"):
-        flat = _FlatWords.of(frame.select(pl.col("text").str.extract_all(WORD_PATTERN))["text"])
+        stop_words = cfg.gopher_quality.stop_words if cfg.scored("gopher_quality") else []
+        words = word_stats(frame["text"], stop_words)
     if cfg.scored("gopher_quality"):
-        columns += _gopher_quality(frame, flat, cfg.gopher_quality)
+        columns += _gopher_quality(frame, words)
     elif cfg.scored("gopher_repetition"):  # its min_doc_words guard counts the same words
-        columns.append(pl.Series("gopher_words", flat.per_doc_sum(flat.values.str.contains(_NOT_PUNCTUATION).to_numpy())))
+        columns.append(pl.Series("gopher_words", words.symbolless))
     if cfg.scored("prose"):
         n = len(texts)
         none = pl.Series([None] * n, dtype=pl.String)
         columns += _prose(frame, none if langs is None else langs, pl.Series([None] * n, dtype=pl.Float64) if lang_scores is None else lang_scores,
                           cfg.prose)  # fmt: skip
     if cfg.scored("gopher_repetition"):
-        columns += _gopher_repetition(frame, flat, cfg.gopher_repetition)
+        columns += _gopher_repetition(frame, words, cfg.gopher_repetition)
     text_for_fineweb = frame["text"]
     if cfg.scored("c4"):
         c4_columns = _c4(frame, cfg.c4)
@@ -64,7 +67,7 @@ def quality_scores(texts: pl.Series, cfg: QualityConfig, langs: pl.Series | None
     return pl.DataFrame(columns) if columns else pl.DataFrame({"_none": pl.Series([None] * len(texts), dtype=pl.Null)})
 
 
-def _gopher_quality(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Series]:
+def _gopher_quality(frame: pl.DataFrame, ws: WordStats) -> list[pl.Series]:
     text = pl.col("text")
     lines = text.str.replace_all(_LINE_BREAKS, "\n")
     n_lines = pl.when(text == "").then(0).otherwise(
@@ -77,19 +80,9 @@ def _gopher_quality(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Se
         lines.str.count_matches(r"(?m)^[^\S\n]*[•\-]").alias("bullet_lines"),
         lines.str.count_matches(r"(?m)(?:\.\.\.|…)[^\S\n]*$").alias("ellipsis_lines"),
     )
-    # Word-level counts over the flat word column, summed per document with bincount.
-    n_docs = len(frame)
-    is_word = flat.values.str.contains(_NOT_PUNCTUATION).to_numpy()  # a "non-symbol word"
-    words = flat.per_doc_sum(is_word)
-    word_chars = flat.per_doc_sum(flat.lengths * is_word)
-    alpha = flat.per_doc_sum(flat.values.str.contains(r"\p{L}").to_numpy())
-    stop_list = list(dict.fromkeys(rule.stop_words))
-    stop_rows = np.flatnonzero(flat.values.is_in(stop_list).to_numpy()) if stop_list else np.zeros(0, np.int64)
-    which_stop = flat.values.gather(stop_rows).cast(pl.Enum(stop_list)).to_physical().to_numpy() if stop_list else stop_rows
-    present = np.zeros((n_docs, max(len(stop_list), 1)), dtype=bool)
-    present[flat.doc_of(stop_rows), which_stop] = True
-    stop_words = present.sum(axis=1)
-    tokens = flat.counts.astype(np.float64)
+    # word-level counts, from one walk over the words (corpus.filter.word_stats)
+    words, word_chars, alpha, stop_words = ws.symbolless, ws.symbolless_chars, ws.alpha, ws.stop_words
+    tokens = ws.counts.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return [
             pl.Series("gopher_words", words),
@@ -151,57 +144,23 @@ def _prose(frame: pl.DataFrame, langs: pl.Series, lang_scores: pl.Series, rule) 
     ]
 
 
-def _duplicates(pieces: pl.DataFrame, piece: str) -> pl.DataFrame:
-    """Per doc: how many pieces repeat an earlier piece of the same doc, and their characters."""
-    dup = ~pl.struct("doc", piece).is_first_distinct()
-    return pieces.group_by("doc").agg(
-        pl.len().alias("n"),
-        dup.sum().alias("dups"),
-        (pl.col(piece).str.len_chars() * dup).sum().alias("dup_chars"),
-    )
-
-
-def _gopher_repetition(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl.Series]:
-    text = pl.col("text")
-    chars = frame.select(text.str.len_chars().cast(pl.Float64))["text"]
-    # datatrove splits paragraphs on \n{2,} after strip(); runs of 3+ become 2 so a literal split matches.
-    paragraphs = frame.select(
-        "doc", text.str.strip_chars().str.replace_all(r"\n{3,}", "\n\n").str.split("\n\n").alias("p")
-    ).explode("p")
-    para = _duplicates(paragraphs, "p")
-    # Lines split on \n+: the non-empty pieces, plus an empty first/last piece when the text
-    # starts/ends with a newline (the second of those two repeats the first).
-    lines = frame.select("doc", text.str.split("\n").alias("l")).explode("l").filter(pl.col("l") != "")
-    line = _duplicates(lines, "l")
-    edges = frame.select(
-        "doc",
-        text.str.starts_with("\n").cast(pl.Int64).alias("lead"),
-        text.str.ends_with("\n").cast(pl.Int64).alias("trail"),
-    )
-    per_doc = (
-        frame.select("doc")
-        .join(para.rename({"n": "pn", "dups": "pd", "dup_chars": "pc"}), on="doc", how="left")
-        .join(line, on="doc", how="left")
-        .join(edges, on="doc", how="left")
-        .fill_null(0)
-        .sort("doc")
-    )
-    n_lines = per_doc["n"] + per_doc["lead"] + per_doc["trail"]
-    line_dups = per_doc["dups"] + per_doc["lead"] * per_doc["trail"]
+def _gopher_repetition(frame: pl.DataFrame, ws: WordStats, rule) -> list[pl.Series]:
+    pieces = gopher_pieces(frame["text"])
+    chars = pl.Series(pieces.chars.astype(np.float64))
     out = [
-        (per_doc["pd"] / per_doc["pn"]).alias("gopher_rep_dup_para_frac"),
-        (per_doc["pc"] / chars).alias("gopher_rep_dup_para_char_frac"),
-        (line_dups / n_lines).alias("gopher_rep_dup_line_frac"),
-        (per_doc["dup_chars"] / chars).alias("gopher_rep_dup_line_char_frac"),
+        (pl.Series(pieces.para_dups) / pl.Series(pieces.paragraphs)).alias("gopher_rep_dup_para_frac"),
+        (pl.Series(pieces.para_dup_chars) / chars).alias("gopher_rep_dup_para_char_frac"),
+        (pl.Series(pieces.line_dups) / pl.Series(pieces.lines)).alias("gopher_rep_dup_line_frac"),
+        (pl.Series(pieces.line_dup_chars) / chars).alias("gopher_rep_dup_line_char_frac"),
     ]
     top_ns = sorted(rule.top_n_grams)
     dup_ns = sorted(rule.dup_n_grams)
     if top_ns or dup_ns:
         top_chars, dup_chars = _ngram_repetition(
-            flat.offsets, flat.hashes, flat.lengths, np.array(top_ns, np.int64), np.array(dup_ns, np.int64)
+            ws.offsets, ws.hashes, ws.lengths, np.array(top_ns, np.int64), np.array(dup_ns, np.int64)
         )
         chars_np = chars.to_numpy()
-        n_words = flat.counts
+        n_words = ws.counts
         with np.errstate(divide="ignore", invalid="ignore"):
             for j, n in enumerate(top_ns):
                 frac = np.where(n_words >= n, top_chars[:, j] / chars_np, np.nan)
@@ -211,43 +170,7 @@ def _gopher_repetition(frame: pl.DataFrame, flat: "_FlatWords", rule) -> list[pl
     return out
 
 
-@dataclass
-class _FlatWords:
-    """Every word of a batch in one column: per-document offsets, each word's hash and length."""
-
-    values: pl.Series
-    offsets: np.ndarray  # (docs + 1,)
-    counts: np.ndarray  # (docs,) words per document
-    hashes: np.ndarray  # (words,) uint64
-    lengths: np.ndarray  # (words,) characters
-
-    @classmethod
-    def of(cls, words: pl.Series) -> "_FlatWords":
-        values = words.explode().drop_nulls()  # an empty list explodes to one null; words are never null
-        counts = words.list.len().to_numpy().astype(np.int64)
-        offsets = np.zeros(len(words) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return cls(
-            values=values,
-            offsets=offsets,
-            counts=counts,
-            hashes=values.hash(seed=0).to_numpy(),
-            lengths=values.str.len_chars().to_numpy().astype(np.int64),
-        )
-
-    def doc_of(self, word_rows: np.ndarray) -> np.ndarray:
-        """The document each of these word positions belongs to."""
-        return np.searchsorted(self.offsets, word_rows, side="right") - 1
-
-    def per_doc_sum(self, per_word: np.ndarray) -> np.ndarray:
-        """Sum of a per-word quantity over each document's words (contiguous, so a cumulative sum)."""
-        padded = np.zeros(len(per_word) + 1, np.int64)  # a trailing 0 keeps every start index in range
-        padded[:-1] = per_word
-        sums = np.add.reduceat(padded, self.offsets[:-1])
-        return np.where(self.counts > 0, sums, 0)  # reduceat gives an empty segment its next value
-
-
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _slot(table_keys, table_used, mask, key):
     """Open-addressing lookup: the slot holding `key`, or the empty slot where it would go."""
     slot = (key ^ (key >> np.uint64(29))) & mask
@@ -256,7 +179,7 @@ def _slot(table_keys, table_used, mask, key):
     return slot
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _ngram_repetition(offsets, hashes, lengths, top_ns, dup_ns):
     """Gopher's n-gram repetition in characters, per document and n.
 
@@ -400,40 +323,18 @@ def _has_long_word(lines: pl.Series, limit: int) -> pl.Series:
 
 
 def _fineweb(texts: pl.Series, rule) -> list[pl.Series]:
-    stop_chars = char_class(rule.stop_chars if rule.stop_chars is not None else TERMINAL_PUNCTUATION)
-    frame = pl.DataFrame({"text": texts}).with_row_index("doc")
-    lines = (
-        frame.select("doc", pl.col("text").str.split("\n").alias("l"))
-        .explode("l")
-        .filter(pl.col("l").str.strip_chars() != "")
-        .with_columns(
-            pl.col("l").str.contains(stop_chars + "$").alias("punct"),
-            (pl.col("l").str.len_chars() <= rule.short_line_length).alias("short"),
-        )
-    )
-    per_line = lines.group_by("doc").agg(pl.col("punct").sum(), pl.col("short").sum())
-    dups = _duplicates(lines.select("doc", "l"), "l")
-    per_doc = (
-        frame.select(
-            "doc",
-            pl.col("text").str.count_matches("\n", literal=True).alias("newlines"),
-            pl.col("text").str.len_chars().alias("chars"),
-            pl.col("text").str.count_matches(WORD_PATTERN).alias("words"),
-        )
-        .join(per_line, on="doc", how="left")
-        .join(dups, on="doc", how="left")
-        .fill_null(0)
-        .sort("doc")
-    )
-    n = per_doc["n"].cast(pl.Float64)
+    stop_chars = rule.stop_chars if rule.stop_chars is not None else TERMINAL_PUNCTUATION
+    lines = fineweb_lines(texts, "".join(stop_chars), rule.short_line_length)
+    n = pl.Series(lines.lines.astype(np.float64))
+    words = pl.Series(word_stats(texts).counts.astype(np.float64))
     # no non-blank line: datatrove rejects as "empty"; a zero punctuation ratio rejects it here too
-    punct_ratio = pl.Series(np.where(n.to_numpy() > 0, per_doc["punct"] / n.to_numpy(), 0.0))
+    punct_ratio = pl.Series(np.where(lines.lines > 0, lines.punct / np.maximum(lines.lines, 1), 0.0))
     return [
         punct_ratio.alias("fineweb_line_punct_ratio"),
-        (per_doc["short"] / n).alias("fineweb_short_line_ratio"),
-        (per_doc["dup_chars"] / (per_doc["chars"] - per_doc["newlines"]).cast(pl.Float64)).alias("fineweb_char_dup_ratio"),
-        (per_doc["newlines"] / per_doc["words"].cast(pl.Float64)).alias("fineweb_list_ratio"),
-        per_doc["n"].cast(pl.Int64).alias("fineweb_lines"),
+        (pl.Series(lines.short) / n).alias("fineweb_short_line_ratio"),
+        (pl.Series(lines.dup_chars) / pl.Series((lines.chars - lines.newlines).astype(np.float64))).alias("fineweb_char_dup_ratio"),
+        (pl.Series(lines.newlines) / words).alias("fineweb_list_ratio"),
+        pl.Series("fineweb_lines", lines.lines),
     ]
 
 
@@ -515,7 +416,15 @@ def _threshold(rule_cfg, check: Check) -> float | None:
     return value
 
 
-def _guarded(scores: pl.DataFrame, domains: pl.Series, domain_names: list[str], check: Check, cfg: QualityConfig) -> np.ndarray:
+def _floats(scores: pl.DataFrame, column: str, cache: dict[str, np.ndarray]) -> np.ndarray:
+    """A score column as float64 with NaN for null, converted once per call of failing_masks."""
+    if column not in cache:
+        cache[column] = scores[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return cache[column]
+
+
+def _guarded(scores: pl.DataFrame, domains: pl.Series, domain_names: list[str], check: Check, cfg: QualityConfig,
+             cache: dict[str, np.ndarray]) -> np.ndarray:  # fmt: skip
     """Where a guarded check is judged: its guard score at least the rule's minimum (null: everywhere)."""
     column, option = check.guard
     minimum = np.full(len(scores), np.nan)
@@ -524,7 +433,7 @@ def _guarded(scores: pl.DataFrame, domains: pl.Series, domain_names: list[str], 
     for domain in domain_names:
         value = getattr(cfg.rule_for(check.rule, domain), option)
         minimum[(domains == domain).fill_null(False).to_numpy()] = np.nan if value is None else float(value)
-    values = scores[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    values = _floats(scores, column, cache)
     with np.errstate(invalid="ignore"):
         return np.isnan(minimum) | (values >= minimum)
 
@@ -537,17 +446,18 @@ def failing_masks(
     domain_names = [d for d in cfg.by_domain if d in set(domains.drop_nulls().unique().to_list())]
     decided_np = decided.fill_null(False).to_numpy()
     out = []
+    cache: dict[str, np.ndarray] = {}
     for check in quality_checks(cfg):
         base = _threshold(getattr(cfg, check.rule), check)
         thresholds = np.full(len(scores), np.nan if base is None else float(base))
         for domain in domain_names:
             value = _threshold(cfg.rule_for(check.rule, domain), check)
             thresholds[(domains == domain).fill_null(False).to_numpy()] = np.nan if value is None else float(value)
-        score = scores[check.score].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        score = _floats(scores, check.score, cache)
         with np.errstate(invalid="ignore"):
             fails = score < thresholds if check.op == "<" else score > thresholds
         if check.guard is not None:
-            fails &= _guarded(scores, domains, domain_names, check, cfg)
+            fails &= _guarded(scores, domains, domain_names, check, cfg, cache)
         if check.reason == "fineweb_line_punct_ratio":
             exclude_zero = np.full(len(scores), cfg.fineweb.line_punct_exclude_zero)
             for domain in domain_names:

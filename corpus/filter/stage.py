@@ -126,12 +126,13 @@ class QualityFilter(PipelineStep):
 
 def _details(score: pl.Series, check, fails: np.ndarray, thresholds: np.ndarray) -> pa.Array:
     """`score=value op threshold` for the failing rows (null elsewhere: those rows are never read)."""
-    if not fails.any():
+    rows = np.flatnonzero(fails)
+    if rows.size == 0:
         return pa.nulls(len(fails), pa.string())
-    values = score.cast(pl.Float64).round(4).cast(pl.String)
-    limits = pl.Series(thresholds).round(4).cast(pl.String)
-    text = pl.format(f"{check.score}={{}} {check.op} {{}}", values, limits)
-    return pl.select(pl.when(pl.Series(fails)).then(text)).to_series().cast(pl.String).to_arrow()
+    values = score.gather(rows).cast(pl.Float64).round(4).cast(pl.String)
+    limits = pl.Series(thresholds[rows]).round(4).cast(pl.String)
+    text = pl.select(pl.format(f"{check.score}={{}} {check.op} {{}}", values, limits)).to_series().cast(pl.String)
+    return pl.Series([None] * len(fails), dtype=pl.String).scatter(rows, text).to_arrow()
 
 
 def filter_job(inputs: list[str], name: str, config: FilterConfig, progress: bool = True):
@@ -164,6 +165,10 @@ def filter_job(inputs: list[str], name: str, config: FilterConfig, progress: boo
         make_steps=make_steps,
         finalize_hook=lambda folder, facts: filter_card_facts(folder, config),
         work_files=[BOILERPLATE_FILE],
+        # The quality rules are polars expressions and numba kernels that release the GIL, so without
+        # the sanitiser and language ID (Python and fastText calls that hold it) the tasks run as
+        # threads of this process: no worker processes importing the libraries again.
+        threads=not config.sanitise.enabled and not config.langid.enabled,
     )
 
 

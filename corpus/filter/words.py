@@ -10,7 +10,6 @@ A word is a run of letters, marks, digits and underscores, or a run of other non
 from __future__ import annotations
 
 import regex
-from datatrove.utils.word_tokenizers import WordTokenizer
 
 _WORD_CHARS = r"\p{L}\p{M}\p{N}_"
 WORD_PATTERN = rf"[{_WORD_CHARS}]+|[^{_WORD_CHARS}\s]+"
@@ -46,17 +45,32 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-class RegexWordTokenizer(WordTokenizer):
-    """The same splitting as a datatrove WordTokenizer, so datatrove's filters run offline (no spacy)."""
+def _regex_word_tokenizer() -> type:
+    from datatrove.utils.word_tokenizers import WordTokenizer
 
-    def __init__(self, language: str = "en"):
-        super().__init__(language)
+    class RegexWordTokenizer(WordTokenizer):
+        """The same splitting as a datatrove WordTokenizer, so datatrove's filters run offline (no spacy)."""
 
-    def word_tokenize(self, text: str) -> list[str]:
-        return split_words(text)
+        def __init__(self, language: str = "en"):
+            super().__init__(language)
 
-    def sent_tokenize(self, text: str) -> list[str]:
-        return [text[a:b].strip() for a, b in sentence_spans(text) if text[a:b].strip()]
+        def word_tokenize(self, text: str) -> list[str]:
+            return split_words(text)
 
-    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return sentence_spans(text)
+        def sent_tokenize(self, text: str) -> list[str]:
+            return [text[a:b].strip() for a, b in sentence_spans(text) if text[a:b].strip()]
+
+        def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+            return sentence_spans(text)
+
+    RegexWordTokenizer.__module__, RegexWordTokenizer.__qualname__ = __name__, "RegexWordTokenizer"  # picklable by name
+    return RegexWordTokenizer
+
+
+def __getattr__(name: str):
+    # datatrove's tokenizer module costs a fifth of a second to import, and only the comparisons
+    # with datatrove (tests, benchmarks) need the class: it is made on first use
+    if name == "RegexWordTokenizer":
+        globals()[name] = cls = _regex_word_tokenizer()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
