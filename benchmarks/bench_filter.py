@@ -42,6 +42,9 @@ sys.path.insert(0, str(ROOT))
 from corpus.execution import ExecutorConfig, configure_main_logging, run_stage  # noqa: E402
 from corpus.progress import set_quiet  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from summary import record  # noqa: E402
+
 SOURCES = [
     {"paths": [str(ROOT / "sample" / "insurance" / "healthcare-gov-2013")], "source": "healthcare_gov_2013", "domain": "insurance"},
     {"paths": [str(ROOT / "sample" / "general" / "python-3.11-docs")], "source": "python_3_11_docs", "domain": "general"},
@@ -218,6 +221,8 @@ def whole_process(docs: pl.DataFrame, sizes: list[int], rounds: int, work: Path)
               f"datatrove {', '.join(f'{t:.2f}' for t in times['datatrove'])} s (median {med['datatrove']:.2f}), "
               f"ours {', '.join(f'{t:.2f}' for t in times['ours'])} s (median {med['ours']:.2f}) -> {med['datatrove'] / med['ours']:.2f}x; "
               f"agreement {agree:,}/{distinct:,} distinct, {all_agree:,}/{n_docs:,} all")  # fmt: skip
+        record("filter", f"documents/s whole process, {n_docs:,} documents, 2 workers (agreement {agree:,}/{distinct:,})",
+               n_docs / med["ours"], n_docs / med["datatrove"], "datatrove Gopher + C4 + FineWeb", "docs/s", target=5, rounds=rounds)
 
 
 def agreement(docs: pl.DataFrame, dt_out: Path, our_out: Path) -> tuple[int, int, int]:
