@@ -175,11 +175,11 @@ def test_negative_control_same_data_and_resume_after_a_stop(datasets, tmp_path):
     twin = tmp_path / "clean-twin"
     shutil.copytree(datasets["clean"], twin)
     arms = {"a": [datasets["clean"]], "b": [twin]}
-    whole = run_ablation(_config(tmp_path / "whole", arms, [datasets["heldout"]], seeds=2, budget_tokens=30_000))
+    whole = run_ablation(_config(tmp_path / "whole", arms, [datasets["heldout"]], seeds=2, budget_tokens=10_000))
     (c,) = whole["comparisons"]
     assert c["verdict"] == NO_DIFFERENCE and c["per_seed"] == [0.0, 0.0]  # same data, same seeds: the same runs
     # stopped after 3 of 4 runs (as a kill between runs), then rerun: the same report
-    stopped = _config(tmp_path / "stopped", arms, [datasets["heldout"]], seeds=2, budget_tokens=30_000)
+    stopped = _config(tmp_path / "stopped", arms, [datasets["heldout"]], seeds=2, budget_tokens=10_000)
     assert run_ablation(stopped, stop_after_runs=3) is None
     assert len(list((tmp_path / "stopped" / "runs").glob("*/seed-*/result.json"))) == 3
     resumed = run_ablation(stopped)
