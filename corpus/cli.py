@@ -423,17 +423,11 @@ def _tokenize_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="corpus", description="Build training corpora whose every dataset explains itself.")
+    from corpus.command_parser import CommandParser
+
+    parser = CommandParser(prog="corpus", description="Build training corpora whose every dataset explains itself.", global_flags=True)
     parser.add_argument("--version", action="version", version=f"corpus {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
-    # the same flags after the command (`corpus run X.yaml -q`); SUPPRESS keeps a flag given before it
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_parser = sub.add_parser
-    sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
 
     p = sub.add_parser("ingest", help="read JSONL, Parquet, WARC/WET, HTML, Markdown, text, PDF or DOCX into a dataset folder")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")

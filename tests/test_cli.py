@@ -159,3 +159,19 @@ def test_quickstart_pipeline_on_the_bundled_sample(tmp_path):
     assert card["stats"]["by_domain"].keys() == {"general", "insurance"}
     skipped = json.loads((tmp_path / "out" / "quickstart" / "00-ingest" / "card.json").read_text())["stage_facts"]
     assert {s["reason"] for s in skipped["skipped_files"]} == {"unknown_format"}  # the Jekyll .yml files
+
+
+@pytest.mark.parametrize("prog, argv, quiet, debug", [
+    ("corpus", ["tokenizer", "train", "ds", "-o", "tok", "--vocab-size", "100", "-q"], True, False),  # after a nested subcommand
+    ("corpus", ["-q", "card", "show", "ds", "--debug"], True, True),  # before the command and after the nested one
+    ("corpus", ["shards", "verify", "x"], False, False),
+    ("train", ["sft", "--model", "m", "--data", "d", "-o", "o", "--quiet"], True, False),
+    ("train", ["--debug", "pretrain", "--data", "d", "--tokenizer", "t", "-o", "o"], False, True),
+])  # fmt: skip
+def test_quiet_and_debug_before_or_after_any_subcommand(prog, argv, quiet, debug):
+    if prog == "corpus":
+        from corpus.cli import build_parser
+    else:
+        from train.cli import build_parser
+    args = build_parser().parse_args(argv)
+    assert (args.quiet, args.debug) == (quiet, debug)

@@ -275,10 +275,10 @@ def _ablate_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train", description="Pretrain and instruction-tune on corpus token shards.")
+    from corpus.command_parser import CommandParser
+
+    parser = CommandParser(prog="train", description="Pretrain and instruction-tune on corpus token shards.", global_flags=True)
     parser.add_argument("--version", action="version", version=f"train {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _pretrain_parser(sub)
     _sft_parser(sub)
