@@ -68,9 +68,10 @@ def number(x: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| stage | measure | ours | peer | ours / peer | target | load |", "|---|---|---|---|---|---|---|"]
+    # the targets are set at full size (benchmarks/README.md); a reduced run is read against them, not judged
+    lines = ["| stage | measure | ours | peer | ours / peer | target at full size | load |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        target = "" if r["target"] is None else f"{r['target']:g}x: {'met' if r['ratio'] >= r['target'] else 'NOT MET'}"
+        target = "" if r["target"] is None else f">= {r['target']:g}x"
         lines.append(f"| {r['stage']} | {r['measure']} | {number(r['ours'])} {r['unit']} | {number(r['peer'])} ({r['peer_name']}) "
                      f"| {r['ratio']:.2f}x | {target} | {r['load']:.1f} |")  # fmt: skip
     return "\n".join(lines)
