@@ -8,10 +8,25 @@ regex count agree.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+def save_table(cache: Path, table: np.ndarray) -> None:
+    """Keep a built lookup table beside the code for the next process (written whole, then renamed,
+    so a process reading it never sees half a file); a read-only install builds it each time."""
+    try:
+        cache.parent.mkdir(exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npy")
+        np.save(tmp, table)
+        os.replace(tmp, cache)
+    except OSError:
+        pass
 
 
 def string_buffers(strings: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -26,6 +41,26 @@ def string_buffers(strings: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.
     offsets = np.frombuffer(offsets_buf, dtype=np.int64)[strings.offset : strings.offset + len(strings) + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
     return offsets, data
+
+
+@numba.njit(cache=True, inline="always")
+def next_code_point(data, i, end):
+    """(code point, byte width) of the UTF-8 sequence at data[i]; a truncated one is its first byte."""
+    b0 = np.int64(data[i])
+    width = 1 if b0 < 0x80 else (2 if b0 < 0xE0 else (3 if b0 < 0xF0 else 4))
+    if width == 1 or i + width > end:
+        return b0, min(width, end - i)
+    if width == 2:
+        return ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
+    if width == 3:
+        return ((b0 & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
+    cp = (
+        ((b0 & 0x07) << 18)
+        | ((np.int64(data[i + 1]) & 0x3F) << 12)
+        | ((np.int64(data[i + 2]) & 0x3F) << 6)
+        | (np.int64(data[i + 3]) & 0x3F)
+    )
+    return cp, 4
 
 
 _ASCII_SPACE = np.zeros(128, dtype=np.int64)

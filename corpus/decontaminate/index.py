@@ -21,7 +21,6 @@ the number of eval items.
 
 from __future__ import annotations
 
-import os
 import threading
 import unicodedata
 from pathlib import Path
@@ -31,8 +30,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from corpus.dedup.minhash import _UNSPACED, _WORD, _mix64, _next_code_point, char_tables
-from corpus.text_kernels import string_buffers
+from corpus.dedup.minhash import _UNSPACED, _WORD, _mix64, char_tables
+from corpus.text_kernels import next_code_point as _next_code_point
+from corpus.text_kernels import save_table, string_buffers
 
 _U64 = np.uint64
 _FNV_OFFSET = _U64(0xCBF29CE484222325)
@@ -61,13 +61,7 @@ def _nfkc_changeable() -> np.ndarray:
                     table[cp] = unicodedata.category(ch)[0] == "M" or not unicodedata.is_normalized("NFKC", ch)
                 table[0x1100:0x1200] = True  # Hangul jamo compose into syllables
                 _nfkc_table.append(table)
-                try:
-                    cache.parent.mkdir(exist_ok=True)
-                    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npy")
-                    np.save(tmp, table)
-                    os.replace(tmp, cache)
-                except OSError:
-                    pass  # a read-only install: build it each time
+                save_table(cache, table)
     return _nfkc_table[0]
 
 

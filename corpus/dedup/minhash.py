@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corpus.text_kernels import next_code_point as _next_code_point
 from corpus.text_kernels import string_buffers
 
 # Bumped whenever tokenisation or hashing changes: a saved index records it and refuses a mismatch.
@@ -118,26 +119,6 @@ def char_tables() -> tuple[np.ndarray, np.ndarray]:
     """
     tables = _load_tables()
     return tables["kinds"], tables["lower"]
-
-
-@numba.njit(cache=True, inline="always")
-def _next_code_point(data, i, end):
-    """(code point, byte width) of the UTF-8 sequence at data[i]; a truncated one is its first byte."""
-    b0 = np.int64(data[i])
-    width = 1 if b0 < 0x80 else (2 if b0 < 0xE0 else (3 if b0 < 0xF0 else 4))
-    if width == 1 or i + width > end:
-        return b0, min(width, end - i)
-    if width == 2:
-        return ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
-    if width == 3:
-        return ((b0 & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
-    cp = (
-        ((b0 & 0x07) << 18)
-        | ((np.int64(data[i + 1]) & 0x3F) << 12)
-        | ((np.int64(data[i + 2]) & 0x3F) << 6)
-        | (np.int64(data[i + 3]) & 0x3F)
-    )
-    return cp, 4
 
 
 _FNV_OFFSET = _U64(0xCBF29CE484222325)

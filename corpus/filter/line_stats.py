@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from corpus.filter.word_stats import _SPACE, _mix64, char_classes
-from corpus.text_kernels import string_buffers
+from corpus.text_kernels import next_code_point, string_buffers
 
 _U64 = np.uint64
 _FNV_OFFSET = _U64(0xCBF29CE484222325)
@@ -54,17 +54,7 @@ def _repeats(data, a, z, stamp, keys, starts, stamps, mask):
 @numba.njit(cache=True, inline="always")
 def _is_space(data, i, end, classes):
     """(White_Space?, byte width) of the character at data[i]."""
-    b0 = np.int64(data[i])
-    if b0 < 0x80:
-        return (classes[b0] & _SPACE) != 0, 1
-    if b0 < 0xE0:
-        cp, width = ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
-    elif b0 < 0xF0:
-        cp, width = ((b0 & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
-    else:
-        cp = (((b0 & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12)
-              | ((np.int64(data[i + 2]) & 0x3F) << 6) | (np.int64(data[i + 3]) & 0x3F))  # fmt: skip
-        width = 4
+    cp, width = next_code_point(data, i, end)
     return (classes[cp] & _SPACE) != 0, width
 
 
@@ -179,17 +169,7 @@ def _fineweb_lines(data, offsets, classes, stop, short_length, table_bits, out):
                 last = -1
                 line_chars = 0
                 continue
-            b0 = np.int64(data[i])
-            if b0 < 0x80:
-                cp, width = b0, 1
-            elif b0 < 0xE0:
-                cp, width = ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
-            elif b0 < 0xF0:
-                cp, width = ((b0 & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
-            else:
-                cp = (((b0 & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12)
-                      | ((np.int64(data[i + 2]) & 0x3F) << 6) | (np.int64(data[i + 3]) & 0x3F))  # fmt: skip
-                width = 4
+            cp, width = next_code_point(data, i, end)
             if not classes[cp] & _SPACE:
                 blank = False
             last = cp

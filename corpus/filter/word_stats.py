@@ -15,7 +15,6 @@ The character classes come from the same `regex` module datatrove's side splits 
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from corpus.text_kernels import string_buffers
+from corpus.text_kernels import next_code_point, save_table, string_buffers
 
 _WORD, _SPACE, _ALPHA, _PUNCT = 1, 2, 4, 8  # bits of the per-code-point class table
 _CODE_POINTS = 0x110000
@@ -73,13 +72,7 @@ def char_classes() -> np.ndarray:
                     raise ValueError(cache)
             except (OSError, ValueError):
                 table = _build_table()
-                try:
-                    cache.parent.mkdir(exist_ok=True)
-                    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npy")
-                    np.save(tmp, table)
-                    os.replace(tmp, cache)
-                except OSError:
-                    pass  # a read-only install: build the table each time
+                save_table(cache, table)
             _table.append(table)
     return _table[0]
 
@@ -121,18 +114,7 @@ def _word_stats(data, offsets, classes, stop_hashes, stop_bytes, stop_offsets, o
         end = offsets[d + 1]
         while i <= end:
             if i < end:
-                b0 = np.int64(data[i])
-                if b0 < 0x80:
-                    cp, width = b0, 1
-                elif b0 < 0xE0:
-                    cp, width = ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
-                elif b0 < 0xF0:
-                    cp = ((b0 & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F)
-                    width = 3
-                else:
-                    cp = (((b0 & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12)
-                          | ((np.int64(data[i + 2]) & 0x3F) << 6) | (np.int64(data[i + 3]) & 0x3F))  # fmt: skip
-                    width = 4
+                cp, width = next_code_point(data, i, end)
                 cls = classes[cp]
                 new_kind = 1 if cls & _WORD else (0 if cls & _SPACE else 2)
             else:  # past the end: closes the last word
