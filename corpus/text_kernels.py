@@ -63,6 +63,15 @@ def next_code_point(data, i, end):
     return cp, 4
 
 
+@numba.njit(cache=True, inline="always")
+def same_bytes(a_data, a, b_data, b, n):
+    """Whether a_data[a:a+n] and b_data[b:b+n] hold the same bytes."""
+    for j in range(n):
+        if a_data[a + j] != b_data[b + j]:
+            return False
+    return True
+
+
 _ASCII_SPACE = np.zeros(128, dtype=np.int64)
 _ASCII_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]] = 1
 

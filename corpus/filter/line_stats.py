@@ -13,11 +13,20 @@ import numba
 import numpy as np
 
 from corpus.filter.word_stats import _SPACE, _mix64, char_classes
-from corpus.text_kernels import next_code_point, string_buffers
+from corpus.text_kernels import next_code_point, same_bytes, string_buffers
 
 _U64 = np.uint64
 _FNV_OFFSET = _U64(0xCBF29CE484222325)
 _FNV_PRIME = _U64(0x100000001B3)
+
+
+@numba.njit(cache=True, inline="always")
+def _piece_table(table_bits):
+    """An open-addressing table of 2**table_bits pieces: (mask, hash keys, (start, end) of each piece,
+    stamps). A slot belongs to the current document and kind of piece only while its stamp is theirs,
+    so the table is never cleared between documents."""
+    mask = (1 << table_bits) - 1
+    return mask, np.empty(mask + 1, np.uint64), np.empty((mask + 1, 2), np.int64), np.full(mask + 1, -1, np.int64)
 
 
 @numba.njit(cache=True, inline="always")
@@ -35,14 +44,8 @@ def _repeats(data, a, z, stamp, keys, starts, stamps, mask):
     while stamps[slot] == stamp:
         if keys[slot] == h:
             other = starts[slot, 0]
-            if starts[slot, 1] - other == z - a:
-                same = True
-                for j in range(z - a):
-                    if data[other + j] != data[a + j]:
-                        same = False
-                        break
-                if same:
-                    return True, chars
+            if starts[slot, 1] - other == z - a and same_bytes(data, other, data, a, z - a):
+                return True, chars
         slot = (slot + 1) & mask
     stamps[slot] = stamp
     keys[slot] = h
@@ -62,10 +65,7 @@ def _is_space(data, i, end, classes):
 def _gopher_pieces(data, offsets, classes, table_bits, out):
     """out[d] = (paragraphs, duplicated paragraphs, their characters, lines, duplicated lines, their
     characters, characters of the text)."""
-    mask = (1 << table_bits) - 1
-    keys = np.empty(mask + 1, np.uint64)
-    starts = np.empty((mask + 1, 2), np.int64)
-    stamps = np.full(mask + 1, -1, np.int64)
+    mask, keys, starts, stamps = _piece_table(table_bits)
     for d in range(offsets.shape[0] - 1):
         start, end = offsets[d], offsets[d + 1]
         chars = 0
@@ -137,10 +137,7 @@ def _gopher_pieces(data, offsets, classes, table_bits, out):
 def _fineweb_lines(data, offsets, classes, stop, short_length, table_bits, out):
     """out[d] = (non-blank lines, ending in a stop character, at most short_length characters,
     duplicated, their characters, newlines, characters of the text); lines split on each newline."""
-    mask = (1 << table_bits) - 1
-    keys = np.empty(mask + 1, np.uint64)
-    starts = np.empty((mask + 1, 2), np.int64)
-    stamps = np.full(mask + 1, -1, np.int64)
+    mask, keys, starts, stamps = _piece_table(table_bits)
     for d in range(offsets.shape[0] - 1):
         start, end = offsets[d], offsets[d + 1]
         n = punct = short = dups = dup_chars = newlines = chars = 0

@@ -22,7 +22,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from corpus.text_kernels import next_code_point, save_table, string_buffers
+from corpus.text_kernels import next_code_point, same_bytes, save_table, string_buffers
 
 _WORD, _SPACE, _ALPHA, _PUNCT = 1, 2, 4, 8  # bits of the per-code-point class table
 _CODE_POINTS = 0x110000
@@ -137,15 +137,9 @@ def _word_stats(data, offsets, classes, stop_hashes, stop_bytes, stop_offsets, o
                     k = np.searchsorted(stop_hashes, word_hash)
                     while k < n_stop and stop_hashes[k] == word_hash:
                         a, z = stop_offsets[k], stop_offsets[k + 1]
-                        if seen[k] != d and z - a == i - word_start:
-                            same = True
-                            for j in range(z - a):
-                                if stop_bytes[a + j] != data[word_start + j]:
-                                    same = False
-                                    break
-                            if same:
-                                seen[k] = d
-                                stops += 1
+                        if seen[k] != d and z - a == i - word_start and same_bytes(stop_bytes, a, data, word_start, z - a):
+                            seen[k] = d
+                            stops += 1
                         k += 1
             if i == end:
                 break
