@@ -72,6 +72,18 @@ def same_bytes(a_data, a, b_data, b, n):
     return True
 
 
+FNV_OFFSET = np.uint64(0xCBF29CE484222325)  # FNV-1a, 64 bits
+FNV_PRIME = np.uint64(0x100000001B3)
+
+
+@numba.njit(cache=True, inline="always")
+def mix64(x):
+    """splitmix64's finaliser: a bijection that spreads every input bit over the output."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
 _ASCII_SPACE = np.zeros(128, dtype=np.int64)
 _ASCII_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]] = 1
 

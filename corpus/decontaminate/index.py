@@ -30,13 +30,14 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from corpus.dedup.minhash import _UNSPACED, _WORD, _mix64, char_tables
+from corpus.dedup.minhash import _UNSPACED, _WORD, char_tables
+from corpus.text_kernels import FNV_OFFSET as _FNV_OFFSET
+from corpus.text_kernels import FNV_PRIME as _FNV_PRIME
+from corpus.text_kernels import mix64 as _mix64
 from corpus.text_kernels import next_code_point as _next_code_point
 from corpus.text_kernels import save_table, string_buffers
 
 _U64 = np.uint64
-_FNV_OFFSET = _U64(0xCBF29CE484222325)
-_FNV_PRIME = _U64(0x100000001B3)
 _ROLL = _U64(0x9E3779B97F4A7C15)  # odd: multiplication by it is a bijection of 64-bit words
 _TABLE_SIZE = 0x30000  # code points above are taken as NFKC-stable
 _nfkc_table: list[np.ndarray] = []

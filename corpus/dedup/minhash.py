@@ -26,6 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from corpus.text_kernels import FNV_OFFSET as _FNV_OFFSET
+from corpus.text_kernels import FNV_PRIME as _FNV_PRIME
+from corpus.text_kernels import mix64 as _mix64
 from corpus.text_kernels import next_code_point as _next_code_point
 from corpus.text_kernels import string_buffers
 
@@ -37,11 +40,12 @@ _NO_SHINGLE = np.iinfo(np.uint64).max
 
 
 @numba.njit(cache=True, inline="always")
-def _mix64(x):
-    # splitmix64's finaliser: a bijection that spreads every input bit over the output
-    x = (x ^ (x >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return x ^ (x >> _U64(31))
+def shingle_hash(tokens, start, width):
+    """The 64-bit hash of the shingle tokens[start:start+width] (signatures and verification)."""
+    h = _U64(0x9E3779B97F4A7C15) * _U64(width)
+    for k in range(width):
+        h = _mix64(h ^ tokens[start + k])
+    return h
 
 
 # Character classes of the tokeniser (from unicodedata, built once per process)
@@ -121,8 +125,6 @@ def char_tables() -> tuple[np.ndarray, np.ndarray]:
     return tables["kinds"], tables["lower"]
 
 
-_FNV_OFFSET = _U64(0xCBF29CE484222325)
-_FNV_PRIME = _U64(0x100000001B3)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -253,10 +255,7 @@ def _signatures(tokens, doc_offsets, ngram, perm_a, perm_b, out_sig, out_shingle
         n_shingles = 0 if n == 0 else max(1, n - ngram + 1)
         width = min(ngram, n)
         for s in range(n_shingles):
-            h = _U64(0x9E3779B97F4A7C15) * _U64(width)
-            for k in range(width):
-                h = _mix64(h ^ tokens[start + s + k])
-            shingle[s] = h
+            shingle[s] = shingle_hash(tokens, start + s, width)
         for p in range(n_perm):
             a = perm_a[p]
             b = perm_b[p]

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from corpus.dedup import minhash
 from corpus.errors import CorpusError
+from corpus.execution import batch_rows
 
 
 @numba.njit(cache=True, nogil=True)
@@ -66,10 +67,7 @@ def _shingle_sets(tokens, doc_offsets, ngram, out, out_offsets):
         width = min(ngram, n)
         first = w
         for s in range(n_shingles):
-            h = np.uint64(0x9E3779B97F4A7C15) * np.uint64(width)
-            for k in range(width):
-                h = minhash._mix64(h ^ tokens[start + s + k])
-            out[w] = np.uint32(h >> np.uint64(32))
+            out[w] = np.uint32(minhash.shingle_hash(tokens, start + s, width) >> np.uint64(32))
             w += 1
         if w - first > 1:
             _radix_sort(out[first:w], scratch[: w - first], counts)
@@ -128,7 +126,7 @@ def _file_sets(path: str, wanted: np.ndarray, ngram: int, normalisation: str) ->
             lo, hi = np.searchsorted(wanted, [group_start, group_start + group_rows])
             if hi > lo:  # this row group holds wanted rows: read its texts in batches
                 row = group_start
-                for batch in parquet.iter_batches(batch_size=8192, row_groups=[g], columns=["text"]):
+                for batch in parquet.iter_batches(batch_size=batch_rows(parquet), row_groups=[g], columns=["text"]):
                     blo, bhi = np.searchsorted(wanted, [row, row + batch.num_rows])
                     if bhi > blo:
                         texts = batch.column(0).take(pa.array(wanted[blo:bhi] - row))

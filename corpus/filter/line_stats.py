@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from corpus.filter.word_stats import _SPACE, _mix64, char_classes
+from corpus.filter.word_stats import _SPACE, char_classes
+from corpus.text_kernels import FNV_OFFSET as _FNV_OFFSET
+from corpus.text_kernels import FNV_PRIME as _FNV_PRIME
+from corpus.text_kernels import mix64 as _mix64
 from corpus.text_kernels import next_code_point, same_bytes, string_buffers
 
 _U64 = np.uint64
-_FNV_OFFSET = _U64(0xCBF29CE484222325)
-_FNV_PRIME = _U64(0x100000001B3)
 
 
 @numba.njit(cache=True, inline="always")

@@ -22,6 +22,9 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from corpus.text_kernels import FNV_OFFSET as _FNV_OFFSET
+from corpus.text_kernels import FNV_PRIME as _FNV_PRIME
+from corpus.text_kernels import mix64 as _mix64
 from corpus.text_kernels import next_code_point, same_bytes, save_table, string_buffers
 
 _WORD, _SPACE, _ALPHA, _PUNCT = 1, 2, 4, 8  # bits of the per-code-point class table
@@ -29,8 +32,6 @@ _CODE_POINTS = 0x110000
 TABLE_VERSION = 1
 
 _U64 = np.uint64
-_FNV_OFFSET = _U64(0xCBF29CE484222325)
-_FNV_PRIME = _U64(0x100000001B3)
 
 _table: list[np.ndarray] = []
 _table_lock = threading.Lock()
@@ -77,11 +78,6 @@ def char_classes() -> np.ndarray:
     return _table[0]
 
 
-@numba.njit(cache=True, inline="always")
-def _mix64(x):
-    x = (x ^ (x >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return x ^ (x >> _U64(31))
 
 
 @numba.njit(cache=True, nogil=True)
