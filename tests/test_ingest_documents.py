@@ -295,3 +295,17 @@ def test_an_unforeseen_library_error_is_that_files_row_not_a_dead_extractor(tmp_
     monkeypatch.setattr(corpus.ingest.pdf, "extract_pdf", broken)
     result = extract_document(str(tmp_path / "x.pdf"), "pdf", 10, 1000)
     assert result == {"error": "extraction_error", "detail": f"{tmp_path / 'x.pdf'}: ValueError: unexpected object in page tree"}
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "docx", "md", "html", "txt"])
+def test_a_file_gone_since_planning_is_a_rejected_row_naming_it(tmp_path, fmt):
+    from corpus.ingest.readers import READERS
+
+    missing = tmp_path / f"gone.{fmt}"
+    stats = ReadStats()
+
+    def extract(_):  # never reached: the file is checked first
+        raise AssertionError("extracted a missing file")
+
+    (row,) = list(READERS[fmt](FileTask(str(missing), fmt, "s", "d"), stats, extract))
+    assert row["reason"] == "unreadable_file" and str(missing) in row["detail"] and "No such file" in row["detail"]

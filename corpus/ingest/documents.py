@@ -3,8 +3,6 @@ one document per file, per page or per section (`split`)."""
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Callable, Iterator
 
 from corpus.ingest.formats import FileTask
@@ -36,11 +34,12 @@ def extract_document(path: str = "", fmt: str = "pdf", max_pages: int = 0, max_b
 
 
 def read_document(task: FileTask, stats, extract: DocumentExtractor) -> Iterator[dict]:
-    from corpus.ingest.readers import _one_line, rejected
+    from corpus.ingest.readers import _one_line, rejected, still_a_file
 
     metadata = {"path": task.path, "format": task.format}
-    if not stat.S_ISREG(os.stat(task.path).st_mode):
-        yield rejected("unreadable_file", f"{task.path}: not a regular file", metadata=metadata)
+    _, bad = still_a_file(task, metadata)
+    if bad:
+        yield bad
         return
     try:
         result = extract((task.path, task.format, task.limits.max_pages, task.limits.max_record_bytes))

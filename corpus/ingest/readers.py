@@ -330,13 +330,26 @@ def read_parquet(task: FileTask, stats: ReadStats, extract_html: HtmlExtractor) 
 # ---------------------------------------------------------------- plain text, Markdown, HTML files
 
 
+def still_a_file(task: FileTask, metadata: dict | None = None) -> tuple[os.stat_result | None, dict | None]:
+    """(its stat, None), or (None, a rejected row) when the file has gone, cannot be read or stopped
+    being a regular file since it was planned (opening a FIFO would wait for a writer)."""
+    fields = {} if metadata is None else {"metadata": metadata}
+    try:
+        info = os.stat(task.path)
+    except OSError as e:
+        return None, rejected("unreadable_file", f"{task.path}: {e.strerror or _one_line(e)}", **fields)
+    if not stat.S_ISREG(info.st_mode):
+        return None, rejected("unreadable_file", f"{task.path}: not a regular file", **fields)
+    return info, None
+
+
 def read_file_bytes(task: FileTask) -> tuple[bytes | None, dict | None]:
     """A txt/md/html file's bytes, or a rejected row when it is longer than max_record_bytes (not
-    read then) or has stopped being a regular file since it was planned."""
+    read then) or has stopped being a readable regular file since it was planned."""
     limit = task.limits.max_record_bytes
-    info = os.stat(task.path)
-    if not stat.S_ISREG(info.st_mode):  # opening a FIFO would wait for a writer
-        return None, rejected("unreadable_file", f"{task.path}: not a regular file")
+    info, bad = still_a_file(task)
+    if bad:
+        return None, bad
     if info.st_size <= limit:
         with open(task.path, "rb") as f:
             raw = f.read(limit + 1)
