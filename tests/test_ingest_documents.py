@@ -12,6 +12,7 @@ import pytest
 from corpus.ingest.documents import extract_document, read_document
 from corpus.ingest.formats import FileTask, IngestLimits, detect_format, plan_ingest
 from corpus.ingest.readers import ReadStats
+from tests.conftest import REPO
 from tests.pdf_writer import Layout, PdfPage, write_pdf
 
 SAMPLE_DOCS = Path(__file__).resolve().parent.parent / "sample" / "insurance" / "documents"
@@ -309,3 +310,16 @@ def test_a_file_gone_since_planning_is_a_rejected_row_naming_it(tmp_path, fmt):
 
     (row,) = list(READERS[fmt](FileTask(str(missing), fmt, "s", "d"), stats, extract))
     assert row["reason"] == "unreadable_file" and str(missing) in row["detail"] and "No such file" in row["detail"]
+
+
+def test_a_docx_whose_styles_part_is_a_bomb_is_rejected_before_python_docx_reads_it(tmp_path):
+    import shutil
+
+    bomb = tmp_path / "bomb.docx"
+    shutil.copy(REPO / "sample/insurance/documents/product-sheet.docx", bomb)
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("word/glossary.xml", b"<w:glossary>" + b" " * (8 << 20))  # 8 MiB of spaces, a few KB packed
+    (row,), _ = read(bomb)
+    assert row["reason"] == "decompression_limit" and "word/glossary.xml inflates" in row["detail"] and str(bomb) in row["detail"]
+    (ok,), _ = read(REPO / "sample/insurance/documents/product-sheet.docx")  # the real one, under the limits
+    assert ok.get("reason") is None and ok["text"]

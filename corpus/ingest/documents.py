@@ -30,7 +30,9 @@ def extract_document(path: str = "", fmt: str = "pdf", max_pages: int = 0, max_b
     except DocumentError as e:
         return {"error": e.reason, "detail": str(e)}
     except Exception as e:  # a library error on a file we did not foresee: that file's row, not a dead child
-        return {"error": "extraction_error", "detail": f"{path}: {type(e).__name__}: {' '.join(str(e).split())[:300]}"}
+        from corpus.ingest.readers import _one_line
+
+        return {"error": "extraction_error", "detail": f"{path}: {type(e).__name__}: {_one_line(e)}"}
 
 
 def read_document(task: FileTask, stats, extract: DocumentExtractor) -> Iterator[dict]:

@@ -7,35 +7,50 @@ import zipfile
 
 from corpus.ingest.pdf import DocumentError
 
-MAX_XML_RATIO = 200  # word/document.xml inflated past this many times its compressed size: a bomb
+MAX_XML_RATIO = 200  # a part inflated past this many times its compressed size (and past 1 MiB): a bomb
 
 
 def _check_package(path: str, max_bytes: int) -> None:
+    """A ZIP holding word/document.xml no longer than max_bytes, and no part that is a bomb:
+    python-docx reads every part (styles, numbering, headers, ...) into memory."""
     try:
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if "word/document.xml" not in names:
-                raise DocumentError("invalid_docx", f"{path}: a ZIP without word/document.xml, not a Word document")
+            parts = z.infolist()
             info = z.getinfo("word/document.xml")
+    except KeyError:
+        raise DocumentError("invalid_docx", f"{path}: a ZIP without word/document.xml, not a Word document") from None
     except zipfile.BadZipFile as e:
         raise DocumentError("invalid_docx", f"{path}: not a ZIP package: {e}") from None
     if info.file_size > max_bytes:
         raise DocumentError("record_too_large", f"{path}: word/document.xml of {info.file_size:,} bytes is longer than {max_bytes:,} (--max-record-bytes)")
-    if info.file_size > (1 << 20) and info.file_size > MAX_XML_RATIO * max(info.compress_size, 1):
-        raise DocumentError("decompression_limit", f"{path}: word/document.xml inflates {info.file_size / max(info.compress_size, 1):,.0f} times")
+    for part in parts:
+        if part.file_size > (1 << 20) and part.file_size > MAX_XML_RATIO * max(part.compress_size, 1):
+            raise DocumentError("decompression_limit", f"{path}: {part.filename} inflates {part.file_size / max(part.compress_size, 1):,.0f} times")
 
 
-def _style(paragraph) -> str:
+def _style_names(document) -> tuple[dict[str, str], str]:
+    """({style id: lower-case name} of the paragraph styles, the default style's name), read once:
+    asking each paragraph for its style makes python-docx search the styles part every time."""
+    from docx.enum.style import WD_STYLE_TYPE
+
+    names, default = {}, ""
     try:
-        return (paragraph.style.name or "") if paragraph.style is not None else ""
+        for style in document.styles:
+            if style.type == WD_STYLE_TYPE.PARAGRAPH:
+                names[style.style_id] = (style.name or "").lower()
+        fallback = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+        default = (fallback.name or "").lower() if fallback is not None else ""
     except (KeyError, ValueError):
-        return ""
+        pass
+    return names, default
 
 
-def _paragraph_line(paragraph) -> tuple[str, str]:
+def _paragraph_line(paragraph, styles: tuple[dict[str, str], str]) -> tuple[str, str]:
     """(kind, text): kind is heading, item or text."""
     text = " ".join(paragraph.text.split())
-    style = _style(paragraph).lower()
+    names, default = styles
+    style_id = paragraph._p.style
+    style = default if style_id is None else names.get(style_id, default)
     if style.startswith("heading") or style in ("title", "subtitle"):
         return "heading", text
     numbered = paragraph._p.pPr is not None and paragraph._p.pPr.numPr is not None
@@ -68,9 +83,12 @@ def extract_docx(path: str, max_bytes: int) -> dict:
     try:
         document = docx.Document(path)
     except Exception as e:  # python-docx raises PackageNotFoundError, KeyError, lxml errors, ...
-        raise DocumentError("invalid_docx", f"{path}: not a readable Word document: {' '.join(str(e).split())[:200]}") from None
+        from corpus.ingest.readers import _one_line
+
+        raise DocumentError("invalid_docx", f"{path}: not a readable Word document: {_one_line(e)}") from None
     blocks: list[tuple[str, str]] = []
     items: list[str] = []
+    styles = _style_names(document)
 
     def end_list() -> None:
         if items:
@@ -80,7 +98,7 @@ def extract_docx(path: str, max_bytes: int) -> dict:
     for child in document.element.body.iterchildren():
         tag = child.tag.rsplit("}", 1)[-1]
         if tag == "p":
-            kind, text = _paragraph_line(Paragraph(child, document))
+            kind, text = _paragraph_line(Paragraph(child, document), styles)
             if not text or text == "- ":
                 continue
             if kind == "item":
