@@ -106,18 +106,9 @@ def score(text: str, words: list[str], sentences: list[str]) -> tuple[float, flo
 
 
 def plain_pages(path: str) -> list[str]:
-    import pypdfium2 as pdfium
+    from corpus.ingest.pdf import plain_pdf_pages
 
-    pdf = pdfium.PdfDocument(path)
-    out = []
-    for i in range(len(pdf)):
-        page = pdf[i]
-        tp = page.get_textpage()
-        out.append(tp.get_text_range().replace("\r\n", "\n"))
-        tp.close()
-        page.close()
-    pdf.close()
-    return out
+    return plain_pdf_pages(path)
 
 
 def ingest(paths: list, out: Path, workers: int = 2) -> float:

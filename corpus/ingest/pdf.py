@@ -84,9 +84,10 @@ def _physical_lines(boxes: _Boxes, text: str, aligned: bool) -> list[tuple[int, 
     its own position (on a two-column page the next line may be the other column's)."""
     out = []
     start = 0
-    for line in text.split("\r\n") if "\r\n" in text else text.split("\n"):
+    sep = "\r\n" if "\r\n" in text else "\n"
+    for line in text.split(sep):
         begin = start
-        start += len(line) + 2
+        start += len(line) + len(sep)
         if aligned and ("\ufffe" in line or "\x02" in line):
             piece = 0
             for k, ch in enumerate(line[:-1]):
@@ -227,8 +228,8 @@ def extract_pdf(path: str, max_pages: int, max_chars: int) -> dict:
     }
 
 
-def plain_pdf_text(path: str) -> str:
-    """The library's own text, page after page: the baseline of the benchmarks."""
+def plain_pdf_pages(path: str) -> list[str]:
+    """The library's own text of each page: the baseline of the benchmarks."""
     import pypdfium2 as pdfium
 
     pdf = pdfium.PdfDocument(path)
@@ -240,6 +241,10 @@ def plain_pdf_text(path: str) -> str:
             out.append(textpage.get_text_range().replace("\r\n", "\n"))
             textpage.close()
             page.close()
-        return "\n".join(out)
+        return out
     finally:
         pdf.close()
+
+
+def plain_pdf_text(path: str) -> str:
+    return "\n".join(plain_pdf_pages(path))
