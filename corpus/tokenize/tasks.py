@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
 from corpus.errors import CorpusError
+from corpus.outputs import atomic_write
 from corpus.tokenize.common import TOKENIZER_JSON, id_hashes, load_tokenizer, mix_seed, tokenizer_sha256, unit_interval
 
 SPILL_DIR, REJECTED_DIR, COUNTS_DIR, ENTRIES_DIR = "spill", "rejected", "counts", "entries"
@@ -45,9 +46,8 @@ REJECTED_SCHEMA = pa.schema(
 
 def _write_json(path: Path, value) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(value, sort_keys=True), encoding="utf-8")
 
 
 def bucket_of(keys: np.ndarray, buckets: int) -> np.ndarray:
