@@ -338,14 +338,15 @@ class ShardStep(_TaskStep):
                 path = spill.path(bucket, task)
                 if path.exists():
                     with pa.ipc.open_stream(pa.memory_map(str(path))) as reader:
-                        part = reader.read_all()
-                    val = self.is_val(part)
-                    keep = val if split == "val" else ~val
-                    parts.append(part if keep.all() else part.filter(pa.array(keep)))  # a bucket is memory-mapped: no copy
-            table = pa.concat_tables(parts)
+                        parts.append(reader.read_all())  # memory-mapped: no copy
+            table = pa.concat_tables(parts)  # still no copy: chunks of the mapped buckets
             del parts
-            # the place in the input breaks a tie of keys (documents with the same id)
-            table = table.take(pc.sort_indices(table, [("key", "ascending"), ("position", "ascending")]))
+            val = self.is_val(table)
+            rows = np.flatnonzero(val if split == "val" else ~val)
+            # one copy: the group's rows in key order, the place in the input breaking a tie of keys
+            # (documents with the same id)
+            key, position = table.column("key").to_numpy()[rows], table.column("position").to_numpy()[rows]
+            table = table.take(pa.array(rows[np.lexsort((position, key))]))
             if table.num_rows != group["docs"]:
                 raise RuntimeError(f"{split} group at shard {group['first']}: {table.num_rows} rows spilled, {group['docs']} counted")
             tokens = pc.list_value_length(table.column("input_ids")).to_numpy()
