@@ -640,9 +640,9 @@ class TrainMeter:
         return record
 
 
-def write_run_json(run: Path, config: PretrainConfig, dist: Dist, origin: str, model, vocab_size: int, fingerprint: str,
-                   index: dict, train_loader: WindowLoader, val_loader: WindowLoader) -> None:  # fmt: skip
-    total_params, non_embedding = count_parameters(model)
+def write_run_json(run: Path, config: PretrainConfig, dist: Dist, origin: str, model, parameters: tuple[int, int], vocab_size: int,
+                   fingerprint: str, index: dict, train_loader: WindowLoader, val_loader: WindowLoader) -> None:  # fmt: skip
+    total_params, non_embedding = parameters
     run.mkdir(parents=True, exist_ok=True)
     (run / RUN_JSON).write_text(json.dumps({
         "config": config.model_dump(), "world_size": dist.world_size, "origin": origin,
@@ -691,7 +691,8 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
     total_params, non_embedding = count_parameters(raw_model)
     step_tokens = config.batch_size * config.seq_len * config.grad_accum * dist.world_size
     if dist.main and state is None:
-        write_run_json(run, config, dist, origin, raw_model, vocab_size, fingerprint, index, train_loader, val_loader)
+        write_run_json(run, config, dist, origin, raw_model, (total_params, non_embedding), vocab_size, fingerprint, index, train_loader,
+                       val_loader)  # fmt: skip
     dist.barrier()
     say(f"pretrain: {origin}, {total_params / 1e6:.2f}M parameters ({non_embedding / 1e6:.2f}M besides embeddings), "
         f"{dist.world_size} process(es) on {dist.device.type}{' bf16' if use_bf16 else ' fp32'}; "
