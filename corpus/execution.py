@@ -315,13 +315,18 @@ class DatasetReader(PipelineStep):
         write_task_stats(self.work_dir, "reader", rank, {"files": len(mine), "docs_in": docs_in})
 
 
+def damaged_parquet(path, error: Exception) -> CorpusError:
+    """The one-line error for a Parquet file that cannot be read."""
+    return CorpusError(f"{path}: not a readable Parquet file ({' '.join(str(error).split())[:160]})")
+
+
 def read_batches(path: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """A data file's record batches; a damaged file is a CorpusError that names it."""
     try:
         parquet = pq.ParquetFile(path)
         yield from parquet.iter_batches(batch_size=batch_rows(parquet), columns=columns)
     except (OSError, pa.ArrowException) as e:
-        raise CorpusError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())[:160]})") from None
+        raise damaged_parquet(path, e) from None
 
 
 def unreadable(files: list[str], error: Exception) -> Exception:
@@ -574,7 +579,7 @@ def dataset_inputs(paths: list[str | Path]) -> tuple[list[str], list[dict]]:
             try:  # the footer: a truncated or foreign file fails here, before any task starts
                 pq.read_metadata(f)
             except Exception as e:
-                raise CorpusError(f"{f}: not a readable Parquet file ({' '.join(str(e).split())[:160]})") from None
+                raise damaged_parquet(f, e) from None
             files.append(str(f))
         lineage.append(
             {

@@ -146,7 +146,9 @@ def build_pairs(files: list[str], config: InstructConfig) -> tuple[list[dict], C
         try:
             table = pq.read_table(path, columns=["id", "text", "domain", "url", "lang", "metadata"])
         except (OSError, pa.ArrowException) as e:
-            raise CorpusError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())[:160]})") from None
+            from corpus.execution import damaged_parquet
+
+            raise damaged_parquet(path, e) from None
         for row in table.to_pylist():
             if config.domains is not None and row["domain"] not in config.domains:
                 skipped["other_domain"] += 1

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from corpus.dedup import minhash
 from corpus.errors import CorpusError
-from corpus.execution import batch_rows
+from corpus.execution import batch_rows, damaged_parquet
 
 
 @numba.njit(cache=True, nogil=True)
@@ -136,7 +136,7 @@ def _file_sets(path: str, wanted: np.ndarray, ngram: int, normalisation: str) ->
                     row += batch.num_rows
             group_start += group_rows
     except (OSError, pa.ArrowException) as e:
-        raise CorpusError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())[:160]})") from None
+        raise damaged_parquet(path, e) from None
     empty = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.int64)
     return (np.concatenate(values), np.concatenate(counts)) if values else empty
 
