@@ -37,13 +37,14 @@ train-demo: install
 		--seq-len 128 --batch-size 8 --max-steps 400 --warmup-steps 20 --eval-every 20 --eval-windows 64 --save-every 100 --time-limit 2
 	@echo "run folder: $(DEMO)/pretrain-tiny (metrics.jsonl, metrics.csv, TensorBoard, checkpoints/)"
 
-# The whole insurance case on the bundled sample in one pipeline: ingest -> filters -> dedup -> instruct
-# -> tokenizer -> mix -> shards -> pretrain (tiny) -> SFT -> eval, then an insurance classifier sorting
-# unlabelled web pages, under 10 minutes on 2 CPU cores.
-# A rerun skips finished stages; `make clean` (or rm -rf out/insurance) starts over.
-insurance-demo: install
+# The whole insurance case on the bundled sample in one pipeline (pipelines/insurance.yaml): ingest ->
+# filters -> dedup -> instruct pairs -> decontaminate -> SmolLM2-135M-Instruct continued on insurance
+# text -> LoRA SFT -> eval against the untouched model, then an insurance classifier sorting unlabelled
+# web pages; under 15 minutes on 2 CPU cores. A rerun skips finished stages; `make clean` starts over.
+insurance-demo: install-smollm2
 	$(BIN)/corpus run pipelines/insurance.yaml
-	@echo "evaluation report: out/insurance/11-eval/report.md (and report.json)"
+	@echo "final model: out/insurance/final-model (try: $(BIN)/train chat out/insurance/final-model)"
+	@echo "evaluation report: out/insurance/eval/report.md (and report.json)"
 	@echo "insurance classifier: out/insurance/14-classifier/README.md; what it kept of the web pages: out/insurance/15-classify/README.md"
 
 # Does cleaning make a better model? Raw ingest against the filter + dedup output of the sample, at equal

@@ -17,25 +17,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from corpus.classify.train import ClassifierConfig
 from corpus.crawl.config import CrawlConfig
 from corpus.decontaminate import DecontaminateConfig
 from corpus.dedup import DedupConfig
 from corpus.errors import CorpusError
-from corpus.outputs import OutputLock, check_output
-from corpus.yaml_file import read_yaml
 from corpus.execution import ExecutorConfig, run_stage
 from corpus.filter.config import FilterConfig
 from corpus.filter.length import LengthFilterConfig
 from corpus.ingest import FORMATS, IngestLimits, ingest_job
-from corpus.mix.stage import MixConfig
 from corpus.instruct import InstructConfig
+from corpus.mix.stage import MixConfig
+from corpus.outputs import OutputLock, check_output
 from corpus.progress import say
 from corpus.tokenize.stages import TokenizeStageConfig
 from corpus.tokenize.train_tokenizer import TokenizerTrainConfig
-from train.stages import AblateStageConfig, EvalStageConfig, PretrainStageConfig, SFTStageConfig
+from corpus.yaml_file import read_yaml
+from train.base_model import BaseModelStageConfig
+from train.stages import (
+    AblateStageConfig,
+    EvalStageConfig,
+    PretrainStageConfig,
+    SFTStageConfig,
+)
 
 
 class _Strict(BaseModel):
@@ -53,7 +67,7 @@ class SourceConfig(_Strict):
     split: Literal["document", "page", "section"] = Field("document", description="PDF/DOCX: one document per file, page or section")
 
     @model_validator(mode="after")
-    def _path_or_crawl(self) -> "SourceConfig":
+    def _path_or_crawl(self) -> SourceConfig:
         if (self.path is None) == (self.crawl is None):
             raise ValueError("a source needs either 'path' or 'crawl', not both")
         return self
@@ -107,6 +121,7 @@ STAGE_MODELS["filter"] = FilterConfig
 STAGE_MODELS["instruct"] = InstructConfig
 STAGE_MODELS["dedup"] = DedupConfig
 STAGE_MODELS["decontaminate"] = DecontaminateConfig
+STAGE_MODELS["base_model"] = BaseModelStageConfig
 STAGE_MODELS["pretrain"] = PretrainStageConfig
 STAGE_MODELS["sft"] = SFTStageConfig
 STAGE_MODELS["eval"] = EvalStageConfig
@@ -145,6 +160,28 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return f"{path}: {loc}: {msg}" + (f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else "")
 
 
+FOLDER_KEY = "folder"  # a stage's own output folder name under `output`, instead of NN-kind
+
+
+def stage_folders(config: PipelineConfig) -> list[str]:
+    """Each stage's output folder name: `folder:` in its options (e.g. `final-model`), else NN-kind."""
+    return [options[FOLDER_KEY] if isinstance(options, dict) and FOLDER_KEY in options else f"{i:02d}-{kind}"
+            for i, entry in enumerate(config.stages) for kind, options in entry.items()]  # fmt: skip
+
+
+def _check_folders(path: Path, config: PipelineConfig) -> None:
+    seen: set[str] = set()
+    for i, (entry, name) in enumerate(zip(config.stages, stage_folders(config))):
+        where = f"{path}: stages.{i}.{next(iter(entry))}.{FOLDER_KEY}"
+        if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+            raise CorpusError(f"{where}: {name!r} is not a folder name (one name, no path)")
+        if name.endswith((".partial", ".tmp")) or name.startswith("crawl-"):
+            raise CorpusError(f"{where}: {name!r} is a name the pipeline uses for its own work folders")
+        if name in seen:
+            raise CorpusError(f"{where}: {name!r} is already another stage's folder")
+        seen.add(name)
+
+
 def load_pipeline(path: str | Path) -> tuple[PipelineConfig, list[tuple[str, BaseModel]]]:
     path = Path(path)
     raw = read_yaml(path, "pipeline file")
@@ -155,6 +192,7 @@ def load_pipeline(path: str | Path) -> tuple[PipelineConfig, list[tuple[str, Bas
         stages = []
         for i, entry in enumerate(config.stages):
             (kind, options) = next(iter(entry.items()))
+            options = {k: v for k, v in (options or {}).items() if k != FOLDER_KEY} if isinstance(options, dict) else options
             try:
                 stages.append((kind, STAGE_MODELS[kind].model_validate(options or {})))
             except ValidationError as e:
@@ -164,6 +202,7 @@ def load_pipeline(path: str | Path) -> tuple[PipelineConfig, list[tuple[str, Bas
                 raise CorpusError(f"{path}: {first_loc}: {msg}") from None
     except ValidationError as e:
         raise CorpusError(_format_error(path, e)) from None
+    _check_folders(path, config)
     return config, stages
 
 
@@ -215,8 +254,8 @@ def _run_stages(path: Path, config: PipelineConfig, stages: list, base: Path, ou
     from corpus.filter.length import length_filter_job
 
     written: list[Path] = []
-    for i, (kind, options) in enumerate(stages):
-        out = output / f"{i:02d}-{kind}"
+    for i, ((kind, options), folder) in enumerate(zip(stages, stage_folders(config))):
+        out = output / folder
         name = f"{config.name}/{out.name}"
         if kind == "ingest":
             unknown = sorted(set(options.sources or []) - {s.source for s in config.sources})
@@ -245,7 +284,7 @@ def _run_stages(path: Path, config: PipelineConfig, stages: list, base: Path, ou
                 return written
             written.append(done)
             continue
-        elif kind in ("pretrain", "sft", "eval", "ablate"):  # run folders, not dataset folders: no run_stage
+        elif kind in ("base_model", "pretrain", "sft", "eval", "ablate"):  # run folders, not dataset folders: no run_stage
             from train.stages import run_train_stage
 
             written.append(run_train_stage(kind, options, written, out, name, base, overwrite, command, str(path)))

@@ -13,9 +13,10 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from train.errors import TrainError
 from train.loading import device, load_model, load_tokenizer, resolve_model, write_json
@@ -89,8 +90,31 @@ def elo_ratings(players: list[str], matches: list[tuple[str, str, float]]) -> di
     return {p: round(r, 1) for p, r in rating.items()}
 
 
-def compare(answers: dict[str, list[str]], prompts: list[dict], judge: Judge, worst: int = 10) -> dict:
-    """Judge every model's answers against the references; pairwise results, Elo and the worst answers."""
+OTHER_TOPIC = "other"
+
+
+def topic_of(prompt: dict, topics: dict[str, list[str]]) -> str:
+    """The first topic one of whose words (case-insensitive, whole words or their plurals/-ing forms)
+    the prompt or its reference holds; `other` when none does."""
+    text = " ".join([prompt["messages"][-1]["content"], prompt.get("reference") or ""]).lower()
+    words = set(_WORD.findall(text))
+    for topic, keys in topics.items():
+        for key in keys:
+            key = key.lower()
+            if (" " in key and key in text) or key in words or any(w.startswith(key) and len(w) - len(key) <= 3 for w in words):
+                return topic
+    return OTHER_TOPIC
+
+
+def _win_counts(results: list[float]) -> dict:
+    wins, ties, losses = results.count(1.0), results.count(0.5), results.count(0.0)
+    return {"a_wins": wins, "ties": ties, "b_wins": losses, "a_win_rate": round((wins + ties / 2) / len(results), 4)}
+
+
+def compare(answers: dict[str, list[str]], prompts: list[dict], judge: Judge, worst: int = 10,
+            topics: dict[str, list[str]] | None = None) -> dict:  # fmt: skip
+    """Judge every model's answers against the references; pairwise results, Elo and the worst answers
+    (per topic when `topics` are given: see `topic_of`)."""
     usable = [i for i, p in enumerate(prompts) if p["reference"]]
     if not usable:
         raise TrainError("the prompts have no reference answers to judge against")
@@ -102,20 +126,32 @@ def compare(answers: dict[str, list[str]], prompts: list[dict], judge: Judge, wo
         return 1.0 if diff > TIE_TOLERANCE else 0.0 if diff < -TIE_TOLERANCE else 0.5
 
     pairs = list(combinations(names, 2))
-    pairwise = []
-    for a, b in pairs:
-        results = [result(a, b, i) for i in usable]
-        wins, ties, losses = results.count(1.0), results.count(0.5), results.count(0.0)
-        pairwise.append({"a": a, "b": b, "a_wins": wins, "ties": ties, "b_wins": losses,
-                         "a_win_rate": round((wins + ties / 2) / len(usable), 4)})  # fmt: skip
+    pairwise = [{"a": a, "b": b, **_win_counts([result(a, b, i) for i in usable])} for a, b in pairs]
     # Sequential Elo depends on match order: prompts in file order, every pair on a prompt together.
     matches = [(a, b, result(a, b, i)) for i in usable for a, b in pairs]
     elo = elo_ratings(names, matches)
-    worst_answers = {}
-    for m in names:
-        ranked = sorted(usable, key=lambda i: (scores[m][i], i))[:worst]
-        worst_answers[m] = [{"prompt": prompts[i]["messages"][-1]["content"], "reference": prompts[i]["reference"],
-                             "answer": answers[m][i], "score": round(scores[m][i], 4)} for i in ranked]  # fmt: skip
+    def worst_of(m: str, items: list[int]) -> list[dict]:
+        ranked = sorted(items, key=lambda i: (scores[m][i], i))[:worst]
+        return [{"prompt": prompts[i]["messages"][-1]["content"], "reference": prompts[i]["reference"],
+                 "answer": answers[m][i], "score": round(scores[m][i], 4)} for i in ranked]  # fmt: skip
+
+    worst_answers = {m: worst_of(m, usable) for m in names}
+    by_topic = {}
+    if topics:
+        # the last model (the tuned one) against each other model, topic by topic
+        groups: dict[str, list[int]] = {}
+        for i in usable:
+            groups.setdefault(topic_of(prompts[i], topics), []).append(i)
+        tuned = names[-1]
+        for topic in [*topics, OTHER_TOPIC]:
+            items = groups.get(topic)
+            if items:
+                by_topic[topic] = {
+                    "prompts": len(items),
+                    "mean_score": {m: round(sum(scores[m][i] for i in items) / len(items), 4) for m in names},
+                    "versus": {b: _win_counts([result(tuned, b, i) for i in items]) for b in names[:-1]},
+                    "worst": worst_of(tuned, items),
+                }
     return {
         "judge": judge.name,
         "prompts": len(usable),
@@ -123,6 +159,7 @@ def compare(answers: dict[str, list[str]], prompts: list[dict], judge: Judge, wo
         "pairwise": pairwise,
         "elo": dict(sorted(elo.items(), key=lambda kv: -kv[1])),
         "worst_answers": worst_answers,
+        "by_topic": by_topic,
     }
 
 
@@ -196,7 +233,8 @@ def shard_perplexity(model, docs_by_domain: dict[str, list], seq_len: int, max_t
 def run_eval(models: list[str], output: str | None, shards: str | None = None, split: str = "val",
              sft_test: list[str] | None = None, prompts_file: str | None = None, judge_spec: str | None = None,
              seq_len: int = 512, max_tokens: int = 200_000, max_new_tokens: int = 128, worst: int = 10,
-             log=print, eval_sources: list[str] | None = None) -> dict:  # fmt: skip
+             log=print, eval_sources: list[str] | None = None, topics: dict[str, list[str]] | None = None,
+             batch_size: int = 8) -> dict:  # fmt: skip
     """`eval_sources`: the files the prompts and test rows come from (default: the files given),
     checked against each model's lineage: a warning when no decontamination covered them."""
     from train.formats import LoadReport, load_sft
@@ -237,10 +275,10 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
             log(f"eval: {name}: SFT test loss {report['sft_test'][name]['loss']}")
         if prompts:
             generator = Generator(model, tokenizer, _stop_ids(tokenizer), max_new_tokens=max_new_tokens)
-            answers[name] = [generator.reply(p["messages"]) for p in prompts]
+            answers[name] = generator.replies([p["messages"] for p in prompts], batch_size)
         del model
     if prompts:
-        report["side_by_side"] = compare(answers, prompts, judge, worst)
+        report["side_by_side"] = compare(answers, prompts, judge, worst, topics)
         report["answers"] = answers
         log("eval: Elo " + ", ".join(f"{m} {r}" for m, r in report["side_by_side"]["elo"].items()))
     if output:
@@ -269,9 +307,34 @@ def _unique_names(models: list[str]) -> list[str]:
     return names
 
 
+def summary_lines(report: dict) -> list[str]:
+    """The last model (the tuned one) against each other model: held-out perplexities and win rate."""
+    names = list(report["models"])
+    tuned, others = names[-1], names[:-1]
+    lines = []
+    for other in others:
+        if report["sft_test"].get(other) and report["sft_test"].get(tuned):
+            a, b = report["sft_test"][other]["perplexity"], report["sft_test"][tuned]["perplexity"]
+            lines.append(f"- perplexity on the held-out answers: {other} {a} -> {tuned} {b} ({'lower' if b < a else 'NOT lower'})")
+        for domain, value in report["perplexity"].get(tuned, {}).items():
+            before = report["perplexity"].get(other, {}).get(domain)
+            if before:
+                lower = "lower" if value["perplexity"] < before["perplexity"] else "NOT lower"
+                lines.append(f"- perplexity on held-out {domain} text: {other} {before['perplexity']} -> {tuned} {value['perplexity']} ({lower})")
+        sbs = report.get("side_by_side")
+        pair = next((p for p in sbs["pairwise"] if {p["a"], p["b"]} == {other, tuned}), None) if sbs else None
+        if pair:
+            wins, losses = (pair["a_wins"], pair["b_wins"]) if pair["a"] == tuned else (pair["b_wins"], pair["a_wins"])
+            rate = pair["a_win_rate"] if pair["a"] == tuned else round(1 - pair["a_win_rate"], 4)
+            lines.append(f"- {tuned} beats {other} on {wins} of {sbs['prompts']} held-out prompts, loses {losses}, "
+                         f"ties {pair['ties']}: win rate {rate} (ties count half; judge: {sbs['judge']})")  # fmt: skip
+    return ["\n## Summary\n", *lines] if lines else []
+
+
 def render_report(report: dict) -> str:
     lines = ["# Evaluation\n", "| model | path |", "|---|---|"]
     lines += [f"| {n} | {p} |" for n, p in report["models"].items()]
+    lines += summary_lines(report)
     if report["perplexity"]:
         lines.append("\n## Perplexity on token shards\n\n| model | domain | tokens | loss | perplexity |\n|---|---|---|---|---|")
         for m, domains in report["perplexity"].items():
@@ -286,12 +349,28 @@ def render_report(report: dict) -> str:
         lines += [f"| {m} | {sbs['mean_score'][m]} | {r} |" for m, r in sbs["elo"].items()]
         lines.append("\n| A | B | A wins | ties | B wins | A win rate |\n|---|---|---|---|---|---|")
         lines += [f"| {p['a']} | {p['b']} | {p['a_wins']} | {p['ties']} | {p['b_wins']} | {p['a_win_rate']} |" for p in sbs["pairwise"]]
+        if sbs.get("by_topic"):
+            tuned = list(report["models"])[-1]
+            lines.append(f"\n## Error analysis by topic ({tuned})\n")
+            others = [m for m in report["models"] if m != tuned]
+            lines.append("| topic | prompts | " + " | ".join(f"mean score {m}" for m in report["models"]) + " | "
+                         + " | ".join(f"win rate vs {m}" for m in others) + " |")  # fmt: skip
+            lines.append("|---" * (2 + len(report["models"]) + len(others)) + "|")
+            for topic, t in sbs["by_topic"].items():
+                lines.append(f"| {topic} | {t['prompts']} | " + " | ".join(str(t["mean_score"][m]) for m in report["models"]) + " | "
+                             + " | ".join(str(t["versus"][m]["a_win_rate"]) for m in others) + " |")  # fmt: skip
+            for topic, t in sbs["by_topic"].items():
+                lines.append(f"\n### {topic}: the {len(t['worst'])} worst answers of {tuned}\n")
+                lines += [_worst_item(it) for it in t["worst"]]
         lines.append("\n## Worst answers (for error analysis)\n")
         for m, items in sbs["worst_answers"].items():
             lines.append(f"### {m}\n")
-            for it in items:
-                answer = " ".join(it["answer"].split())[:200] or "(empty)"
-                reference = " ".join(it["reference"].split())[:200]
-                lines.append(f"- score {it['score']}: *{it['prompt']}*\n  - answer: {answer}\n  - reference: {reference}")
+            lines += [_worst_item(it) for it in items]
             lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _worst_item(it: dict) -> str:
+    answer = " ".join(it["answer"].split())[:200] or "(empty)"
+    reference = " ".join(it["reference"].split())[:200]
+    return f"- score {it['score']}: *{it['prompt']}*\n  - answer: {answer}\n  - reference: {reference}"

@@ -14,7 +14,13 @@ from typing import TextIO
 
 from train.errors import TrainError
 from train.formats import SFT_SHAPES, RowError, detect_shape, iter_rows
-from train.loading import device, end_of_turn_ids, load_model, load_tokenizer, resolve_model
+from train.loading import (
+    device,
+    end_of_turn_ids,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+)
 
 
 @dataclass
@@ -27,26 +33,40 @@ class Generator:
     max_prompt_tokens: int = 2048
 
     @classmethod
-    def load(cls, path: str, **kwargs) -> "Generator":
+    def load(cls, path: str, **kwargs) -> Generator:
         source = resolve_model(path)
         tokenizer = load_tokenizer(source)
         model = load_model(source).to(device()).eval()
         return cls(model, tokenizer, end_of_turn_ids(tokenizer), **kwargs)
 
+    def _prompt_ids(self, messages: list[dict]) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        return ids[-self.max_prompt_tokens :]  # keep the end of a long history: the question is there
+
     def reply(self, messages: list[dict]) -> str:
+        return self.replies([messages])[0]
+
+    def replies(self, conversations: list[list[dict]], batch_size: int = 1) -> list[str]:
+        """One reply per conversation. Batches are formed from prompts of similar length, padded on
+        the left so every prompt ends where generation starts."""
         import torch
 
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-        ids = ids[-self.max_prompt_tokens :]  # keep the end of a long history: the question is there
+        prompts = [self._prompt_ids(m) for m in conversations]
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
-        with torch.no_grad():
-            out = self.model.generate(
-                input_ids=torch.tensor([ids], device=self.model.device),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.model.device),
-                max_new_tokens=self.max_new_tokens, eos_token_id=self.stop_ids,
-                pad_token_id=self.tokenizer.pad_token_id, **sampling,
-            )  # fmt: skip
-        return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip()
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+        answers: list[str] = [""] * len(prompts)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = max(len(prompts[i]) for i in batch)
+            ids = torch.tensor([[pad] * (width - len(prompts[i])) + prompts[i] for i in batch], device=self.model.device)
+            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch], device=self.model.device)
+            with torch.no_grad():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new_tokens,
+                                          eos_token_id=self.stop_ids, pad_token_id=pad, **sampling)  # fmt: skip
+            for row, i in enumerate(batch):
+                answers[i] = self.tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
+        return answers
 
 
 def load_prompts(path: str | Path) -> list[dict]:

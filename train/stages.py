@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from corpus.document import CARD_JSON
 from corpus.errors import CorpusError
@@ -43,7 +43,7 @@ class PretrainStageConfig(BaseModel):
 
     preset: Literal["tiny", "small", "125m", "1b"] | None = "tiny"
     model_file: str | None = None  # relative to the pipeline file
-    init_from: str | None = None  # relative to the pipeline file
+    init_from: str | None = None  # an earlier stage (`base_model`) or a model folder relative to the pipeline file
     seq_len: int = Field(512, gt=0)
     batch_size: int = Field(8, gt=0)
     grad_accum: int = Field(1, gt=0)
@@ -53,6 +53,8 @@ class PretrainStageConfig(BaseModel):
     max_steps: int = Field(1000, gt=0)
     time_limit: float | None = Field(None, gt=0, description="minutes; a rerun resumes the run")
     weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
     grad_clip: float = Field(1.0, ge=0)
     eval_every: int = Field(100, ge=0)
     eval_windows: int = Field(256, ge=0)
@@ -61,6 +63,8 @@ class PretrainStageConfig(BaseModel):
     log_every: int = Field(10, gt=0)
     seed: int = 0
     doc_mask: bool = False
+    compile: bool = False
+    peak_tflops: float | None = Field(None, gt=0, description="the accelerator's peak bf16 TFLOP/s, for MFU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     tensorboard: bool = True
 
@@ -79,10 +83,24 @@ class EvalStageConfig(BaseModel):
     split: Literal["train", "val"] = "val"
     seq_len: int = Field(128, gt=0, description="window for perplexity; longest SFT test example")
     max_tokens: int = Field(100_000, gt=0, description="most shard tokens per domain for perplexity")
-    prompts: int = Field(8, ge=0, description="held-out SFT prompts run side by side (0: no side-by-side)")
+    prompts: int | Literal["all"] = Field(8, description="held-out SFT prompts run side by side (0: no side-by-side)")
     max_new_tokens: int = Field(48, gt=0)
-    worst: int = Field(5, ge=0, description="worst answers listed for error analysis")
+    batch_size: int = Field(8, gt=0, description="prompts generated together")
+    worst: int = Field(5, ge=0, description="worst answers listed for error analysis (per topic with `topics`)")
     judge: str | None = Field(None, description="module:attribute; unset: token-overlap F1 with the reference")
+    against: list[str] = Field(["pretrain"], min_length=1,
+                               description="the models the SFT model is compared with: earlier stages (their latest "
+                                           "checkpoint for a pretrain run) or model folders relative to the pipeline file")  # fmt: skip
+    topics: dict[str, list[str]] = Field(default_factory=dict,
+                                         description="topic -> words; a prompt takes the first topic whose word it or its "
+                                                     "reference holds (else `other`), for the error analysis")  # fmt: skip
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, value):
+        if isinstance(value, int) and value < 0:
+            raise ValueError("a count (0: none) or 'all'")
+        return value
 
 
 class AblateStageConfig(AblateOptions):
@@ -156,6 +174,19 @@ def _is_sft_run(path: Path) -> bool:
         return False
 
 
+def _stage_ref(ref: str, written: list[Path], base: Path) -> Path:
+    """An earlier stage's folder, by folder name (`06-base_model`) or kind (`base_model`: the latest
+    such), else a path relative to the pipeline file."""
+    found = [p for p in written if ref in (p.name, p.name.split("-", 1)[-1])]
+    return found[-1] if found else (base / ref).resolve()
+
+
+def _model_ref(ref: str, written: list[Path], base: Path) -> Path:
+    """A model to evaluate: a pretrain run stands for its latest checkpoint."""
+    path = _stage_ref(ref, written, base)
+    return _latest_checkpoint(path) if _is_pretrain_run(path) else path
+
+
 def _need(found: Path | None, what: str, kind: str, pipeline_file: str) -> Path:
     if found is None:
         raise CorpusError(f"{pipeline_file}: stage {kind!r} needs {what} before it")
@@ -167,12 +198,16 @@ def _need(found: Path | None, what: str, kind: str, pipeline_file: str) -> Path:
 
 def run_train_stage(kind: str, options, written: list[Path], out: Path, name: str, base: Path,
                     overwrite: bool, command: list[str] | None, pipeline_file: str) -> Path:  # fmt: skip
+    if kind == "base_model":
+        from train.base_model import write_base_model
+
+        return write_base_model(options, base, out, _fingerprint, say)
     if kind == "pretrain":
         return _pretrain_stage(options, written, out, base, overwrite, pipeline_file)
     if kind == "sft":
         return _sft_stage(options, written, out, overwrite, command, pipeline_file)
     if kind == "eval":
-        return _eval_stage(options, written, out, overwrite, pipeline_file)
+        return _eval_stage(options, written, out, base, overwrite, pipeline_file)
     if kind == "ablate":
         return _ablate_stage(options, written, out, base, overwrite, pipeline_file)
     raise CorpusError(f"{pipeline_file}: stage {kind!r} is not a training stage")
@@ -185,12 +220,15 @@ def _pretrain_stage(options: PretrainStageConfig, written, out: Path, base: Path
     shards = _need(_latest(written, is_shards_folder), "a 'tokenize' stage (token shards)", "pretrain", pipeline_file)
     tokdir = _need(_latest(written, is_tokenizer_folder), "a 'tokenizer' stage", "pretrain", pipeline_file)
     settings = options.model_dump()
-    for key in ("model_file", "init_from"):
-        if settings[key] is not None:
-            settings[key] = str((base / settings[key]).resolve())
+    if settings["model_file"] is not None:
+        settings["model_file"] = str((base / settings["model_file"]).resolve())
+    init_card = None
+    if settings["init_from"] is not None:
+        init = _stage_ref(settings["init_from"], written, base)
+        settings["init_from"], init_card = str(init), _card_sha(init)
     if settings["model_file"] is not None or settings["init_from"] is not None:
         settings["preset"] = None
-    fp = _fingerprint({"stage": "pretrain", "config": settings, "inputs": [_card_sha(shards), _card_sha(tokdir)]})
+    fp = _fingerprint({"stage": "pretrain", "config": settings, "inputs": [_card_sha(shards), _card_sha(tokdir)] + ([init_card] if init_card else [])})
     if out.exists() and (overwrite or _stored_fingerprint(out) != fp):
         say(f"pretrain: {out}: {'--overwrite' if overwrite else 'inputs or options changed'}; starting a new run")
         remove_ours(out)
@@ -244,16 +282,22 @@ def _sft_stage(options: SFTStageConfig, written, out: Path, overwrite: bool, com
     return out
 
 
-def _eval_stage(options: EvalStageConfig, written, out: Path, overwrite: bool, pipeline_file: str) -> Path:
+def _eval_stage(options: EvalStageConfig, written, out: Path, base: Path, overwrite: bool, pipeline_file: str) -> Path:
     from corpus.tokenize.shards import is_shards_folder
 
     sft = _need(_latest(written, _is_sft_run), "an 'sft' stage", "eval", pipeline_file)
-    base_model = _latest_checkpoint(_need(_latest(written, _is_pretrain_run), "a 'pretrain' stage", "eval", pipeline_file))
+    others = []
+    for ref in options.against:
+        model = _model_ref(ref, written, base)
+        if not model.exists():
+            raise CorpusError(f"{pipeline_file}: eval: against: {ref!r} is neither an earlier stage nor an existing model folder")
+        others.append(model)
     shards = _latest(written, is_shards_folder)
     _, held_out = _sft_data(written, "eval", pipeline_file)
     test = held_out or sft / "data" / "test.jsonl"
     has_test = test.is_file() and test.stat().st_size > 0
-    fp = _fingerprint({"stage": "eval", "config": options.model_dump(), "base": str(base_model),
+    fp = _fingerprint({"stage": "eval", "config": options.model_dump(), "base": [str(m) for m in others],
+                       "base_cards": [_card_sha(m) or _stored_fingerprint(m) for m in others],
                        "sft": _stored_fingerprint(sft), "shards": _card_sha(shards) if shards else None})  # fmt: skip
     if not overwrite and (out / "report.json").is_file() and _stored_fingerprint(out) == fp:
         say(f"eval: {out} is up to date (same models and config); nothing to do")
@@ -265,15 +309,17 @@ def _eval_stage(options: EvalStageConfig, written, out: Path, overwrite: bool, p
     prompts_file = None
     if options.prompts and has_test:
         # The first N held-out examples: the SFT model never trained on them.
-        rows = test.read_text(encoding="utf-8").splitlines()[: options.prompts]
+        rows = test.read_text(encoding="utf-8").splitlines()
+        rows = rows if options.prompts == "all" else rows[: options.prompts]
         prompts_file = out / "prompts.jsonl"
         prompts_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    run_eval([str(base_model), str(sft)], str(out), shards=str(shards) if shards else None, split=options.split,
+    run_eval([*map(str, others), str(sft)], str(out), shards=str(shards) if shards else None, split=options.split,
              sft_test=[str(test)] if has_test else None, prompts_file=str(prompts_file) if prompts_file else None,
              judge_spec=options.judge, seq_len=options.seq_len, max_tokens=options.max_tokens,
              max_new_tokens=options.max_new_tokens, worst=options.worst, log=say,
-             eval_sources=[str(test)] if has_test else None)  # fmt: skip
-    _store_fingerprint(out, "eval", fp, {"base": base_model, "sft": sft, "shards": shards})
+             eval_sources=[str(test)] if has_test else None, topics=options.topics,
+             batch_size=options.batch_size)  # fmt: skip
+    _store_fingerprint(out, "eval", fp, {"base": others[0], "sft": sft, "shards": shards})
     return out
 
 
