@@ -26,7 +26,8 @@ from corpus.dedup import DedupConfig
 from corpus.errors import CorpusError
 from corpus.outputs import OutputLock, check_output
 from corpus.yaml_file import read_yaml
-from corpus.execution import ExecutorConfig, run_stage
+from corpus.execution import run_stage
+from corpus.executors import ExecutorConfig
 from corpus.filter.config import FilterConfig
 from corpus.filter.length import LengthFilterConfig
 from corpus.ingest import FORMATS, IngestLimits, ingest_job

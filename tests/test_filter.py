@@ -12,7 +12,8 @@ import regex
 
 from corpus.cli import main
 from corpus.document import PartWriter, records_to_table
-from corpus.execution import ExecutorConfig, run_stage
+from corpus.execution import run_stage
+from corpus.executors import ExecutorConfig
 from corpus.filter.config import FilterConfig, QualityConfig, SanitiseConfig, load_filter_config
 from corpus.filter.quality import failing_masks, quality_scores
 from corpus.filter.sanitise import find_boilerplate, sanitise_texts
