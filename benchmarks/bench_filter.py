@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = next((p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data")
 sys.path.insert(0, str(ROOT))
 
-from corpus.execution import ExecutorConfig, configure_main_logging, run_stage  # noqa: E402
+from corpus.execution import run_stage  # noqa: E402
+from corpus.executors import ExecutorConfig, configure_main_logging  # noqa: E402
 from corpus.progress import set_quiet  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -72,7 +72,8 @@ def make(docs: int, out: Path, rows_per_file: int = 200_000, seed: int = 0) -> N
 
 def mix(args) -> dict:
     import corpus.mix.stage as stage
-    from corpus.execution import ExecutorConfig, run_stage
+    from corpus.execution import run_stage
+    from corpus.executors import ExecutorConfig
 
     config = stage.MixConfig(budget_tokens=args.budget_tokens, budget_docs=args.budget_docs, tokenizer=args.tokenizer,
                              estimate_sample=args.estimate_sample, weights={"insurance": 0.3, "finance": 0.2, "general": 0.5}, max_epochs=4)  # fmt: skip

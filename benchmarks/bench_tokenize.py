@@ -183,7 +183,7 @@ def peak_rss(args) -> None:
         code = (
             "import resource, sys\n"
             "from corpus.progress import set_quiet\n"
-            "from corpus.execution import ExecutorConfig\n"
+            "from corpus.executors import ExecutorConfig\n"
             "from corpus.tokenize.shards import TokenizeConfig, tokenize_dataset\n"
             "set_quiet(True)\n"
             f"card = tokenize_dataset({[str(d) for d in datasets]!r}, {str(work / 'out' / f'rss-x{repeat}')!r}, "

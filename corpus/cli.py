@@ -35,7 +35,7 @@ def _byte_size(text: str) -> int:
 
 
 def _executor(args):
-    from corpus.execution import ExecutorConfig
+    from corpus.executors import ExecutorConfig
 
     if args.tasks < 1:
         raise CorpusError(f"--tasks must be at least 1, got {args.tasks}")

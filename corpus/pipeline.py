@@ -32,7 +32,8 @@ from corpus.crawl.config import CrawlConfig
 from corpus.decontaminate import DecontaminateConfig
 from corpus.dedup import DedupConfig
 from corpus.errors import CorpusError
-from corpus.execution import ExecutorConfig, run_stage
+from corpus.execution import run_stage
+from corpus.executors import ExecutorConfig
 from corpus.filter.config import FilterConfig
 from corpus.filter.length import LengthFilterConfig
 from corpus.ingest import FORMATS, IngestLimits, ingest_job

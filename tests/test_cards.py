@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from corpus.cards import LIMITATIONS_HEADING, commands
-from corpus.execution import ExecutorConfig, run_stage
+from corpus.execution import run_stage
+from corpus.executors import ExecutorConfig
 from corpus.filter.length import LengthFilterConfig, length_filter_job
 from corpus.ingest import ingest_job
 from tests.conftest import read_folder, run_cli

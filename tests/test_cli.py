@@ -25,6 +25,7 @@ def test_ingest_cli_end_to_end(small_corpus, tmp_path):
     proc = run_cli("ingest", str(small_corpus / "insurance"), str(FIXTURES / "warc"), "-o", str(out),
                    "--source", "hc", "--domain", "insurance", "--tasks", "2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert "INFO" not in proc.stderr  # the pool workers' task logs go to their log files only
     card = json.loads((out / "card.json").read_text())
     acc = card["accounting"][-1]
     assert acc["docs_in"] == read_folder(out).height + read_folder(out, "rejected").height

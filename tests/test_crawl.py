@@ -209,7 +209,8 @@ def test_charset_detected_when_undeclared(site_crawl):
 
 def test_crawl_ingest_card_end_to_end(site_crawl, tmp_path):
     from corpus.document import data_files, read_card
-    from corpus.execution import ExecutorConfig, run_stage
+    from corpus.execution import run_stage
+    from corpus.executors import ExecutorConfig
     from corpus.ingest import ingest_job
 
     server, out, card, _ = site_crawl

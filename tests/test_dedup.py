@@ -356,6 +356,13 @@ def test_against_a_saved_index(tmp_path):
     assert rows(out, "data").height == len(fresh)
     assert card(out)["stage_facts"]["dedup"]["removed_against_index"] == 2
 
+    # exact mode matches the saved index's documents by their exact hashes alone
+    exact = tmp_path / "exact-dedup"
+    assert main(["-q", "dedup", str(new), "-o", str(exact), "--mode", "exact", "--against", str(old_out)]) == 0
+    removed = rows(exact, "rejected")
+    assert removed.height == 1 and removed["reason"].to_list() == ["exact_duplicate"]
+    assert card(exact)["stage_facts"]["dedup"]["removed_against_index"] == 1
+
     # an index built with other settings is refused with a clear error
     bad = tmp_path / "bad"
     assert main(["-q", "dedup", str(new), "-o", str(bad), "--against", str(old_out), "--ngram", "3"]) == 2

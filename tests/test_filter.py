@@ -12,7 +12,8 @@ import regex
 
 from corpus.cli import main
 from corpus.document import PartWriter, records_to_table
-from corpus.execution import ExecutorConfig, run_stage
+from corpus.execution import run_stage
+from corpus.executors import ExecutorConfig
 from corpus.filter.config import FilterConfig, QualityConfig, SanitiseConfig, load_filter_config
 from corpus.filter.quality import failing_masks, quality_scores
 from corpus.filter.sanitise import find_boilerplate, sanitise_texts
@@ -292,6 +293,16 @@ def test_filter_stage_language_id_scores_and_card(tmp_path):
         assert entry["dropped"] == n and 1 <= len(entry["examples"]) <= 3
     assert sum(facts["histograms"]["gopher_words"]["counts"]) == acc["docs_in"]
     assert facts["languages"]["es"] == 2
+
+
+def test_filter_stage_judges_and_writes_the_sanitised_text(tmp_path):
+    raw = "Mail jane.doe@example.com about the claim.\x07 The insurer paid the whole claim within a week of the visit."
+    inp = make_dataset(tmp_path / "in", [{"id": "a", "text": raw}])
+    config = FilterConfig.model_validate({"langid": {"enabled": False}, "sanitise": {"boilerplate": {"enabled": False}}})
+    card, kept, rejected = run_filter(tmp_path, inp, config)
+    texts = pl.concat([kept, rejected], how="diagonal_relaxed")["text"].to_list()
+    assert texts == ["Mail <EMAIL> about the claim. The insurer paid the whole claim within a week of the visit."]
+    assert card["stage_facts"]["pii_redactions"] == {"email": 1}
 
 
 BAD_RECORDS = {

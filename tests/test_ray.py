@@ -8,7 +8,8 @@ import os
 import pytest
 
 from corpus.dedup import DedupConfig, dedup_job
-from corpus.execution import ExecutorConfig, RayOptions, run_stage
+from corpus.execution import run_stage
+from corpus.executors import ExecutorConfig, RayOptions
 from corpus.filter.length import LengthFilterConfig, length_filter_job
 from corpus.ingest import ingest_job
 from tests.conftest import read_folder

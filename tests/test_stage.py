@@ -12,7 +12,8 @@ from datatrove.pipeline.base import PipelineStep
 
 from corpus.document import DOCUMENT_COLUMNS, document_id, is_dataset
 from corpus.errors import CorpusError, StageFailed
-from corpus.execution import ExecutorConfig, dataset_inputs, run_stage
+from corpus.execution import dataset_inputs, run_stage
+from corpus.executors import ExecutorConfig
 from corpus.filter.length import LengthFilterConfig, length_filter_job
 from corpus.ingest import ingest_job
 from tests.conftest import FIXTURES, read_folder
@@ -165,7 +166,7 @@ def test_multiprocess_workers_give_the_same_output(small_corpus, tmp_path):
 def test_slurm_section_builds_datatrove_slurm_executor(tmp_path):
     from datatrove.executor.slurm import SlurmPipelineExecutor
 
-    from corpus.execution import build_executor
+    from corpus.executors import build_executor
 
     cfg = ExecutorConfig.model_validate(
         {"type": "slurm", "tasks": 8, "slurm": {"partition": "cpu", "time": "02:00:00", "cpus_per_task": 4,
@@ -206,7 +207,7 @@ class _FailOnce(PipelineStep):
 
 
 def test_threaded_tasks_fail_and_a_rerun_resumes(tmp_path):
-    from corpus.execution import ThreadedLocalExecutor
+    from corpus.executors import ThreadedLocalExecutor
 
     flag = tmp_path / "flag"
     flag.write_text("fail")
@@ -256,7 +257,7 @@ class _Slow(PipelineStep):
 
 
 def test_ctrl_c_stops_threaded_tasks_at_their_next_batch(tmp_path):
-    from corpus.execution import ThreadedLocalExecutor
+    from corpus.executors import ThreadedLocalExecutor
 
     logs = tmp_path / "logs"
     runner = ThreadedLocalExecutor([_Slow(tmp_path), _FailOnce(tmp_path, tmp_path / "no-flag")], tasks=2, workers=2, logging_dir=str(logs))

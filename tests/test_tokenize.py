@@ -333,7 +333,7 @@ def test_pipeline_tokenize_stage_needs_a_tokenizer(tmp_path, tokdir, capsys):
     index = _index(tmp_path / "out" / "01-tokenize")
     assert index["bos_id"] == 0 and index["totals"]["docs"] > 0
     # the number of tasks does not change the shards: the stage run again with more is up to date
-    from corpus.execution import ExecutorConfig
+    from corpus.executors import ExecutorConfig
     from corpus.tokenize.stages import TokenizeStageConfig, run_tokenize_stage
 
     out = tmp_path / "out" / "01-tokenize"

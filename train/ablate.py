@@ -232,7 +232,8 @@ def check_overlap(arms: dict[str, list[Path]], evals: dict[str, Path], allow: bo
 
 
 def _stage(job, out: Path) -> Path:
-    from corpus.execution import ExecutorConfig, run_stage
+    from corpus.execution import run_stage
+    from corpus.executors import ExecutorConfig
 
     run_stage(job, out, ExecutorConfig(tasks=1), replace_stale=True)
     return out
@@ -255,7 +256,8 @@ class Prepared(BaseModel):
 
 
 def prepare(config: AblateConfig, out: Path) -> Prepared:
-    from corpus.execution import ExecutorConfig, run_stage
+    from corpus.execution import run_stage
+    from corpus.executors import ExecutorConfig
     from corpus.mix.counts import read_document_table
     from corpus.mix.stage import MixConfig, mix_job
     from corpus.split import SplitConfig, split_job

@@ -248,9 +248,9 @@ def classify_job(inputs: list[str], name: str, config: ClassifyConfig, progress:
         WORK_DIR,
         DatasetReader,
         StageJob,
-        build_executor,
         dataset_inputs,
     )
+    from corpus.executors import build_executor
 
     files, lineage = dataset_inputs(inputs)
     folder = Path(config.model).resolve()

@@ -62,7 +62,8 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
     from corpus.dedup.clusters import near_duplicate_clusters
     from corpus.dedup.index import SavedIndex
     from corpus.dedup.steps import DuplicateMarker, RowKeyedReader, SignatureWriter
-    from corpus.execution import WORK_DIR, StageJob, build_executor, dataset_inputs, unified_schema
+    from corpus.execution import WORK_DIR, StageJob, dataset_inputs, unified_schema
+    from corpus.executors import build_executor
 
     files, lineage = dataset_inputs(inputs)
     against = [SavedIndex(path, config) for path in config.against]

@@ -112,20 +112,17 @@ def _rank(members: pl.DataFrame, attributes: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows: int, against: list[SavedIndex],
-                            data_files: list[str] | None = None, row_starts: list[int] | None = None, workers: int = 1) -> dict:  # fmt: skip
-    """Cluster, decide, write decisions.parquet (and the output index); returns facts for the card.
-
-    With `config.verify`, MinHash candidate pairs are checked against the texts in `data_files` (whose
-    first row keys are `row_starts`) before they link documents.
-    """
-    work_dedup = Path(work_dedup)
-    decisions_path = work_dedup / DECISIONS_FILE
+def _read_nodes(work_dedup: Path, total_rows: int) -> pl.DataFrame:
+    """Pass 1's per-row signature facts, in row-key order; every row must have one."""
     nodes = pl.read_parquet(work_dedup / NODES_DIR / "*.parquet").sort("row_key")
     if nodes.height != total_rows or (nodes.height and nodes["row_key"][-1] != total_rows - 1):
         raise StageFailed(f"dedup: signatures cover {nodes.height} of {total_rows} rows; rerun to resume")
+    return nodes
 
-    # the nodes of saved indexes, numbered after ours
+
+def _number_index_nodes(against: list[SavedIndex], total_rows: int) -> tuple[list[pl.DataFrame], int]:
+    """The nodes of saved indexes, numbered after ours (each index remembers its first node), and the
+    number of nodes in all."""
     offset = total_rows
     index_nodes = []
     for saved in against:
@@ -133,40 +130,64 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
         index_nodes.append(ids)
         saved.node_offset = offset
         offset += ids.height
+    return index_nodes, offset
 
+
+def _exact_edges(nodes: pl.DataFrame, index_nodes: list[pl.DataFrame]) -> pl.DataFrame:
+    """Star edges within each exact-hash bucket, this run's nodes and the saved indexes'."""
+    exact = [nodes.select("exact_hash", pl.col("row_key").alias("node"))]
+    exact += [ids.select("exact_hash", "node") for ids in index_nodes]
+    return star_edges(pl.concat(exact), "exact_hash")
+
+
+def _candidate_edges(work_dedup: Path, bands: int, against: list[SavedIndex]) -> pl.DataFrame:
+    """MinHash candidate pairs: star edges within the buckets of every band, ours and the saved indexes'."""
+    near_parts: list[pl.DataFrame] = []
+    for band in range(bands):
+        files = sorted(band_dir(work_dedup, band).glob("*.parquet"))
+        parts = [pl.read_parquet(f).select("band_hash", pl.col("row_key").alias("node")) for f in files]
+        parts += [saved.band(band) for saved in against]
+        parts = [p for p in parts if p.height]
+        if not parts:
+            continue
+        near_parts.append(star_edges(pl.concat(parts), "band_hash"))
+        if len(near_parts) > 4:  # keep the running edge list small
+            near_parts = [pl.concat(near_parts).unique()]
+    return pl.concat(near_parts).unique() if near_parts else _no_edges()
+
+
+def _read_linked_shingle_sets(near: pl.DataFrame, exact: list[pl.DataFrame], config, total_rows: int,
+                              data_files: list[str] | None, row_starts: list[int] | None, workers: int):  # fmt: skip
+    """The shingle sets of every node with an edge, read again from the texts for verification."""
+    from corpus.dedup.verify import read_shingle_sets
+
+    linked = [near["src"], near["dst"]] + [e[c] for e in exact for c in ("src", "dst")]
+    return read_shingle_sets(pl.concat(linked).to_numpy(), data_files or [], row_starts or [], total_rows,
+                             config.ngram, config.exact_normalisation, workers)  # fmt: skip
+
+
+def _edges(work_dedup: Path, config, nodes: pl.DataFrame, index_nodes: list[pl.DataFrame], against: list[SavedIndex],
+           total_rows: int, data_files: list[str] | None, row_starts: list[int] | None, workers: int):  # fmt: skip
+    """Exact edges and verified MinHash edges, de-duplicated; the shingle sets read to verify (None when
+    nothing was verified) and the pair counts for the card."""
     edge_parts: list[pl.DataFrame] = []
     if config.mode in ("exact", "both"):
-        exact = [nodes.select("exact_hash", pl.col("row_key").alias("node"))]
-        exact += [ids.select("exact_hash", "node") for ids in index_nodes]
-        edge_parts.append(star_edges(pl.concat(exact), "exact_hash"))
+        edge_parts.append(_exact_edges(nodes, index_nodes))
     pair_facts = {}
     sets = None
     if config.mode in ("minhash", "both"):
-        near_parts: list[pl.DataFrame] = []
-        for band in range(config.bands):
-            files = sorted(band_dir(work_dedup, band).glob("*.parquet"))
-            parts = [pl.read_parquet(f).select("band_hash", pl.col("row_key").alias("node")) for f in files]
-            parts += [saved.band(band) for saved in against]
-            parts = [p for p in parts if p.height]
-            if not parts:
-                continue
-            near_parts.append(star_edges(pl.concat(parts), "band_hash"))
-            if len(near_parts) > 4:  # keep the running edge list small
-                near_parts = [pl.concat(near_parts).unique()]
-        near = pl.concat(near_parts).unique() if near_parts else _no_edges()
+        near = _candidate_edges(work_dedup, config.bands, against)
         if config.verify and near.height:
-            from corpus.dedup.verify import read_shingle_sets
-
-            linked = [near["src"], near["dst"]] + [e[c] for e in edge_parts for c in ("src", "dst")]
-            sets = read_shingle_sets(pl.concat(linked).to_numpy(), data_files or [], row_starts or [], total_rows,
-                                     config.ngram, config.exact_normalisation, workers)  # fmt: skip
+            sets = _read_linked_shingle_sets(near, edge_parts, config, total_rows, data_files, row_starts, workers)
         near, pair_facts = _verify(near, sets, config)
         edge_parts.append(near)
     edges = pl.concat(edge_parts).unique() if edge_parts else _no_edges()
+    return edges, sets, pair_facts
 
-    members = _components(edges)
 
-    priority = {name: i for i, name in enumerate(config.source_priority)}
+def _node_attributes(nodes: pl.DataFrame, index_nodes: list[pl.DataFrame], source_priority: list[str]) -> pl.DataFrame:
+    """What the keep rule reads of every node: ours from pass 1, a saved index's with AGAINST_PRIORITY."""
+    priority = {name: i for i, name in enumerate(source_priority)}
     attributes = nodes.select(
         pl.col("row_key").alias("node"),
         "id",
@@ -191,18 +212,23 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
                 ],
             ]
         )
-    ranked = _rank(members, attributes)
+    return attributes
+
+
+def _release_chains(ranked: pl.DataFrame, members: pl.DataFrame, edges: pl.DataFrame, attributes: pl.DataFrame,
+                    sets, threshold: float, n_nodes: int) -> tuple[pl.DataFrame, int]:  # fmt: skip
+    """The ranking once every removed document is verified against its keeper, and how many left."""
     released_total, rounds = 0, 0
-    while sets is not None:
+    while True:
         # a removed document must itself be a near duplicate of the one kept in its place: members of a
         # chain A~B~C that fail against their keeper leave, and form clusters of their own
         check = ranked.filter(
             (pl.col("node") != pl.col("keeper_node")) & (pl.col("exact_hash") != pl.col("keeper_hash"))
         )
         jaccard = sets.jaccard(check["node"].to_numpy(), check["keeper_node"].to_numpy())
-        failed = check["node"].to_numpy()[jaccard < config.threshold]  # NaN (an index document) passes
+        failed = check["node"].to_numpy()[jaccard < threshold]  # NaN (an index document) passes
         if len(failed) == 0:
-            break
+            return ranked, released_total
         released_total += len(failed)
         rounds += 1
         inside = edges.filter(pl.col("src").is_in(failed) & pl.col("dst").is_in(failed))
@@ -210,20 +236,22 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
         alone = pl.DataFrame({"node": failed}).join(regrouped, on="node", how="anti")
         regrouped = pl.concat([regrouped, alone.with_columns(pl.col("node").alias("component"))])
         # new component names: node numbers shifted past every name used so far
-        regrouped = regrouped.with_columns(pl.col("component") + offset * rounds)
+        regrouped = regrouped.with_columns(pl.col("component") + n_nodes * rounds)
         members = pl.concat([members.filter(~pl.col("node").is_in(failed)), regrouped.select("node", "component")])
         ranked = _rank(members, attributes)
-    if sets is not None:
-        pair_facts["released_from_chains"] = released_total
+
+
+def _decisions(ranked: pl.DataFrame, mode: str, total_rows: int) -> pl.DataFrame:
+    """One row per document of this run in a cluster of 2+: its cluster, keeper and removal reason."""
     ranked = ranked.filter(pl.col("cluster_size") > 1)
     removed_reason = (
         pl.when(pl.col("node") == pl.col("keeper_node"))
         .then(None)
-        .when((pl.col("exact_hash") == pl.col("keeper_hash")) | pl.lit(config.mode == "exact"))
+        .when((pl.col("exact_hash") == pl.col("keeper_hash")) | pl.lit(mode == "exact"))
         .then(pl.lit("exact_duplicate"))
         .otherwise(pl.lit("near_duplicate"))
     )
-    decisions = (
+    return (
         ranked.filter(pl.col("node") < total_rows)
         .select(
             pl.col("node").alias("row_key"),
@@ -238,18 +266,50 @@ def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows:
         .sort("row_key")
     )
 
+
+def _write_decisions(work_dedup: Path, out_dir: Path, config, nodes: pl.DataFrame, decisions: pl.DataFrame) -> dict:
+    """The output index, then decisions.parquet (atomically); returns the index's facts."""
     removed_keys = decisions.filter(pl.col("reason").is_not_null())["row_key"].to_numpy()
     index_facts = write_index(out_dir, work_dedup, config, nodes, removed_keys)
 
+    decisions_path = work_dedup / DECISIONS_FILE
     tmp = decisions_path.with_suffix(".parquet.tmp")
     decisions.select("row_key", "cluster_id", "cluster_size", "duplicate_of", "reason").write_parquet(tmp)
     os.replace(tmp, decisions_path)
+    return index_facts
+
+
+def _card_facts(edges: pl.DataFrame, pair_facts: dict, index_facts: dict, decisions: pl.DataFrame) -> dict:
     return {
         "candidate_edges": edges.height,
         **pair_facts,
         "index": index_facts,
         "removed_against_index": int(decisions.filter(pl.col("against_index") & pl.col("reason").is_not_null()).height),
     }
+
+
+def near_duplicate_clusters(work_dedup: Path, out_dir: Path, config, total_rows: int, against: list[SavedIndex],
+                            data_files: list[str] | None = None, row_starts: list[int] | None = None, workers: int = 1) -> dict:  # fmt: skip
+    """Cluster, decide, write decisions.parquet (and the output index); returns facts for the card.
+
+    With `config.verify`, MinHash candidate pairs are checked against the texts in `data_files` (whose
+    first row keys are `row_starts`) before they link documents.
+    """
+    work_dedup = Path(work_dedup)
+    nodes = _read_nodes(work_dedup, total_rows)
+    index_nodes, n_nodes = _number_index_nodes(against, total_rows)
+    edges, sets, pair_facts = _edges(work_dedup, config, nodes, index_nodes, against, total_rows,
+                                     data_files, row_starts, workers)  # fmt: skip
+    members = _components(edges)
+    attributes = _node_attributes(nodes, index_nodes, config.source_priority)
+    ranked = _rank(members, attributes)
+    if sets is not None:
+        ranked, pair_facts["released_from_chains"] = _release_chains(
+            ranked, members, edges, attributes, sets, config.threshold, n_nodes
+        )
+    decisions = _decisions(ranked, config.mode, total_rows)
+    index_facts = _write_decisions(work_dedup, out_dir, config, nodes, decisions)
+    return _card_facts(edges, pair_facts, index_facts, decisions)
 
 
 def read_decisions(work_dedup: Path) -> pa.Table:

@@ -39,6 +39,12 @@ def _set_column(table: pa.Table, name: str, values) -> pa.Table:
     return table.append_column(name, values)
 
 
+def _reject_empty(table: pa.Table, texts: pl.Series) -> pa.Table:
+    """Documents left with no text (or only whitespace) are rejected as `empty`."""
+    no_text = texts.str.contains(r"^\s*$").to_arrow()
+    return reject_where(table, no_text, "empty", pa.array(["no text left after sanitising"] * len(texts), pa.string()))
+
+
 class QualityFilter(PipelineStep):
     name = "quality filter"
     type = "filter"
@@ -60,52 +66,82 @@ class QualityFilter(PipelineStep):
         write_task_stats(self.work_dir, STAGE, rank, {"counts": dict(counts)})
 
     def filter_table(self, table: pa.Table, boilerplate: pl.DataFrame | None, counts: Counter) -> pa.Table:
-        cfg = self.config
         texts = pl.Series("text", table.column("text")).cast(pl.String)
         sources = pl.Series("source", table.column("source")).cast(pl.String)
-        if cfg.sanitise.enabled:
-            from corpus.filter.sanitise import sanitise_texts
+        table, texts = self._sanitise(table, texts, sources, boilerplate, counts)
+        table = _reject_empty(table, texts)
+        table = self._identify_language(table, texts, sources)
+        return self._apply_quality_rules(table, texts)
 
-            texts, batch_counts = sanitise_texts(texts, sources, cfg.sanitise, boilerplate)
-            counts.update(batch_counts)
-            table = _set_column(table, "text", texts)
-        no_text = texts.str.contains(r"^\s*$").to_arrow()
-        table = reject_where(table, no_text, "empty", pa.array(["no text left after sanitising"] * len(texts), pa.string()))
+    def _sanitise(self, table: pa.Table, texts: pl.Series, sources: pl.Series, boilerplate: pl.DataFrame | None,
+                  counts: Counter) -> tuple[pa.Table, pl.Series]:  # fmt: skip
+        """The table and its texts once sanitised (as they are with the sanitiser off), counting what changed."""
+        cfg = self.config.sanitise
+        if not cfg.enabled:
+            return table, texts
+        from corpus.filter.sanitise import sanitise_texts
 
-        if cfg.langid.enabled:
-            from corpus.filter.langid import identify
+        texts, batch_counts = sanitise_texts(texts, sources, cfg, boilerplate)
+        counts.update(batch_counts)
+        return _set_column(table, "text", texts), texts
 
-            langs, scores = identify(texts, cfg.langid.max_chars, cfg.langid.read)
-            table = _set_column(table, "lang", langs)
-            table = _set_column(table, "lang_score", scores)
-            table = self._language_decisions(table, langs, scores, sources)
+    def _identify_language(self, table: pa.Table, texts: pl.Series, sources: pl.Series) -> pa.Table:
+        """`lang` and `lang_score` columns, and the language rejections; the table as it is with language ID off."""
+        cfg = self.config.langid
+        if not cfg.enabled:
+            return table
+        from corpus.filter.langid import identify
+
+        langs, scores = identify(texts, cfg.max_chars, cfg.read)
+        table = _set_column(table, "lang", langs)
+        table = _set_column(table, "lang_score", scores)
+        return self._language_decisions(table, langs, scores, sources)
+
+    def _apply_quality_rules(self, table: pa.Table, texts: pl.Series) -> pa.Table:
+        """Every document's quality scores as columns; the first failing check becomes `reason`."""
+        cfg = self.config.quality
         langs = pl.Series("lang", table.column("lang")).cast(pl.String)
         lang_scores = pl.Series("lang_score", table.column("lang_score")).cast(pl.Float64)
 
-        scores = quality_scores(texts, cfg.quality, langs, lang_scores)
+        scores = quality_scores(texts, cfg, langs, lang_scores)
         domains = pl.Series("domain", table.column("domain")).cast(pl.String)
-        decided = langs.is_null() | langs.is_in(cfg.quality.languages) if cfg.quality.languages is not None else pl.Series([True] * len(langs))
-        for check, fails, thresholds in failing_masks(scores, domains, decided, cfg.quality):
+        decided = langs.is_null() | langs.is_in(cfg.languages) if cfg.languages is not None else pl.Series([True] * len(langs))
+        table = self._reject_failing_checks(table, scores, domains, decided)
+        return self._set_score_columns(table, scores, domains, decided)
+
+    def _reject_failing_checks(self, table: pa.Table, scores: pl.DataFrame, domains: pl.Series,
+                               decided: pl.Series) -> pa.Table:  # fmt: skip
+        for check, fails, thresholds in failing_masks(scores, domains, decided, self.config.quality):
             if fails.any():  # most checks fail no document of a batch
                 detail = _details(scores[check.score], check, fails, thresholds)
                 table = reject_where(table, pa.array(fails), check.reason, detail)
+        return table
+
+    def _set_score_columns(self, table: pa.Table, scores: pl.DataFrame, domains: pl.Series,
+                           decided: pl.Series) -> pa.Table:  # fmt: skip
+        """The score columns, and C4's rewritten text in place of the text where it applies."""
         for name in scores.columns:
             if name == C4_TEXT:
-                if cfg.quality.c4.rewrite_text:
-                    # only kept documents that C4 judged are rewritten: a rejected one shows the text
-                    # that was judged, and a language or domain C4 does not decide keeps its lines
-                    c4_on = np.full(len(domains), cfg.quality.c4.enabled)
-                    for domain in cfg.quality.by_domain:
-                        c4_on[(domains == domain).fill_null(False).to_numpy()] = cfg.quality.rule_for("c4", domain).enabled
-                    judged = pa.array(decided.fill_null(False).to_numpy() & c4_on)
-                    kept = pc.and_(pc.is_null(table.column("reason")), judged)
-                    cleaned = pc.cast(scores[name].to_arrow(), table.schema.field("text").type)
-                    table = _set_column(table, "text", pc.if_else(kept, cleaned, table.column("text")))
+                if self.config.quality.c4.rewrite_text:
+                    table = self._rewrite_with_c4_text(table, scores[name], domains, decided)
                 continue
             column = scores[name]
             column = column.cast(pl.Int64) if column.dtype.is_integer() else column.cast(pl.Float64)
             table = _set_column(table, name, column)
         return table
+
+    def _rewrite_with_c4_text(self, table: pa.Table, c4_text: pl.Series, domains: pl.Series,
+                              decided: pl.Series) -> pa.Table:  # fmt: skip
+        # only kept documents that C4 judged are rewritten: a rejected one shows the text
+        # that was judged, and a language or domain C4 does not decide keeps its lines
+        cfg = self.config.quality
+        c4_on = np.full(len(domains), cfg.c4.enabled)
+        for domain in cfg.by_domain:
+            c4_on[(domains == domain).fill_null(False).to_numpy()] = cfg.rule_for("c4", domain).enabled
+        judged = pa.array(decided.fill_null(False).to_numpy() & c4_on)
+        kept = pc.and_(pc.is_null(table.column("reason")), judged)
+        cleaned = pc.cast(c4_text.to_arrow(), table.schema.field("text").type)
+        return _set_column(table, "text", pc.if_else(kept, cleaned, table.column("text")))
 
     def _language_decisions(self, table: pa.Table, langs: pl.Series, scores: pl.Series, sources: pl.Series) -> pa.Table:
         cfg = self.config.langid

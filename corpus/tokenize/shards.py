@@ -249,7 +249,8 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
                      executor=None) -> dict | None:  # fmt: skip
     """Tokenize into `output` on `executor` (default: one local task). Returns the card, or None
     when the tasks of a pass were only submitted (Slurm: rerun the command when they finish)."""
-    from corpus.execution import ExecutorConfig, configure_main_logging, dataset_inputs
+    from corpus.execution import dataset_inputs
+    from corpus.executors import ExecutorConfig, configure_main_logging
 
     executor = executor or ExecutorConfig()
     files, lineage = dataset_inputs(inputs)
@@ -295,7 +296,7 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
 def _run_pass(steps: list, executor, work: Path, name: str, tasks: int) -> bool:
     """Run one pass's tasks (those not completed by an earlier attempt); False: only submitted."""
     from corpus import lifetime
-    from corpus.execution import build_executor
+    from corpus.executors import build_executor
 
     cfg = executor.model_copy(update={"tasks": tasks})
     runner = build_executor(cfg, steps, str(work / f"logs-{name}"), threads=True)
