@@ -90,10 +90,16 @@ def test_stage_folder_names(tmp_path):
 def test_batched_generation_gives_the_answers_of_one_at_a_time(tiny_model, one_torch_thread):
     from train.generate import Generator
 
+    import torch
+
     generator = Generator.load(str(tiny_model), max_new_tokens=8)
+    with torch.no_grad():  # larger weights: the random model says something different to each prompt, not just EOS
+        for p in generator.model.parameters():
+            p.mul_(8)
     prompts = [[{"role": "user", "content": q}] for q in
                ["What is a deductible?", "Hi", "Explain the premium of a plan with a long question about many things", "Claims?"]]  # fmt: skip
     one_by_one = [generator.reply(p) for p in prompts]
+    assert len(set(one_by_one)) == 4 and all(one_by_one)
     assert generator.replies(prompts, batch_size=3) == one_by_one
     assert generator.replies(prompts[::-1], batch_size=4) == one_by_one[::-1]  # answers come back in the prompts' order
 
@@ -105,15 +111,17 @@ def test_topics_and_summary_in_the_report():
     assert topic_of({"messages": [{"content": "How do I file claims?"}], "reference": ""}, topics) == "claims"
     assert topic_of({"messages": [{"content": "What is it?"}], "reference": "The monthly premiums."}, topics) == "costs"
     assert topic_of({"messages": [{"content": "Read the Explanation of Benefits"}], "reference": None}, topics) == "claims"
-    assert topic_of({"messages": [{"content": "Is dental covered?"}], "reference": "a premium"}, topics) == "costs"  # first topic wins
+    assert topic_of({"messages": [{"content": "Is dental covered?"}], "reference": "a claim"}, topics) == "coverage"  # the prompt first
+    assert topic_of({"messages": [{"content": "Premium or cover?"}], "reference": ""}, topics) == "costs"  # then the first topic
     assert topic_of({"messages": [{"content": "Where is the office?"}], "reference": "Main street"}, topics) == "other"
     assert topic_of({"messages": [{"content": "A claimant?"}], "reference": ""}, topics) == "claims"  # claim + up to 3 letters
     assert topic_of({"messages": [{"content": "Proclaim it"}], "reference": ""}, topics) == "other"  # not inside a word
+    assert topic_of({"messages": [{"content": "Costumes?"}], "reference": ""}, topics) == "other"  # nor 4 letters longer
 
     prompts = [{"messages": [{"role": "user", "content": q}], "reference": r} for q, r in [
         ("How do I file a claim?", "send the claim form to the insurer"), ("What does a premium cost?", "the monthly premium amount"),
         ("What is covered?", "preventive care is covered"), ("Where?", "main street office")]]  # fmt: skip
-    answers = {"base": ["no idea", "the monthly premium amount", "nothing", "main street office"],
+    answers = {"base": ["no idea", "the monthly premium amount", "nothing", "main"],
                "tuned": ["send the claim form to the insurer", "a premium", "preventive care is covered", "main street"]}  # fmt: skip
     result = compare(answers, prompts, TokenOverlapJudge(), worst=1, topics=topics)
     by_topic = result["by_topic"]
@@ -126,7 +134,7 @@ def test_topics_and_summary_in_the_report():
               "sft_test": {"base": {"examples": 4, "tokens": 9, "loss": 2.2, "perplexity": 9.0},
                            "tuned": {"examples": 4, "tokens": 9, "loss": 2.4, "perplexity": 11.0}}, "side_by_side": result}  # fmt: skip
     markdown = render_report(report)
-    assert "- tuned beats base on 2 of 4 held-out prompts, loses 2, ties 0: win rate 0.5" in markdown
+    assert "- tuned beats base on 3 of 4 held-out prompts, loses 1, ties 0: win rate 0.75" in markdown
     assert "held-out insurance text: base 7.4 -> tuned 4.5 (lower)" in markdown
     assert "held-out answers: base 9.0 -> tuned 11.0 (NOT lower)" in markdown
     assert "| claims | 1 | 0.0 | 1.0 | 1.0 |" in markdown

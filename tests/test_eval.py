@@ -180,3 +180,20 @@ def test_shards_of_another_tokenizer_are_refused(tmp_path, tiny_model, shards, c
     (other / "index.json").write_text(json.dumps(index))
     assert main(["eval", str(tiny_model), "--shards", str(other)]) == 2
     assert "not the one the shards were made with" in capsys.readouterr().err
+
+
+def test_eval_topics_and_batch_size_on_the_command_line(tmp_path, tiny_model, prompts_file, capsys):
+    topics = tmp_path / "topics.yaml"
+    topics.write_text("costs: [premium, deductible, coinsurance]\ncoverage: [cover, plan]\n")
+    out = tmp_path / "report"
+    assert main(["eval", str(tiny_model), str(tiny_model), "--prompts", str(prompts_file), "--topics", str(topics),
+                 "--batch-size", "3", "--max-new-tokens", "2", "--worst", "1", "-o", str(out)]) == 0  # fmt: skip
+    by_topic = json.loads((out / "report.json").read_text())["side_by_side"]["by_topic"]
+    assert sum(t["prompts"] for t in by_topic.values()) == len(prompts_file.read_text().splitlines())
+    assert "## Error analysis by topic" in (out / "report.md").read_text()
+    capsys.readouterr()
+    topics.write_text("- just a list\n")
+    assert main(["eval", str(tiny_model), str(tiny_model), "--prompts", str(prompts_file), "--topics", str(topics)]) == 2
+    assert f"train: error: {topics}: --topics is a mapping of topic -> list of words" in capsys.readouterr().err
+    assert main(["eval", str(tiny_model), str(tiny_model), "--prompts", str(prompts_file), "--batch-size", "0"]) == 2
+    assert "--batch-size: must be at least 1, got 0" in capsys.readouterr().err

@@ -71,7 +71,9 @@ def source_identity(kind: str, where: str) -> dict:
 def load_base(kind: str, where: str, dtype: str):
     """(model, tokenizer) of what `locate` found; a hub id from the local cache only."""
     import torch
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # the stage prints one line when done, not transformers' bars
     torch_dtype = getattr(torch, dtype)
     if kind != "hub":
         from train.loading import load_model, load_tokenizer, resolve_model

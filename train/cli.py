@@ -178,8 +178,23 @@ def cmd_eval(args) -> int:
 
     run_eval(args.models, args.output, shards=args.shards, split=args.split, sft_test=args.sft_test,
              prompts_file=args.prompts, judge_spec=args.judge, seq_len=args.seq_len, max_tokens=args.max_tokens,
-             max_new_tokens=args.max_new_tokens, worst=args.worst, log=_say)  # fmt: skip
+             max_new_tokens=args.max_new_tokens, worst=args.worst, log=_say, topics=_read_topics(args.topics),
+             batch_size=args.batch_size)  # fmt: skip
     return 0
+
+
+def _read_topics(path: str | None) -> dict[str, list[str]] | None:
+    """--topics FILE: a YAML/JSON mapping of topic -> words (as the eval stage's `topics`)."""
+    if path is None:
+        return None
+    from corpus.yaml_file import read_yaml
+    from train.errors import TrainError
+
+    topics = read_yaml(path, "topics file")
+    if not isinstance(topics, dict) or not all(isinstance(k, str) and isinstance(v, list) and all(isinstance(w, str) for w in v)
+                                               for k, v in topics.items()):  # fmt: skip
+        raise TrainError(f"{path}: --topics is a mapping of topic -> list of words")
+    return topics
 
 
 def _generation_args(p: argparse.ArgumentParser) -> None:
@@ -212,7 +227,9 @@ def _inference_parsers(sub) -> None:
     p.add_argument("--seq-len", type=int, default=512, help="window for perplexity, cut-off for SFT loss")
     p.add_argument("--max-tokens", type=int, default=200_000, help="most tokens per domain for perplexity")
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--worst", type=int, default=10, help="worst answers listed per model")
+    p.add_argument("--worst", type=int, default=10, help="worst answers listed per model (and per topic with --topics)")
+    p.add_argument("--topics", metavar="FILE", help="YAML mapping topic -> words: win rate and worst answers per topic")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
     p.set_defaults(func=cmd_eval)
 
 

@@ -94,15 +94,15 @@ OTHER_TOPIC = "other"
 
 
 def topic_of(prompt: dict, topics: dict[str, list[str]]) -> str:
-    """The first topic one of whose words (case-insensitive, whole words or their plurals/-ing forms)
-    the prompt or its reference holds; `other` when none does."""
-    text = " ".join([prompt["messages"][-1]["content"], prompt.get("reference") or ""]).lower()
-    words = set(_WORD.findall(text))
-    for topic, keys in topics.items():
-        for key in keys:
-            key = key.lower()
-            if (" " in key and key in text) or key in words or any(w.startswith(key) and len(w) - len(key) <= 3 for w in words):
-                return topic
+    """The first topic one of whose words (case-insensitive: a whole word, the word with up to three
+    more letters, or a phrase) the prompt holds; else the first its reference holds; else `other`."""
+    for text in (prompt["messages"][-1]["content"], prompt.get("reference") or ""):
+        text = text.lower()
+        words = set(_WORD.findall(text))
+        for topic, keys in topics.items():
+            for key in map(str.lower, keys):
+                if (" " in key and key in text) or any(w.startswith(key) and len(w) - len(key) <= 3 for w in words):
+                    return topic
     return OTHER_TOPIC
 
 
@@ -243,6 +243,8 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
 
     if not (shards or sft_test or prompts_file):
         raise TrainError("nothing to evaluate: give --shards, --sft-test and/or --prompts")
+    if batch_size < 1:
+        raise TrainError(f"--batch-size: must be at least 1, got {batch_size}")
     if prompts_file and len(models) < 2:
         raise TrainError("--prompts compares models side by side: give at least two model folders")
     names = _unique_names(models)
@@ -250,6 +252,12 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
 
     sources = eval_sources if eval_sources is not None else [f for f in [prompts_file, *(sft_test or [])] if f]
     for name, path in zip(names, models):
+        from train.base_model import is_base_model_folder
+
+        if is_base_model_folder(Path(path)):  # made elsewhere: its lineage starts here
+            if sources:
+                log(f"eval: note: {name} is a model trained elsewhere; whether its training data held these items is unknown")
+            continue
         for f in undecontaminated(path, sources):
             log(f"eval: warning: {name}: no `corpus decontaminate --against {f}` in the lineage of its training data; "
                 "its scores on it may be inflated by items it trained on")  # fmt: skip
