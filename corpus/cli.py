@@ -314,8 +314,11 @@ def cmd_tokenizer_train(args) -> int:
         config = TokenizerTrainConfig(**options)
     except ValidationError as e:
         raise _config_error(e) from None
+    from corpus.tokenize.common import tokenizer_fingerprint
+
+    # the pipeline's tokenizer stage computes the same: a rerun with the same inputs and options is up to date
     train_tokenizer(args.inputs, args.output, config, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]],
-                    name=_output_name(args))  # fmt: skip
+                    name=_output_name(args), fingerprint=tokenizer_fingerprint(config.model_dump(), args.inputs))  # fmt: skip
     return 0
 
 
@@ -331,8 +334,12 @@ def cmd_tokenize(args) -> int:
         )  # fmt: skip
     except ValidationError as e:
         raise _config_error(e) from None
+    from corpus.tokenize.common import tokenize_fingerprint
+
+    # the pipeline's tokenize stage computes the same: a rerun with the same inputs and options is up to date
     tokenize_dataset(args.inputs, args.output, config, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]],
-                     name=_output_name(args), executor=_executor(args))  # fmt: skip
+                     name=_output_name(args), fingerprint=tokenize_fingerprint(config.model_dump(), args.inputs),
+                     executor=_executor(args))  # fmt: skip
     return 0
 
 

@@ -26,16 +26,16 @@ def run_classifier_stage(options, written: list[Path], out: Path, name: str, bas
         is_classifier_folder,
         train_classifier,
     )
-    from corpus.tokenize.stages import _fingerprint, _up_to_date
+    from corpus.tokenize.common import stage_fingerprint, up_to_date
 
     config = ClassifierConfig.model_validate(options.model_dump(exclude={"positive", "negative", "pool", "name"}))
     positive = [resolve(r, written, base) for r in options.positive]
     negative = [resolve(r, written, base) for r in options.negative]
     pool = [resolve(r, written, base) for r in options.pool]
     paths = [Path(p) for p in positive + negative + pool]
-    fp = _fingerprint("classifier", {**config.model_dump(), "positive": positive, "negative": negative, "pool": pool},
+    fp = stage_fingerprint("classifier", {**config.model_dump(), "positive": positive, "negative": negative, "pool": pool},
                       [p for p in paths if p.is_dir()])  # fmt: skip
-    if _up_to_date(out, fp, is_classifier_folder) and not overwrite:
+    if up_to_date(out, fp, is_classifier_folder) and not overwrite:
         say(f"classifier: {out} is up to date (same seeds and config); nothing to do")
         return out
     train_classifier(positive, negative, out, config, pool=pool, name=options.name or name.split("/")[0],

@@ -254,6 +254,11 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
 
     executor = executor or ExecutorConfig()
     files, lineage = dataset_inputs(inputs)
+    target = PartialOutput(output, overwrite, is_shards_folder, inputs, fingerprint)
+    if target.up_to_date():
+        say(f"tokenize: {output} is up to date (same inputs and config); nothing to do")
+        return json.loads((target.final / CARD_JSON).read_text(encoding="utf-8"))
+    target.check()  # before any work
     text_bytes = _check_inputs(files)
     tokenizer, specials = load_tokenizer(config.tokenizer)
     if "eos" not in specials:
@@ -265,7 +270,6 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
     extent = vocab_extent(tokenizer)
     dtype = choose_dtype(config.dtype, extent, config.tokenizer)
     configure_main_logging()
-    target = PartialOutput(output, overwrite, is_shards_folder, inputs)
     attempt = _sha256_text(json.dumps({"config": config.model_dump(), "files": files, "tokenizer": tokenizer_sha256(Path(config.tokenizer)),
                                        "executor": [executor.type, executor.tasks], "version": corpus.__version__}, sort_keys=True))  # fmt: skip
     partial = target.start(resume=attempt)

@@ -14,39 +14,18 @@ output as it is (the number of tasks is not part of that: the shards do not depe
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-from corpus.document import CARD_JSON, is_dataset
+from corpus.document import is_dataset
 from corpus.errors import CorpusError
 from corpus.progress import say
+from corpus.tokenize.common import tokenize_fingerprint, tokenizer_fingerprint, up_to_date
 from corpus.tokenize.shards import TokenizeConfig, is_shards_folder, tokenize_dataset
 from corpus.tokenize.train_tokenizer import TokenizerTrainConfig, is_tokenizer_folder, train_tokenizer
 
 
 class TokenizeStageConfig(TokenizeConfig):
     tokenizer: str | None = None  # unset: the output of the pipeline's `tokenizer` stage
-
-
-def _fingerprint(kind: str, config: dict, inputs: list[Path]) -> str:
-    cards = []
-    for path in inputs:
-        try:
-            cards.append(json.loads((path / CARD_JSON).read_text(encoding="utf-8")).get("card_sha256"))
-        except (OSError, json.JSONDecodeError):
-            cards.append(None)
-    payload = json.dumps({"stage": kind, "config": config, "inputs": cards}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def _up_to_date(out: Path, fingerprint: str, finished) -> bool:
-    if not finished(out):
-        return False
-    try:
-        return json.loads((out / CARD_JSON).read_text(encoding="utf-8")).get("fingerprint") == fingerprint
-    except (OSError, json.JSONDecodeError):
-        return False
 
 
 def run_tokenize_stage(kind: str, options, written: list[Path], out: Path, name: str, base: Path,
@@ -59,8 +38,8 @@ def run_tokenize_stage(kind: str, options, written: list[Path], out: Path, name:
         config = TokenizerTrainConfig.model_validate(options.model_dump())
         if config.extend:
             config = config.model_copy(update={"extend": str((base / config.extend).resolve())})
-        fp = _fingerprint(kind, config.model_dump(), [source])
-        if _up_to_date(out, fp, is_tokenizer_folder) and not overwrite:
+        fp = tokenizer_fingerprint(config.model_dump(), [source])  # the same as `corpus tokenizer train`'s
+        if up_to_date(out, fp, is_tokenizer_folder) and not overwrite:
             say(f"tokenizer: {out} is up to date (same inputs and config); nothing to do")
             return out
         train_tokenizer([str(source)], out, config, overwrite=True, command=command, name=name, fingerprint=fp)
@@ -73,9 +52,8 @@ def run_tokenize_stage(kind: str, options, written: list[Path], out: Path, name:
     else:
         raise CorpusError(f"{pipeline_file}: stage 'tokenize' needs `tokenizer: PATH` or a 'tokenizer' stage before it")
     config = TokenizeConfig.model_validate({**options.model_dump(), "tokenizer": str(tokdir)})
-    tokdir_card = [tokdir] if (tokdir / CARD_JSON).is_file() else []
-    fp = _fingerprint(kind, config.model_dump(), [source, *tokdir_card])
-    if _up_to_date(out, fp, is_shards_folder) and not overwrite:
+    fp = tokenize_fingerprint(config.model_dump(), [source])  # the same as `corpus tokenize`'s
+    if up_to_date(out, fp, is_shards_folder) and not overwrite:
         say(f"tokenize: {out} is up to date (same inputs and config); nothing to do")
         return out
     card = tokenize_dataset([str(source)], out, config, overwrite=True, command=command, name=name, fingerprint=fp, executor=executor)

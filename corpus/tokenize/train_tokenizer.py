@@ -331,7 +331,12 @@ def train_tokenizer(inputs: list[str], output: str | Path, config: TokenizerTrai
     base_dir = Path(config.extend) if config.extend else None
     if base_dir is not None:
         load_tokenizer(base_dir)  # a bad folder fails before any training
-    target = PartialOutput(output, overwrite, is_tokenizer_folder, list(inputs) + ([config.extend] if config.extend else []))
+    target = PartialOutput(output, overwrite, is_tokenizer_folder, list(inputs) + ([config.extend] if config.extend else []),
+                           fingerprint)  # fmt: skip
+    if target.up_to_date():
+        say(f"tokenizer: {output} is up to date (same inputs and config); nothing to do")
+        return json.loads((target.final / "card.json").read_text(encoding="utf-8"))
+    target.check()  # before reading the documents
     docs = _document_table(files)
     sample, evaluation, pool = choose_sample(docs, config)
     sample_ids = set(sample["id"].to_list())
