@@ -232,6 +232,12 @@ def cmd_run(args) -> int:
     from corpus.pipeline import run_pipeline
 
     written = run_pipeline(args.pipeline, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])
+    models = [p for p in written if (p / "config.json").is_file() and (p / "run.json").is_file()]  # tuned models (sft, dpo)
+    if models:
+        print(f"model:  {models[-1]} (a Hugging Face folder: train chat {models[-1]})")
+    evals = [p for p in written if (p / "report.md").is_file() and (p / "report.json").is_file()]
+    if evals and evals[-1] != written[-1]:
+        print(f"report: {evals[-1] / 'report.md'}")
     if written:
         last = written[-1]
         if (last / "README.md").is_file():

@@ -197,3 +197,25 @@ def test_eval_topics_and_batch_size_on_the_command_line(tmp_path, tiny_model, pr
     assert f"train: error: {topics}: --topics is a mapping of topic -> list of words" in capsys.readouterr().err
     assert main(["eval", str(tiny_model), str(tiny_model), "--prompts", str(prompts_file), "--batch-size", "0"]) == 2
     assert "--batch-size: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_chat_discourages_repetition_by_default_generate_does_not(tmp_path, tiny_model, monkeypatch, capsys):
+    import train.generate as generate
+
+    seen = {}
+    monkeypatch.setattr(generate, "run_chat", lambda *a, **k: seen.setdefault("chat", k["repetition_penalty"]) and 0)
+    monkeypatch.setattr(generate, "run_generate", lambda *a: seen.setdefault("generate", a[-1]) and 0)
+    main(["chat", str(tiny_model)])
+    main(["generate", str(tiny_model), "--prompts", str(tmp_path / "p.txt")])
+    main(["chat", str(tiny_model), "--repetition-penalty", "1.3"])
+    assert seen == {"chat": 1.1, "generate": 1.0}
+    monkeypatch.undo()
+
+    calls = []
+    gen = generate.Generator.load(str(tiny_model), max_new_tokens=2, repetition_penalty=1.2)
+    original = gen.model.generate
+    gen.model.generate = lambda *a, **k: calls.append(k) or original(*a, **k)
+    gen.reply([{"role": "user", "content": "Hi"}])
+    assert calls[-1]["repetition_penalty"] == 1.2
+    assert main(["chat", str(tiny_model), "--repetition-penalty", "0"]) == 2
+    assert "--repetition-penalty: must be positive, got 0.0" in capsys.readouterr().err

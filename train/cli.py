@@ -163,14 +163,14 @@ def _dpo_parser(sub) -> None:
 def cmd_generate(args) -> int:
     from train.generate import run_generate
 
-    run_generate(args.model_dir, args.prompts, args.output, args.max_new_tokens, args.temperature)
+    run_generate(args.model_dir, args.prompts, args.output, args.max_new_tokens, args.temperature, args.repetition_penalty)
     return 0
 
 
 def cmd_chat(args) -> int:
     from train.generate import run_chat
 
-    return run_chat(args.model_dir, args.system, args.max_new_tokens, args.temperature)
+    return run_chat(args.model_dir, args.system, args.max_new_tokens, args.temperature, repetition_penalty=args.repetition_penalty)
 
 
 def cmd_eval(args) -> int:
@@ -197,9 +197,11 @@ def _read_topics(path: str | None) -> dict[str, list[str]] | None:
     return topics
 
 
-def _generation_args(p: argparse.ArgumentParser) -> None:
+def _generation_args(p: argparse.ArgumentParser, repetition_penalty: float) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (repeatable)")
+    p.add_argument("--repetition-penalty", type=float, default=repetition_penalty,
+                   help=f"above 1 discourages repeating tokens (small models loop under greedy decoding); default {repetition_penalty}")
 
 
 def _inference_parsers(sub) -> None:
@@ -207,13 +209,13 @@ def _inference_parsers(sub) -> None:
     p.add_argument("model_dir", metavar="DIR", help="model folder, .gguf file, or 'smollm2'")
     p.add_argument("--prompts", required=True, metavar="FILE", help=".txt (one a line) or JSON/JSONL ({prompt} or any SFT shape)")
     p.add_argument("-o", "--output", metavar="OUT.jsonl", help="default: stdout")
-    _generation_args(p)
+    _generation_args(p, 1.0)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("chat", help="talk to a model (reads stdin; /reset, /exit)")
     p.add_argument("model_dir", metavar="DIR", help="model folder, .gguf file, or 'smollm2'")
     p.add_argument("--system", help="a system message at the start of every conversation")
-    _generation_args(p)
+    _generation_args(p, 1.1)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("eval", help="perplexity per domain, SFT test loss, side-by-side win rate and Elo")

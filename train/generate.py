@@ -30,6 +30,7 @@ class Generator:
     stop_ids: list[int]
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0: greedy, so runs are repeatable
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the prompt or reply
     max_prompt_tokens: int = 2048
 
     @classmethod
@@ -63,7 +64,8 @@ class Generator:
             mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in batch], device=self.model.device)
             with torch.no_grad():
                 out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new_tokens,
-                                          eos_token_id=self.stop_ids, pad_token_id=pad, **sampling)  # fmt: skip
+                                          eos_token_id=self.stop_ids, pad_token_id=pad, **sampling,
+                                          **({"repetition_penalty": self.repetition_penalty} if self.repetition_penalty != 1.0 else {}))  # fmt: skip
             for row, i in enumerate(batch):
                 answers[i] = self.tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
         return answers
@@ -108,9 +110,12 @@ def load_prompts(path: str | Path) -> list[dict]:
     return prompts
 
 
-def run_generate(model_path: str, prompts_file: str, output: str | None, max_new_tokens: int, temperature: float) -> list[dict]:
+def run_generate(model_path: str, prompts_file: str, output: str | None, max_new_tokens: int, temperature: float,
+                 repetition_penalty: float = 1.0) -> list[dict]:  # fmt: skip
+    if repetition_penalty <= 0:
+        raise TrainError(f"--repetition-penalty: must be positive, got {repetition_penalty}")
     prompts = load_prompts(prompts_file)
-    generator = Generator.load(model_path, max_new_tokens=max_new_tokens, temperature=temperature)
+    generator = Generator.load(model_path, max_new_tokens=max_new_tokens, temperature=temperature, repetition_penalty=repetition_penalty)
     rows = []
     sink = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
@@ -131,8 +136,10 @@ CHAT_HELP = "Type a message; /reset starts a new conversation, /exit (or end of 
 
 
 def run_chat(model_path: str, system: str | None, max_new_tokens: int, temperature: float,
-             stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:  # fmt: skip
-    generator = Generator.load(model_path, max_new_tokens=max_new_tokens, temperature=temperature)
+             stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, repetition_penalty: float = 1.0) -> int:  # fmt: skip
+    if repetition_penalty <= 0:
+        raise TrainError(f"--repetition-penalty: must be positive, got {repetition_penalty}")
+    generator = Generator.load(model_path, max_new_tokens=max_new_tokens, temperature=temperature, repetition_penalty=repetition_penalty)
     interactive = stdin.isatty()
     start = [{"role": "system", "content": system}] if system else []
     history = list(start)
