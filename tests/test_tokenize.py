@@ -365,27 +365,30 @@ def _mtimes(folder: Path) -> dict[str, int]:
     return {str(f.relative_to(folder)): f.stat().st_mtime_ns for f in sorted(folder.rglob("*"))}
 
 
+def _check_rerun_contract(stage: str, args: list[str], same: list[str], out, capsys) -> None:
+    """Run; rerun `same` (up to date, nothing touched); another seed (refused, nothing touched);
+    with --overwrite (redone); then that is up to date."""
+    assert main(args) == 0
+    before = _mtimes(out)
+    capsys.readouterr()
+    assert main(same) == 0
+    assert f"{stage}: {out} is up to date (same inputs and config); nothing to do" in capsys.readouterr().err
+    assert _mtimes(out) == before
+    assert main([*args, "--seed", "1"]) == 2
+    assert f"{out}: was made by another configuration; pass --overwrite to replace it" in capsys.readouterr().err
+    assert _mtimes(out) == before
+    assert main([*args, "--seed", "1", "--overwrite"]) == 0
+    assert json.loads((out / "card.json").read_text())["config"]["seed"] == 1
+    assert (out / "card.json").stat().st_mtime_ns != before["card.json"]
+    assert main([*args, "--seed", "1"]) == 0 and "is up to date" in capsys.readouterr().err
+
+
 def test_tokenizer_train_rerun_is_up_to_date_and_another_config_needs_overwrite(tmp_path, pipeline_out, capsys):
     dataset = str(pipeline_out / "00-ingest")
     base, out = tmp_path / "base", tmp_path / "tok"
     assert main(["-q", "tokenizer", "train", dataset, "-o", str(base), "--vocab-size", "600", "--weights", "general=1", "--no-compare"]) == 0
     args = ["tokenizer", "train", dataset, "-o", str(out), "--vocab-size", "800", "--no-compare", "--extend", str(base)]
-    assert main(args) == 0
-    before = _mtimes(out)
-    capsys.readouterr()
-    # the same inputs and options: nothing to do, nothing touched
-    assert main(args) == 0
-    assert f"tokenizer: {out} is up to date (same inputs and config); nothing to do" in capsys.readouterr().err
-    assert _mtimes(out) == before
-    # another option: refused without --overwrite, naming the folder
-    assert main([*args, "--seed", "1"]) == 2
-    assert f"{out}: was made by another configuration; pass --overwrite to replace it" in capsys.readouterr().err
-    assert _mtimes(out) == before
-    # --overwrite redoes it, and then that is up to date
-    assert main([*args, "--seed", "1", "--overwrite"]) == 0
-    assert json.loads((out / "card.json").read_text())["config"]["seed"] == 1
-    assert (out / "card.json").stat().st_mtime_ns != before["card.json"]
-    assert main([*args, "--seed", "1"]) == 0 and "is up to date" in capsys.readouterr().err
+    _check_rerun_contract("tokenizer", args, args, out, capsys)
     # the base tokenizer is an input: another base at the same path is another run
     assert main(["-q", "tokenizer", "train", dataset, "-o", str(base), "--vocab-size", "650", "--weights", "general=1", "--no-compare",
                  "--overwrite"]) == 0  # fmt: skip
@@ -396,22 +399,7 @@ def test_tokenizer_train_rerun_is_up_to_date_and_another_config_needs_overwrite(
 def test_tokenize_rerun_is_up_to_date_and_another_config_needs_overwrite(tmp_path, pipeline_out, tokdir, capsys):
     out = tmp_path / "tokens"
     args = ["tokenize", str(pipeline_out / "00-ingest"), "-o", str(out), "--tokenizer", str(tokdir), "--shard-size-mb", "0.05"]
-    assert main(args) == 0
-    before = _mtimes(out)
-    capsys.readouterr()
-    # the same inputs and options (the number of tasks is not one): nothing to do, nothing touched
-    assert main([*args, "--tasks", "2"]) == 0
-    assert f"tokenize: {out} is up to date (same inputs and config); nothing to do" in capsys.readouterr().err
-    assert _mtimes(out) == before
-    # another option: refused without --overwrite, naming the folder
-    assert main([*args, "--seed", "1"]) == 2
-    assert f"{out}: was made by another configuration; pass --overwrite to replace it" in capsys.readouterr().err
-    assert _mtimes(out) == before
-    # --overwrite redoes it, and then that is up to date
-    assert main([*args, "--seed", "1", "--overwrite"]) == 0
-    assert json.loads((out / "card.json").read_text())["config"]["seed"] == 1
-    assert (out / "card.json").stat().st_mtime_ns != before["card.json"]
-    assert main([*args, "--seed", "1"]) == 0 and "is up to date" in capsys.readouterr().err
+    _check_rerun_contract("tokenize", args, [*args, "--tasks", "2"], out, capsys)  # the number of tasks is not an option that counts
     # another input dataset is another run too
     other = make_dataset(tmp_path / "other", [{"text": "a premium and a deductible", "id": "x"}])
     assert main(["tokenize", str(other), *args[2:], "--seed", "1"]) == 2
