@@ -62,6 +62,7 @@ def figures(out: Path) -> dict:
         "pages_ppl": (report["perplexity"][base]["insurance"]["perplexity"], report["perplexity"][final]["insurance"]["perplexity"]),
         "elo": report["side_by_side"]["elo"],
         "judge": report["side_by_side"]["judge"],
+        "decoding": report.get("decoding", {}),
     }  # fmt: skip
 
 
@@ -88,7 +89,8 @@ def main() -> int:
                 print(f"seed {seed}: the pipeline failed (exit {proc.returncode})", file=sys.stderr)
                 return 1
         rows.append({"seed": seed, "seconds": seconds, **figures(out)})
-    print(f"judge: {rows[0]['judge']}; {rows[0]['prompts']} held-out prompts per seed; target win rate >= {TARGET_WIN_RATE}\n")
+    print(f"judge: {rows[0]['judge']}; decoding: greedy, {rows[0]['decoding']}; {rows[0]['prompts']} held-out prompts per seed; "
+          f"target win rate >= {TARGET_WIN_RATE}\n")
     print("| seed | wall | final wins / ties / losses | win rate | perplexity on held-out answers (base -> final) "
           "| perplexity on held-out insurance pages (base -> final) |")
     print("|---|---|---|---|---|---|")
@@ -109,8 +111,11 @@ def main() -> int:
 def ask_questions(out: Path, label: str) -> None:
     """Base and final model on the questions that are not in the sample: win rate and the answers."""
     target = out / "questions"
+    evals = [e["eval"] for e in yaml.safe_load(PIPELINE.read_text(encoding="utf-8"))["stages"] if "eval" in e]
+    penalty = str(evals[-1].get("repetition_penalty", 1.0))  # decoded as the pipeline's eval decodes
     command = [str(Path(sys.executable).parent / "train"), "-q", "eval", str(out / "06-base_model"), str(out / "final-model"),
-               "--prompts", str(QUESTIONS), "--max-new-tokens", "96", "--worst", "0", "-o", str(target)]  # fmt: skip
+               "--prompts", str(QUESTIONS), "--max-new-tokens", "96", "--worst", "0", "--repetition-penalty", penalty,
+               "-o", str(target)]  # fmt: skip
     subprocess.run(command, check=True)
     report = json.loads((target / "report.json").read_text(encoding="utf-8"))
     base, final = list(report["models"])

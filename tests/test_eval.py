@@ -187,8 +187,11 @@ def test_eval_topics_and_batch_size_on_the_command_line(tmp_path, tiny_model, pr
     topics.write_text("costs: [premium, deductible, coinsurance]\ncoverage: [cover, plan]\n")
     out = tmp_path / "report"
     assert main(["eval", str(tiny_model), str(tiny_model), "--prompts", str(prompts_file), "--topics", str(topics),
-                 "--batch-size", "3", "--max-new-tokens", "2", "--worst", "1", "-o", str(out)]) == 0  # fmt: skip
-    by_topic = json.loads((out / "report.json").read_text())["side_by_side"]["by_topic"]
+                 "--batch-size", "3", "--max-new-tokens", "2", "--worst", "1", "--repetition-penalty", "1.2", "-o", str(out)]) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert report["decoding"] == {"max_new_tokens": 2, "repetition_penalty": 1.2}  # said, as the judge is
+    assert "judge: token-overlap F1; greedy, repetition penalty 1.2" in (out / "report.md").read_text()
+    by_topic = report["side_by_side"]["by_topic"]
     assert sum(t["prompts"] for t in by_topic.values()) == len(prompts_file.read_text().splitlines())
     assert "## Error analysis by topic" in (out / "report.md").read_text()
     capsys.readouterr()

@@ -103,6 +103,7 @@ def test_insurance_pipeline_end_to_end(tmp_path, tiny_model):
     (pair,) = sbs["pairwise"]
     assert pair["a_wins"] + pair["ties"] + pair["b_wins"] == 3
     assert sum(t["prompts"] for t in sbs["by_topic"].values()) == 3
+    assert report["decoding"]["repetition_penalty"] == 1.1  # the stage's option reaches the generation
     assert set(sbs["by_topic"]) <= {"claims", "costs", "enrollment", "coverage", "other"}
     markdown = (folders["eval"] / "report.md").read_text()
     assert "## Perplexity on token shards" in markdown and "A win rate" in markdown

@@ -179,7 +179,7 @@ def cmd_eval(args) -> int:
     run_eval(args.models, args.output, shards=args.shards, split=args.split, sft_test=args.sft_test,
              prompts_file=args.prompts, judge_spec=args.judge, seq_len=args.seq_len, max_tokens=args.max_tokens,
              max_new_tokens=args.max_new_tokens, worst=args.worst, log=_say, topics=_read_topics(args.topics),
-             batch_size=args.batch_size)  # fmt: skip
+             batch_size=args.batch_size, repetition_penalty=args.repetition_penalty)  # fmt: skip
     return 0
 
 
@@ -232,6 +232,7 @@ def _inference_parsers(sub) -> None:
     p.add_argument("--worst", type=int, default=10, help="worst answers listed per model (and per topic with --topics)")
     p.add_argument("--topics", metavar="FILE", help="YAML mapping topic -> words: win rate and worst answers per topic")
     p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens, for every model alike")
     p.set_defaults(func=cmd_eval)
 
 

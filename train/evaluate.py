@@ -234,7 +234,7 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
              sft_test: list[str] | None = None, prompts_file: str | None = None, judge_spec: str | None = None,
              seq_len: int = 512, max_tokens: int = 200_000, max_new_tokens: int = 128, worst: int = 10,
              log=print, eval_sources: list[str] | None = None, topics: dict[str, list[str]] | None = None,
-             batch_size: int = 8) -> dict:  # fmt: skip
+             batch_size: int = 8, repetition_penalty: float = 1.0) -> dict:  # fmt: skip
     """`eval_sources`: the files the prompts and test rows come from (default: the files given),
     checked against each model's lineage: a warning when no decontamination covered them."""
     from train.formats import LoadReport, load_sft
@@ -245,6 +245,8 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
         raise TrainError("nothing to evaluate: give --shards, --sft-test and/or --prompts")
     if batch_size < 1:
         raise TrainError(f"--batch-size: must be at least 1, got {batch_size}")
+    if repetition_penalty <= 0:
+        raise TrainError(f"--repetition-penalty: must be positive, got {repetition_penalty}")
     if prompts_file and len(models) < 2:
         raise TrainError("--prompts compares models side by side: give at least two model folders")
     names = _unique_names(models)
@@ -282,11 +284,12 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
             report["sft_test"][name]["skipped"] = sum(dropped.skipped.values())
             log(f"eval: {name}: SFT test loss {report['sft_test'][name]['loss']}")
         if prompts:
-            generator = Generator(model, tokenizer, _stop_ids(tokenizer), max_new_tokens=max_new_tokens)
+            generator = Generator(model, tokenizer, _stop_ids(tokenizer), max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
             answers[name] = generator.replies([p["messages"] for p in prompts], batch_size)
         del model
     if prompts:
         report["side_by_side"] = compare(answers, prompts, judge, worst, topics)
+        report["decoding"] = {"max_new_tokens": max_new_tokens, "repetition_penalty": repetition_penalty}
         report["answers"] = answers
         log("eval: Elo " + ", ".join(f"{m} {r}" for m, r in report["side_by_side"]["elo"].items()))
     if output:
@@ -352,7 +355,9 @@ def render_report(report: dict) -> str:
         lines += [f"| {m} | {v['examples']} | {v['tokens']:,} | {v['loss']} | {v['perplexity']} |" for m, v in report["sft_test"].items()]
     sbs = report.get("side_by_side")
     if sbs:
-        lines.append(f"\n## Side by side ({sbs['prompts']} prompts, judge: {sbs['judge']})\n")
+        decoding = report.get("decoding")
+        how = f"; greedy, repetition penalty {decoding['repetition_penalty']}" if decoding else ""
+        lines.append(f"\n## Side by side ({sbs['prompts']} prompts, judge: {sbs['judge']}{how})\n")
         lines.append("| model | mean score | Elo |\n|---|---|---|")
         lines += [f"| {m} | {sbs['mean_score'][m]} | {r} |" for m, r in sbs["elo"].items()]
         lines.append("\n| A | B | A wins | ties | B wins | A win rate |\n|---|---|---|---|---|---|")

@@ -86,6 +86,7 @@ class EvalStageConfig(BaseModel):
     prompts: int | Literal["all"] = Field(8, description="held-out SFT prompts run side by side (0: no side-by-side)")
     max_new_tokens: int = Field(48, gt=0)
     batch_size: int = Field(8, gt=0, description="prompts generated together")
+    repetition_penalty: float = Field(1.0, gt=0, description="above 1 discourages repeated tokens, for every model alike (train chat uses 1.1)")
     worst: int = Field(5, ge=0, description="worst answers listed for error analysis (per topic with `topics`)")
     judge: str | None = Field(None, description="module:attribute; unset: token-overlap F1 with the reference")
     against: list[str] = Field(["pretrain"], min_length=1,
@@ -318,7 +319,7 @@ def _eval_stage(options: EvalStageConfig, written, out: Path, base: Path, overwr
              judge_spec=options.judge, seq_len=options.seq_len, max_tokens=options.max_tokens,
              max_new_tokens=options.max_new_tokens, worst=options.worst, log=say,
              eval_sources=[str(test)] if has_test else None, topics=options.topics,
-             batch_size=options.batch_size)  # fmt: skip
+             batch_size=options.batch_size, repetition_penalty=options.repetition_penalty)  # fmt: skip
     _store_fingerprint(out, "eval", fp, {"base": others[0], "sft": sft, "shards": shards})
     return out
 
