@@ -225,7 +225,7 @@ def _mix_stage_job(options, written, out, name, base, executor, overwrite, progr
     return mix_job([str(datasets[-1])], name, options, out, executor, overwrite=overwrite, replace_stale=True, progress=progress)
 
 
-def _earlier_or_path(ref: str, written: list[Path], base: Path) -> str:
+def earlier_or_path(ref: str, written: list[Path], base: Path) -> str:
     """An earlier stage's folder, by its folder name (`04-instruct`) or kind (`instruct`: the latest
     such), or else a path relative to the pipeline file."""
     found = [p for p in written if ref in (p.name, p.name.split("-", 1)[-1])]
@@ -317,17 +317,17 @@ def _run_stages(path: Path, config: PipelineConfig, stages: list, base: Path, ou
             source = next((p for p in reversed(written) if is_dataset(p)), None)
             if source is None:
                 raise CorpusError(f"{path}: stage decontaminate needs a dataset stage before it")
-            options = options.model_copy(update={"against": [_earlier_or_path(r, written, base) for r in options.against]})
+            options = options.model_copy(update={"against": [earlier_or_path(r, written, base) for r in options.against]})
             job = decontaminate_job([str(source)], name, options, progress=progress)
         elif kind == "classifier":  # a classifier folder, not a dataset folder: no run_stage
             from corpus.classify.stages import run_classifier_stage
 
-            written.append(run_classifier_stage(options, written, out, name, base, overwrite, command, _earlier_or_path))
+            written.append(run_classifier_stage(options, written, out, name, base, overwrite, command, earlier_or_path))
             continue
         elif kind == "classify":
             from corpus.classify.stages import classify_stage_job
 
-            job = classify_stage_job(options, written, name, base, path, _earlier_or_path, progress)
+            job = classify_stage_job(options, written, name, base, path, earlier_or_path, progress)
         else:  # pragma: no cover - STAGE_MODELS and this dispatch grow together
             raise CorpusError(f"{path}: stage {kind!r} cannot run yet")
         card = run_stage(

@@ -12,7 +12,6 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SAMPLE = REPO / "sample"
-SHARED = REPO.parent / "shared" / "data"
 GLOSSARY = SAMPLE / "insurance" / "healthcare-gov-2013" / "glossary"
 TUTORIAL = SAMPLE / "general" / "python-3.11-docs" / "tutorial"
 

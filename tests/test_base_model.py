@@ -151,3 +151,15 @@ def test_insurance_gpu_pipeline_is_valid():
     assert "/" in options["base_model"].model and options["pretrain"].init_from == "base_model"
     assert options["pretrain"].device in ("auto", "cuda")
     assert "final-model" in stage_folders(config)
+
+
+def test_eval_against_an_unknown_model_is_one_line(tmp_path):
+    from corpus.errors import CorpusError
+    from train.stages import EvalStageConfig, _eval_stage
+
+    sft = tmp_path / "final-model"
+    sft.mkdir()
+    (sft / "run.json").write_text(json.dumps({"kind": "sft"}))
+    with pytest.raises(CorpusError, match=r"p.yaml: eval: against: 'no_such_stage' is neither an earlier stage nor an existing model"):
+        _eval_stage(EvalStageConfig(against=["no_such_stage"]), [sft], tmp_path / "eval", tmp_path, False, "p.yaml")
+    assert not (tmp_path / "eval").exists()

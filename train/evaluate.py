@@ -253,9 +253,9 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
     from train.lineage import undecontaminated
 
     sources = eval_sources if eval_sources is not None else [f for f in [prompts_file, *(sft_test or [])] if f]
-    for name, path in zip(names, models):
-        from train.base_model import is_base_model_folder
+    from train.base_model import is_base_model_folder
 
+    for name, path in zip(names, models):
         if is_base_model_folder(Path(path)):  # made elsewhere: its lineage starts here
             if sources:
                 log(f"eval: note: {name} is a model trained elsewhere; whether its training data held these items is unknown")

@@ -176,10 +176,9 @@ def _is_sft_run(path: Path) -> bool:
 
 
 def _stage_ref(ref: str, written: list[Path], base: Path) -> Path:
-    """An earlier stage's folder, by folder name (`06-base_model`) or kind (`base_model`: the latest
-    such), else a path relative to the pipeline file."""
-    found = [p for p in written if ref in (p.name, p.name.split("-", 1)[-1])]
-    return found[-1] if found else (base / ref).resolve()
+    from corpus.pipeline import earlier_or_path
+
+    return Path(earlier_or_path(ref, written, base))
 
 
 def _model_ref(ref: str, written: list[Path], base: Path) -> Path:
