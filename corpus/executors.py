@@ -187,8 +187,8 @@ class ThreadedLocalExecutor:
             (self.logging_dir / sub).mkdir(parents=True, exist_ok=True)
         self._cancel = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="task")
-        futures = [pool.submit(self._run_task, deepcopy(self.pipeline), rank) for rank in ranks]
-        try:
+        try:  # from the first submit on: Ctrl-C while tasks are still being started stops those already running
+            futures = [pool.submit(self._run_task, deepcopy(self.pipeline), rank) for rank in ranks]
             # a failure, or Ctrl-C here, stops the other tasks at their next batch (as a process
             # pool's would be terminated); their completed work stays for a rerun
             while True:  # in short waits, so that Ctrl-C is seen at once

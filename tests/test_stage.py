@@ -270,6 +270,41 @@ def test_ctrl_c_stops_threaded_tasks_at_their_next_batch(tmp_path):
         assert int((tmp_path / f"yielded-{rank}").read_text()) <= 3
 
 
+class _WaitForCancel(PipelineStep):
+    """Yields one item once the run is cancelled (or after 60 s, which fails the test below)."""
+
+    name = "wait for cancel"
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        _RUNS[-1][0]._cancel.wait(60)
+        yield rank
+
+
+def test_ctrl_c_while_tasks_are_being_started_stops_those_already_running(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import corpus.executors
+    from corpus.executors import ThreadedLocalExecutor
+
+    class InterruptedPool(ThreadPoolExecutor):  # Ctrl-C arrives right after the last task was submitted
+        def submit(self, *args, **kwargs):
+            future = super().submit(*args, **kwargs)
+            if len(self._threads) == 2:
+                raise KeyboardInterrupt
+            return future
+
+    monkeypatch.setattr(corpus.executors, "ThreadPoolExecutor", InterruptedPool)
+    logs = tmp_path / "logs"
+    runner = ThreadedLocalExecutor([_WaitForCancel()], tasks=2, workers=2, logging_dir=str(logs))
+    _RUNS.append((runner, None))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    # run() returned only after both tasks stopped, each cancelled rather than left waiting
+    for rank in (0, 1):
+        assert "interrupted" in (logs / "logs" / f"task_{rank:05d}.log").read_text()
+    assert not any((logs / "completions").iterdir())
+
+
 def test_batches_hold_fewer_rows_when_documents_are_long(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
