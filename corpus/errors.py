@@ -1,5 +1,7 @@
 """Errors a user can act on. The CLI prints them as one line and exits with their code."""
 
+from __future__ import annotations
+
 
 class CorpusError(Exception):
     """Bad input or configuration: printed as `corpus: error: MESSAGE`, exit code 2."""
@@ -27,3 +29,14 @@ def missing_extra(error: ModuleNotFoundError) -> str | None:
         if top in modules:
             return f"this needs the optional '{extra}' extra, which is not installed (module {top!r} is missing): pip install 'corpus-train[{extra}]'"
     return None
+
+
+def validation_message(err, prefix: tuple = ()) -> str:
+    """A pydantic ValidationError as one line: `KEY.PATH: message (and N more)`. A misspelt key is
+    named first (its own error, `unknown key`, is the cause of a `Field required` beside it)."""
+    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    loc = ".".join(str(p) for p in (*prefix, *first["loc"]))
+    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"

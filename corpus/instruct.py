@@ -43,6 +43,7 @@ from corpus.document import CARD_JSON, CARD_README, file_sha256
 from corpus.errors import CorpusError
 from corpus.instruct_rules import RULES
 from corpus.progress import say
+from corpus.stages import Stage, declare
 from corpus.tokenize.common import PartialOutput
 
 PAIRS_FILE = "pairs.jsonl"
@@ -301,3 +302,12 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
     final = target.finish()
     say(f"instruct: {len(pairs):,} pairs ({', '.join(f'{k} {v:,}' for k, v in card['by_rule'].items())}) -> {final}")
     return card
+
+
+def _run(run):
+    # Rebuilding takes seconds, so a rerun always rebuilds its own output.
+    build_instructions([run.latest_dataset()], run.out, run.options, overwrite=True, command=run.command, name=run.name)
+    return run.out
+
+
+declare(Stage("instruct", InstructConfig, _run, "build instruction pairs (messages JSONL) from dataset folders by rules"))

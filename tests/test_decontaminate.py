@@ -159,9 +159,9 @@ def test_a_changed_eval_set_redoes_the_stage(setup, tmp_path, capsys):
 
 def test_pipeline_stage_validates():
     from corpus.decontaminate import DecontaminateConfig
-    from corpus.pipeline import STAGE_MODELS
+    from corpus.stages import stage
 
-    assert STAGE_MODELS["decontaminate"] is DecontaminateConfig
+    assert stage("decontaminate").config is DecontaminateConfig
     with pytest.raises(ValueError):
         DecontaminateConfig(against=[])
     assert DecontaminateConfig(against=["x.jsonl"]).ngram == 13

@@ -333,17 +333,24 @@ def test_pipeline_tokenize_stage_needs_a_tokenizer(tmp_path, tokdir, capsys):
     index = _index(tmp_path / "out" / "01-tokenize")
     assert index["bos_id"] == 0 and index["totals"]["docs"] > 0
     # the number of tasks does not change the shards: the stage run again with more is up to date
+    from types import SimpleNamespace
+
     from corpus.executors import ExecutorConfig
-    from corpus.tokenize.stages import TokenizeStageConfig, run_tokenize_stage
+    from corpus.stages import StageRun, stage
+    from corpus.tokenize.stages import TokenizeStageConfig
 
     out = tmp_path / "out" / "01-tokenize"
     before = (out / "card.json").stat().st_mtime_ns
     options = TokenizeStageConfig(tokenizer=str(tokdir), bos=True)
-    assert run_tokenize_stage("tokenize", options, [tmp_path / "out" / "00-ingest"], out, out.name, tmp_path, False, None, "p.yaml",
-                              ExecutorConfig(tasks=2)) == out  # fmt: skip
+
+    def rerun(options):
+        return stage("tokenize").run(StageRun(kind="tokenize", index=1, options=options, out=out, name=out.name,
+                                              written=[tmp_path / "out" / "00-ingest"], pipeline=SimpleNamespace(executor=ExecutorConfig(tasks=2)),
+                                              pipeline_file=tmp_path / "p.yaml", output=tmp_path / "out"))  # fmt: skip
+
+    assert rerun(options) == out
     assert (out / "card.json").stat().st_mtime_ns == before
-    assert run_tokenize_stage("tokenize", options.model_copy(update={"seed": 1}), [tmp_path / "out" / "00-ingest"], out, out.name,
-                              tmp_path, False, None, "p.yaml", ExecutorConfig(tasks=2)) == out  # fmt: skip
+    assert rerun(options.model_copy(update={"seed": 1})) == out
     assert (out / "card.json").stat().st_mtime_ns != before  # another seed is another output
     assert main(["-q", "run", pipeline("{unknown_key: 1}")]) == 2
     assert "stages.1.tokenize.unknown_key: unknown key" in capsys.readouterr().err

@@ -30,6 +30,7 @@ from corpus.document import CARD_JSON
 from corpus.errors import CorpusError
 from corpus.outputs import mark, remove_ours
 from corpus.progress import say
+from corpus.stages import Stage, declare, earlier_or_path
 from train.ablate import AblateOptions
 from train.sft import SFTOptions
 
@@ -176,8 +177,6 @@ def _is_sft_run(path: Path) -> bool:
 
 
 def _stage_ref(ref: str, written: list[Path], base: Path) -> Path:
-    from corpus.pipeline import earlier_or_path
-
     return Path(earlier_or_path(ref, written, base))
 
 
@@ -194,23 +193,6 @@ def _need(found: Path | None, what: str, kind: str, pipeline_file: str) -> Path:
 
 
 # ---------------------------------------------------------------- the stages
-
-
-def run_train_stage(kind: str, options, written: list[Path], out: Path, name: str, base: Path,
-                    overwrite: bool, command: list[str] | None, pipeline_file: str) -> Path:  # fmt: skip
-    if kind == "base_model":
-        from train.base_model import write_base_model
-
-        return write_base_model(options, base, out, _fingerprint, say)
-    if kind == "pretrain":
-        return _pretrain_stage(options, written, out, base, overwrite, pipeline_file)
-    if kind == "sft":
-        return _sft_stage(options, written, out, overwrite, command, pipeline_file)
-    if kind == "eval":
-        return _eval_stage(options, written, out, base, overwrite, pipeline_file)
-    if kind == "ablate":
-        return _ablate_stage(options, written, out, base, overwrite, pipeline_file)
-    raise CorpusError(f"{pipeline_file}: stage {kind!r} is not a training stage")
 
 
 def _pretrain_stage(options: PretrainStageConfig, written, out: Path, base: Path, overwrite: bool, pipeline_file: str) -> Path:
@@ -358,3 +340,19 @@ def _ablate_stage(options: AblateStageConfig, written, out: Path, base: Path, ov
         say(f"ablate: {c['eval']}: {c['a']} - {c['b']} eval loss {c['diff_mean']:+.4f}{spread}: {c['verdict']}")
     say(f"ablate: report {out / 'report.md'}")
     return out
+
+
+# ---------------------------------------------------------------- their declarations
+
+declare(Stage("pretrain", PretrainStageConfig,
+              lambda run: _pretrain_stage(run.options, run.written, run.out, run.base, run.overwrite, str(run.pipeline_file)),
+              "pretrain (or continue pretraining) on the latest token shards"))  # fmt: skip
+declare(Stage("sft", SFTStageConfig,
+              lambda run: _sft_stage(run.options, run.written, run.out, run.overwrite, run.command, str(run.pipeline_file)),
+              "instruction-tune the latest pretrained model on the latest instruct pairs"))  # fmt: skip
+declare(Stage("eval", EvalStageConfig,
+              lambda run: _eval_stage(run.options, run.written, run.out, run.base, run.overwrite, str(run.pipeline_file)),
+              "compare the tuned model with others: perplexity, side by side, Elo, error analysis"))  # fmt: skip
+declare(Stage("ablate", AblateStageConfig,
+              lambda run: _ablate_stage(run.options, run.written, run.out, run.base, run.overwrite, str(run.pipeline_file)),
+              "equal-token ablation: train one model per dataset arm and compare their eval losses"))  # fmt: skip

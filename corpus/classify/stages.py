@@ -14,53 +14,73 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corpus.document import is_dataset
-from corpus.errors import CorpusError
+from pydantic import BaseModel, ConfigDict, Field
+
+from corpus.classify.train import ClassifierConfig
 from corpus.progress import say
+from corpus.stages import Stage, StageRun, declare
 
 
-def run_classifier_stage(options, written: list[Path], out: Path, name: str, base: Path, overwrite: bool,
-                         command: list[str] | None, resolve) -> Path:  # fmt: skip
-    from corpus.classify.train import (
-        ClassifierConfig,
-        is_classifier_folder,
-        train_classifier,
-    )
+class ClassifierStageConfig(ClassifierConfig):
+    """`corpus classifier train` in a pipeline: seeds are earlier stages (kind or folder name) or paths."""
+
+    positive: list[str] = Field(min_length=1)
+    negative: list[str] = Field(min_length=1)
+    pool: list[str] = Field(default_factory=list)
+    name: str | None = None
+
+
+class ClassifyStageConfig(BaseModel):
+    """`corpus classify` in a pipeline. `model`: a classifier stage or folder (default: the latest
+    classifier stage); `inputs`: earlier stages or dataset folders (default: the latest dataset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    inputs: list[str] = Field(default_factory=list)
+    name: str | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+    keep_top: float | None = Field(None, gt=0, le=1)
+    score_only: bool = False
+
+
+def run_classifier_stage(run: StageRun) -> Path:
+    from corpus.classify.train import is_classifier_folder, train_classifier
     from corpus.tokenize.common import stage_fingerprint, up_to_date
 
+    options, out = run.options, run.out
     config = ClassifierConfig.model_validate(options.model_dump(exclude={"positive", "negative", "pool", "name"}))
-    positive = [resolve(r, written, base) for r in options.positive]
-    negative = [resolve(r, written, base) for r in options.negative]
-    pool = [resolve(r, written, base) for r in options.pool]
+    positive = [run.earlier_or_path(r) for r in options.positive]
+    negative = [run.earlier_or_path(r) for r in options.negative]
+    pool = [run.earlier_or_path(r) for r in options.pool]
     paths = [Path(p) for p in positive + negative + pool]
     fp = stage_fingerprint("classifier", {**config.model_dump(), "positive": positive, "negative": negative, "pool": pool},
                       [p for p in paths if p.is_dir()])  # fmt: skip
-    if up_to_date(out, fp, is_classifier_folder) and not overwrite:
+    if up_to_date(out, fp, is_classifier_folder) and not run.overwrite:
         say(f"classifier: {out} is up to date (same seeds and config); nothing to do")
         return out
-    train_classifier(positive, negative, out, config, pool=pool, name=options.name or name.split("/")[0],
-                     overwrite=True, command=command, fingerprint=fp)  # fmt: skip
+    train_classifier(positive, negative, out, config, pool=pool, name=options.name or run.name.split("/")[0],
+                     overwrite=True, command=run.command, fingerprint=fp)  # fmt: skip
     return out
 
 
-def classify_stage_job(options, written: list[Path], name: str, base: Path, pipeline_file: Path, resolve, progress: bool):
+def run_classify_stage(run: StageRun) -> Path | None:
     from corpus.classify import ClassifyConfig, classify_job
     from corpus.classify.train import is_classifier_folder
 
+    options = run.options
     if options.model is not None:
-        model = resolve(options.model, written, base)
+        model = run.earlier_or_path(options.model)
     else:
-        found = [p for p in written if is_classifier_folder(p)]
-        if not found:
-            raise CorpusError(f"{pipeline_file}: stage 'classify' needs `model: PATH` or a 'classifier' stage before it")
-        model = str(found[-1])
-    if options.inputs:
-        inputs = [resolve(r, written, base) for r in options.inputs]
-    else:
-        source = next((p for p in reversed(written) if is_dataset(p)), None)
-        if source is None:
-            raise CorpusError(f"{pipeline_file}: stage 'classify' needs a dataset stage before it")
-        inputs = [str(source)]
+        found = run.latest(is_classifier_folder)
+        if found is None:
+            raise run.fail("needs `model: PATH` or a 'classifier' stage before it")
+        model = str(found)
+    inputs = [run.earlier_or_path(r) for r in options.inputs] if options.inputs else [run.latest_dataset()]
     config = ClassifyConfig(model=model, name=options.name, threshold=options.threshold, keep_top=options.keep_top,
                             score_only=options.score_only)  # fmt: skip
-    return classify_job(inputs, name, config, progress=progress)
+    return run.publish(classify_job(inputs, run.name, config, progress=run.progress))
+
+
+declare(Stage("classifier", ClassifierStageConfig, run_classifier_stage, "train a fastText classifier on positive and negative seeds"))
+declare(Stage("classify", ClassifyStageConfig, run_classify_stage, "score documents with a classifier; keep those above a threshold"))

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.document import reject_where
 from corpus.stage_stats import STATS_DIR, write_task_stats
+from corpus.stages import Stage, declare
 
 STAGE = "decontaminate"
 INDEX_FILE = "eval_index.npz"
@@ -244,3 +245,13 @@ def items_digest(items) -> str:
     for item in items:
         digest.update(json.dumps(item.texts, ensure_ascii=False).encode())
     return digest.hexdigest()
+
+
+def _run(run):
+    """Reads the latest dataset folder; `against` names eval files (relative to the pipeline) or earlier stages."""
+    source = run.latest_dataset()
+    options = run.options.model_copy(update={"against": [run.earlier_or_path(r) for r in run.options.against]})
+    return run.publish(decontaminate_job([source], run.name, options, progress=run.progress))
+
+
+declare(Stage("decontaminate", DecontaminateConfig, _run, "drop (or redact) documents that hold evaluation items"))

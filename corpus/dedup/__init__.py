@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from corpus.errors import CorpusError
+from corpus.stages import Stage, declare
 
 DEDUP_WORK = "dedup"
 FACTS_FILE = "cluster_facts.json"
@@ -125,3 +126,11 @@ def dedup_job(inputs: list[str], name: str, config: DedupConfig, progress: bool 
         prepare=prepare,
         threads=True,  # Parquet, Arrow and nogil numba kernels: threads run in parallel
     )
+
+
+def _run(run):
+    options = run.options.model_copy(update={"against": [str((run.base / p).resolve()) for p in run.options.against]})
+    return run.publish(dedup_job([run.latest_dataset()], run.name, options, progress=run.progress))
+
+
+declare(Stage("dedup", DedupConfig, _run, "remove exact and near-duplicate documents (MinHash LSH)"))

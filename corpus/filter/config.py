@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from corpus.errors import CorpusError
+from corpus.errors import CorpusError, validation_message
 from corpus.yaml_file import read_yaml
 
 
@@ -294,11 +294,3 @@ def load_filter_config(path: str | Path | None, profile: str | None = None) -> F
         return FilterConfig.model_validate(raw)
     except ValidationError as e:
         raise CorpusError(f"{path}: {validation_message(e)}") from None
-
-
-def validation_message(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"

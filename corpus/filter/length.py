@@ -10,6 +10,7 @@ from datatrove.pipeline.base import PipelineStep
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from corpus.document import reject_where
+from corpus.stages import Stage, declare
 
 
 class LengthFilterConfig(BaseModel):
@@ -56,3 +57,10 @@ def length_filter_job(inputs: list[str], name: str, config: LengthFilterConfig, 
         return [DatasetReader(files, work_dir, "length_filter", progress=progress), LengthFilter(config)]
 
     return StageJob(stage="length_filter", name=name, config=config.model_dump(), inputs=lineage, make_steps=make_steps)
+
+
+def _run(run):
+    return run.publish(length_filter_job([run.latest_dataset()], run.name, run.options, progress=run.progress))
+
+
+declare(Stage("length_filter", LengthFilterConfig, _run, "reject documents outside length bounds"))

@@ -26,6 +26,7 @@ from corpus.document import reject_where
 from corpus.filter.config import FilterConfig
 from corpus.filter.quality import C4_TEXT, failing_masks, quality_checks, quality_scores
 from corpus.stage_stats import STATS_DIR, write_task_stats
+from corpus.stages import Stage, declare
 
 STAGE = "filter"
 BOILERPLATE_FILE = "boilerplate.parquet"
@@ -291,3 +292,10 @@ def _histogram(column: pl.Series, bins: int) -> dict:
         "counts": counts.tolist(),
         "missing": int(len(column) - values.size),
     }
+
+
+def _run(run):
+    return run.publish(filter_job([run.latest_dataset()], run.name, run.options, progress=run.progress))
+
+
+declare(Stage(STAGE, FilterConfig, _run, "sanitise, identify languages, score and decide quality rules"))

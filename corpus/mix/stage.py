@@ -29,6 +29,7 @@ from corpus.mix.counts import DocumentTable, read_document_table
 from corpus.mix.plan import MixTargets, allocate, group_capacity, plan_copies, target_shares
 from corpus.progress import task_progress
 from corpus.stage_stats import write_task_stats
+from corpus.stages import Stage, declare
 from corpus.tokenize.common import tokenizer_sha256
 
 PLAN_COPIES = "mix_copies.npy"
@@ -241,3 +242,21 @@ def mix_job(inputs: list[str], name: str, config: MixConfig, output: str | Path,
     job.extra_card = plan.facts_before()
     job.finalize_hook = plan.achieved_facts
     return job
+
+
+def _run(run):
+    """Reads the latest dataset folder; its tokenizer is `tokenizer: PATH` (relative to the pipeline)
+    or the output of the latest `tokenizer` (or `base_model`) stage before it."""
+    from corpus.tokenize.train_tokenizer import is_tokenizer_folder
+
+    options = run.options
+    source = run.latest_dataset()
+    if options.tokenizer is not None:
+        options = options.model_copy(update={"tokenizer": str((run.base / options.tokenizer).resolve())})
+    elif (tokenizer := run.latest(is_tokenizer_folder)) is not None:
+        options = options.model_copy(update={"tokenizer": str(tokenizer)})
+    return run.publish(mix_job([source], run.name, options, run.out, run.executor, overwrite=run.overwrite, replace_stale=True,
+                               progress=run.progress))  # fmt: skip
+
+
+declare(Stage("mix", MixConfig, _run, "sample dataset folders to a token budget by domain (or source) ratio"))

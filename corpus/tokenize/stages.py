@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corpus.document import is_dataset
-from corpus.errors import CorpusError
 from corpus.progress import say
+from corpus.stages import Stage, StageRun, declare
 from corpus.tokenize.common import tokenize_fingerprint, tokenizer_fingerprint, up_to_date
 from corpus.tokenize.shards import TokenizeConfig, is_shards_folder, tokenize_dataset
 from corpus.tokenize.train_tokenizer import TokenizerTrainConfig, is_tokenizer_folder, train_tokenizer
@@ -28,33 +27,34 @@ class TokenizeStageConfig(TokenizeConfig):
     tokenizer: str | None = None  # unset: the output of the pipeline's `tokenizer` stage
 
 
-def run_tokenize_stage(kind: str, options, written: list[Path], out: Path, name: str, base: Path,
-                       overwrite: bool, command: list[str] | None, pipeline_file: str, executor=None) -> Path | None:  # fmt: skip
-    datasets = [p for p in written if is_dataset(p)]
-    if not datasets:
-        raise CorpusError(f"{pipeline_file}: stage {kind!r} needs a dataset stage before it")
-    source = datasets[-1]
-    if kind == "tokenizer":
-        config = TokenizerTrainConfig.model_validate(options.model_dump())
-        if config.extend:
-            config = config.model_copy(update={"extend": str((base / config.extend).resolve())})
-        fp = tokenizer_fingerprint(config.model_dump(), [source])  # the same as `corpus tokenizer train`'s
-        if up_to_date(out, fp, is_tokenizer_folder) and not overwrite:
-            say(f"tokenizer: {out} is up to date (same inputs and config); nothing to do")
-            return out
-        train_tokenizer([str(source)], out, config, overwrite=True, command=command, name=name, fingerprint=fp)
+def run_tokenizer_stage(run: StageRun) -> Path:
+    config = TokenizerTrainConfig.model_validate(run.options.model_dump())
+    if config.extend:
+        config = config.model_copy(update={"extend": str((run.base / config.extend).resolve())})
+    source, out = run.latest_dataset(), run.out
+    fp = tokenizer_fingerprint(config.model_dump(), [source])  # the same as `corpus tokenizer train`'s
+    if up_to_date(out, fp, is_tokenizer_folder) and not run.overwrite:
+        say(f"tokenizer: {out} is up to date (same inputs and config); nothing to do")
         return out
-    tokenizers = [p for p in written if is_tokenizer_folder(p)]
-    if options.tokenizer is not None:
-        tokdir = (base / options.tokenizer).resolve()
-    elif tokenizers:
-        tokdir = tokenizers[-1]
-    else:
-        raise CorpusError(f"{pipeline_file}: stage 'tokenize' needs `tokenizer: PATH` or a 'tokenizer' stage before it")
-    config = TokenizeConfig.model_validate({**options.model_dump(), "tokenizer": str(tokdir)})
+    train_tokenizer([source], out, config, overwrite=True, command=run.command, name=run.name, fingerprint=fp)
+    return out
+
+
+def run_tokenize_stage(run: StageRun) -> Path | None:
+    source, out = run.latest_dataset(), run.out
+    if run.options.tokenizer is not None:
+        tokdir = (run.base / run.options.tokenizer).resolve()
+    elif (tokdir := run.latest(is_tokenizer_folder)) is None:
+        raise run.fail("needs `tokenizer: PATH` or a 'tokenizer' stage before it")
+    config = TokenizeConfig.model_validate({**run.options.model_dump(), "tokenizer": str(tokdir)})
     fp = tokenize_fingerprint(config.model_dump(), [source])  # the same as `corpus tokenize`'s
-    if up_to_date(out, fp, is_shards_folder) and not overwrite:
+    if up_to_date(out, fp, is_shards_folder) and not run.overwrite:
         say(f"tokenize: {out} is up to date (same inputs and config); nothing to do")
         return out
-    card = tokenize_dataset([str(source)], out, config, overwrite=True, command=command, name=name, fingerprint=fp, executor=executor)
+    card = tokenize_dataset([source], out, config, overwrite=True, command=run.command, name=run.name, fingerprint=fp,
+                            executor=run.executor)  # fmt: skip
     return None if card is None else out
+
+
+declare(Stage("tokenizer", TokenizerTrainConfig, run_tokenizer_stage, "train a byte-level BPE tokenizer on the latest dataset"))
+declare(Stage("tokenize", TokenizeStageConfig, run_tokenize_stage, "tokenize the latest dataset into Arrow token shards"))
