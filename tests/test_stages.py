@@ -100,3 +100,11 @@ def test_an_unknown_stage_is_one_line_naming_the_known_ones(tmp_path, capsys):
     assert main(["-q", "run", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"corpus: error: {path}: stages: ") and "unknown stage 'unknown_stage'" in err and "\n" not in err
+
+
+def test_a_pipeline_can_set_every_option_of_train_pretrain():
+    from train.pretrain import PretrainConfig
+    from train.stages import PretrainStageConfig
+
+    from_the_pipeline = {"data", "tokenizer", "output", "resume", "quiet"}  # the stage's inputs, its folder, `resume auto`, -q
+    assert set(PretrainConfig.model_fields) - set(PretrainStageConfig.model_fields) == from_the_pipeline

@@ -32,42 +32,18 @@ from corpus.outputs import mark, remove_ours
 from corpus.progress import say
 from corpus.stages import Stage, declare, earlier_or_path
 from train.ablate import AblateOptions
+from train.pretrain_options import PretrainOptions
 from train.sft import SFTOptions
 
 STAGE_JSON = "stage.json"
 
 
-class PretrainStageConfig(BaseModel):
-    """The `train pretrain` options a pipeline may set; data, tokenizer and output come from the pipeline."""
+class PretrainStageConfig(PretrainOptions):
+    """`train pretrain`'s options (PretrainOptions); data and tokenizer come from the pipeline."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    preset: Literal["tiny", "small", "125m", "1b"] | None = "tiny"
-    model_file: str | None = None  # relative to the pipeline file
-    init_from: str | None = None  # an earlier stage (`base_model`) or a model folder relative to the pipeline file
-    seq_len: int = Field(512, gt=0)
-    batch_size: int = Field(8, gt=0)
-    grad_accum: int = Field(1, gt=0)
-    lr: float | None = Field(None, gt=0)
-    min_lr: float | None = Field(None, ge=0)
-    warmup_steps: int = Field(100, ge=0)
-    max_steps: int = Field(1000, gt=0)
-    time_limit: float | None = Field(None, gt=0, description="minutes; a rerun resumes the run")
-    weight_decay: float = Field(0.1, ge=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.95, ge=0, lt=1)
-    grad_clip: float = Field(1.0, ge=0)
-    eval_every: int = Field(100, ge=0)
-    eval_windows: int = Field(256, ge=0)
-    save_every: int = Field(500, ge=0)
-    keep_last: int = Field(3, gt=0)
-    log_every: int = Field(10, gt=0)
-    seed: int = 0
-    doc_mask: bool = False
-    compile: bool = False
-    peak_tflops: float | None = Field(None, gt=0, description="the accelerator's peak bf16 TFLOP/s, for MFU")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    tensorboard: bool = True
+    preset: Literal["tiny", "small", "125m", "1b"] | None = "tiny"  # unused with model_file or init_from
+    model_file: str | None = Field(None, description="a YAML model shape instead of a preset, relative to the pipeline file")
+    init_from: str | None = Field(None, description="an earlier stage (`base_model`) or a model folder relative to the pipeline file")
 
 
 class SFTStageConfig(SFTOptions):
