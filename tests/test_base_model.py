@@ -155,11 +155,13 @@ def test_insurance_gpu_pipeline_is_valid():
 
 def test_eval_against_an_unknown_model_is_one_line(tmp_path):
     from corpus.errors import CorpusError
-    from train.stages import EvalStageConfig, _eval_stage
+    from corpus.stages import StageRun, stage
+    from train.stages import EvalStageConfig
 
     sft = tmp_path / "final-model"
     sft.mkdir()
     (sft / "run.json").write_text(json.dumps({"kind": "sft"}))
     with pytest.raises(CorpusError, match=r"p.yaml: eval: against: 'no_such_stage' is neither an earlier stage nor an existing model"):
-        _eval_stage(EvalStageConfig(against=["no_such_stage"]), [sft], tmp_path / "eval", tmp_path, False, "p.yaml")
+        stage("eval").run(StageRun(kind="eval", index=2, options=EvalStageConfig(against=["no_such_stage"]), out=tmp_path / "eval",
+                                   name="p/eval", written=[sft], pipeline=None, pipeline_file=tmp_path / "p.yaml", output=tmp_path))  # fmt: skip
     assert not (tmp_path / "eval").exists()

@@ -30,7 +30,7 @@ from corpus.document import CARD_JSON
 from corpus.errors import CorpusError
 from corpus.outputs import mark, remove_ours
 from corpus.progress import say
-from corpus.stages import Stage, declare, earlier_or_path
+from corpus.stages import Stage, StageRun, declare, earlier_or_path
 from train.ablate import AblateOptions
 from train.pretrain_options import PretrainOptions
 from train.sft import SFTOptions
@@ -171,7 +171,8 @@ def _need(found: Path | None, what: str, kind: str, pipeline_file: str) -> Path:
 # ---------------------------------------------------------------- the stages
 
 
-def _pretrain_stage(options: PretrainStageConfig, written, out: Path, base: Path, overwrite: bool, pipeline_file: str) -> Path:
+def _pretrain_stage(run: StageRun) -> Path:
+    options, written, out, base, overwrite, pipeline_file = run.options, run.written, run.out, run.base, run.overwrite, str(run.pipeline_file)
     from corpus.tokenize.shards import is_shards_folder
     from corpus.tokenize.train_tokenizer import is_tokenizer_folder
 
@@ -221,7 +222,8 @@ def _sft_data(written, stage: str, pipeline_file: str) -> tuple[Path, Path | Non
     return folder / PAIRS_FILE, None
 
 
-def _sft_stage(options: SFTStageConfig, written, out: Path, overwrite: bool, command, pipeline_file: str) -> Path:
+def _sft_stage(run: StageRun) -> Path:
+    options, written, out, overwrite, command, pipeline_file = run.options, run.written, run.out, run.overwrite, run.command, str(run.pipeline_file)
     run = _need(_latest(written, _is_pretrain_run), "a 'pretrain' stage", "sft", pipeline_file)
     model = _latest_checkpoint(run)
     pairs, held_out = _sft_data(written, "sft", pipeline_file)
@@ -240,7 +242,8 @@ def _sft_stage(options: SFTStageConfig, written, out: Path, overwrite: bool, com
     return out
 
 
-def _eval_stage(options: EvalStageConfig, written, out: Path, base: Path, overwrite: bool, pipeline_file: str) -> Path:
+def _eval_stage(run: StageRun) -> Path:
+    options, written, out, base, overwrite, pipeline_file = run.options, run.written, run.out, run.base, run.overwrite, str(run.pipeline_file)
     from corpus.tokenize.shards import is_shards_folder
 
     sft = _need(_latest(written, _is_sft_run), "an 'sft' stage", "eval", pipeline_file)
@@ -295,7 +298,8 @@ def _dataset_ref(ref: str, written: list[Path], base: Path, pipeline_file: str) 
     return str(path)
 
 
-def _ablate_stage(options: AblateStageConfig, written, out: Path, base: Path, overwrite: bool, pipeline_file: str) -> Path:
+def _ablate_stage(run: StageRun) -> Path:
+    options, written, out, base, overwrite, pipeline_file = run.options, run.written, run.out, run.base, run.overwrite, str(run.pipeline_file)
     from train.ablate import AblateConfig, run_ablation
 
     arms = {name: [_dataset_ref(r, written, base, pipeline_file) for r in ([refs] if isinstance(refs, str) else refs)]
@@ -320,15 +324,7 @@ def _ablate_stage(options: AblateStageConfig, written, out: Path, base: Path, ov
 
 # ---------------------------------------------------------------- their declarations
 
-declare(Stage("pretrain", PretrainStageConfig,
-              lambda run: _pretrain_stage(run.options, run.written, run.out, run.base, run.overwrite, str(run.pipeline_file)),
-              "pretrain (or continue pretraining) on the latest token shards"))  # fmt: skip
-declare(Stage("sft", SFTStageConfig,
-              lambda run: _sft_stage(run.options, run.written, run.out, run.overwrite, run.command, str(run.pipeline_file)),
-              "instruction-tune the latest pretrained model on the latest instruct pairs"))  # fmt: skip
-declare(Stage("eval", EvalStageConfig,
-              lambda run: _eval_stage(run.options, run.written, run.out, run.base, run.overwrite, str(run.pipeline_file)),
-              "compare the tuned model with others: perplexity, side by side, Elo, error analysis"))  # fmt: skip
-declare(Stage("ablate", AblateStageConfig,
-              lambda run: _ablate_stage(run.options, run.written, run.out, run.base, run.overwrite, str(run.pipeline_file)),
-              "equal-token ablation: train one model per dataset arm and compare their eval losses"))  # fmt: skip
+declare(Stage("pretrain", PretrainStageConfig, _pretrain_stage, "pretrain (or continue pretraining) on the latest token shards"))
+declare(Stage("sft", SFTStageConfig, _sft_stage, "instruction-tune the latest pretrained model on the latest instruct pairs"))
+declare(Stage("eval", EvalStageConfig, _eval_stage, "compare the tuned model with others: perplexity, side by side, Elo, error analysis"))
+declare(Stage("ablate", AblateStageConfig, _ablate_stage, "equal-token ablation: one model per dataset arm, their eval losses compared"))
