@@ -184,7 +184,7 @@ def _counted_with(folder: Path) -> str | None:
 
 def check_tokenizers(arms: dict[str, list[Path]], tokenizer: str | None) -> None:
     """Arms whose token counts come from different tokenizers cannot be given equal token budgets."""
-    from corpus.tokenize.common import tokenizer_sha256
+    from corpus.shard_format import tokenizer_sha256
 
     given = tokenizer_sha256(Path(tokenizer)) if tokenizer else None
     seen: dict[str, tuple[str, Path]] = {}
@@ -260,8 +260,8 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
     from corpus.executors import ExecutorConfig
     from corpus.mix.counts import read_document_table
     from corpus.mix.stage import MixConfig, mix_job
+    from corpus.shard_format import tokenizer_sha256
     from corpus.split import SplitConfig, split_job
-    from corpus.tokenize.common import tokenizer_sha256
     from corpus.tokenize.shards import TokenizeConfig, is_shards_folder, tokenize_dataset
     from corpus.tokenize.train_tokenizer import TokenizerTrainConfig, is_tokenizer_folder, train_tokenizer
 
@@ -374,7 +374,7 @@ def run_one(config: AblateConfig, prepared: Prepared, arm: str, seed: int, steps
 
     from train.data import WindowLoader
     from train.model import load_pretrained
-    from train.pretrain import PretrainConfig, Dist, evaluate, find_checkpoints, pretrain
+    from train.pretrain import Dist, PretrainConfig, evaluate, find_checkpoints, pretrain
 
     warmup = config.warmup_steps if config.warmup_steps is not None else min(100, steps // 10)
     existing = find_checkpoints(run)

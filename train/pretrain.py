@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from corpus.errors import CorpusError
-from train.data import IGNORE_INDEX, WindowLoader, load_index
+from train.data import IGNORE_INDEX, WindowLoader
 from train.errors import CheckpointError
 from train.loading import check_model_files, load_torch_file
 from train.model import count_parameters, load_pretrained, load_shape, new_model
@@ -159,10 +159,9 @@ def shards_fingerprint(index: dict) -> str:
 
 def check_inputs(config: PretrainConfig) -> tuple[dict, dict, int]:
     """The shards, and that the tokenizer is the one they were made with: (index, specials, vocab size)."""
-    from corpus.tokenize.common import load_tokenizer, tokenizer_sha256, vocab_extent
-    from corpus.tokenize.verify import verify_shards
+    from corpus.shard_format import load_tokenizer, read_index, tokenizer_sha256, verify_shards, vocab_extent
 
-    index = load_index(Path(config.data))
+    index = read_index(config.data)
     if config.verify:
         verify_shards(config.data)
     tokenizer, specials = load_tokenizer(config.tokenizer)

@@ -308,7 +308,7 @@ def _validate_other(folder: Path, card: dict) -> list[str]:
 
     problems = []
     if (folder / "index.json").is_file():
-        from corpus.tokenize.verify import verify_shards
+        from corpus.shard_format import verify_shards
 
         try:
             verify_shards(folder)
