@@ -31,6 +31,7 @@ from corpus.errors import CorpusError
 from corpus.outputs import mark, remove_ours
 from corpus.progress import say
 from train.ablate import AblateOptions
+from train.errors import TrainError
 from train.sft import SFTOptions
 
 STAGE_JSON = "stage.json"
@@ -198,6 +199,16 @@ def _need(found: Path | None, what: str, kind: str, pipeline_file: str) -> Path:
 
 def run_train_stage(kind: str, options, written: list[Path], out: Path, name: str, base: Path,
                     overwrite: bool, command: list[str] | None, pipeline_file: str) -> Path:  # fmt: skip
+    """Run one training stage of a pipeline. The trainer's own errors (TrainError) become the
+    engine's CorpusError here, with the same one-line message: `corpus run` prints it as its own."""
+    try:
+        return _run_train_stage(kind, options, written, out, name, base, overwrite, command, pipeline_file)
+    except TrainError as e:
+        raise CorpusError(str(e)) from e
+
+
+def _run_train_stage(kind: str, options, written: list[Path], out: Path, name: str, base: Path,
+                     overwrite: bool, command: list[str] | None, pipeline_file: str) -> Path:  # fmt: skip
     if kind == "base_model":
         from train.base_model import write_base_model
 
