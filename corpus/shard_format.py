@@ -85,11 +85,16 @@ def shard_stats(table) -> dict:
     return {"docs": table.num_rows, "tokens": int(pc.sum(tokens).as_py() or 0), "by_domain": by_domain}
 
 
-def read_index(folder: str | Path) -> dict:
-    """A shards folder's index.json; a one-line error when there is none or it is not JSON."""
-    path = Path(folder) / INDEX_JSON
+def _index_path(folder: Path) -> Path:
+    path = folder / INDEX_JSON
     if not path.is_file():
         raise CorpusError(f"{folder}: not a token-shards folder (no {INDEX_JSON}; make one with `corpus tokenize`)")
+    return path
+
+
+def read_index(folder: str | Path) -> dict:
+    """A shards folder's index.json; a one-line error when there is none or it is not JSON."""
+    path = _index_path(Path(folder))
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -109,9 +114,7 @@ def verify_shards(folder: str | Path) -> dict:
     import pyarrow as pa
 
     folder = Path(folder)
-    index_path = folder / INDEX_JSON
-    if not index_path.is_file():
-        raise CorpusError(f"{folder}: not a token-shards folder (no {INDEX_JSON}; make one with `corpus tokenize`)")
+    index_path = _index_path(folder)
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
         shards = index["shards"]
