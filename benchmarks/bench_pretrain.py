@@ -87,7 +87,7 @@ def run_ours(shards: Path, tokdir: Path, out: Path, preset: str, warmup: int, st
 
 
 def run_plain(shards: Path, tokdir: Path, preset: str, warmup: int, steps: int, clock: Clock) -> float:
-    from corpus.tokenize.common import load_tokenizer, vocab_extent
+    from corpus.shard_format import load_tokenizer, vocab_extent
 
     batch, seq_len = SHAPES[preset]
     tokenizer, specials = load_tokenizer(tokdir)
@@ -141,7 +141,7 @@ def main() -> None:
             print(f"round {round_ + 1} {preset}: ours {results[preset]['ours'][-1]:,.0f} tok/s, "
                   f"plain {results[preset]['plain'][-1]:,.0f} tok/s", file=sys.stderr, flush=True)  # fmt: skip
 
-    from corpus.tokenize.common import load_tokenizer, vocab_extent
+    from corpus.shard_format import load_tokenizer, vocab_extent
 
     vocab = vocab_extent(load_tokenizer(tokdir)[0])
     print(f"\nCPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "

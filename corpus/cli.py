@@ -350,7 +350,7 @@ def cmd_tokenize(args) -> int:
 
 
 def cmd_shards_verify(args) -> int:
-    from corpus.tokenize.verify import verify_shards
+    from corpus.shard_format import verify_shards
 
     totals = verify_shards(args.folder)
     splits = ", ".join(f"{k} {v['docs']:,} documents / {v['tokens']:,} tokens in {v['shards']} shards" for k, v in totals["by_split"].items())

@@ -1,5 +1,6 @@
 """The argument parser of the `corpus` and `train` commands: -q/--quiet and --debug are accepted
-before the command and after any subcommand, nested ones included (`corpus tokenizer train ... -q`)."""
+before the command and after any subcommand, nested ones included (`corpus tokenizer train ... -q`);
+and the argument types both commands share."""
 
 from __future__ import annotations
 
@@ -33,3 +34,15 @@ class CommandParser(argparse.ArgumentParser):
 
         action.add_parser = add_with_flags  # type: ignore[method-assign]
         return action
+
+
+def parse_count(text: str) -> int:
+    """`2000000`, `2M`, `500k`, `1.5B` or `1e6` as a whole number."""
+    scale = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000}.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (e.g. 2000000, 2M, 500k)") from None
+    if value != int(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole count")
+    return int(value)

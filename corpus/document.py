@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from corpus.shard_format import file_sha256  # noqa: F401  (a card's files are hashed as shards are)
+
 DOCUMENT_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -136,14 +138,6 @@ def rejected_files(dataset: Path) -> list[Path]:
 def read_card(dataset: Path) -> dict:
     with open(Path(dataset) / CARD_JSON, encoding="utf-8") as f:
         return json.load(f)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 ROW_GROUP_ROWS = 8_192  # rows gathered into one Parquet row group before it is written

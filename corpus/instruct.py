@@ -185,7 +185,7 @@ def split_pairs(pairs: list[dict], test_fraction: float, seed: int, ngram: int =
     import hashlib
 
     from corpus.decontaminate.index import EvalIndex, Words, normalise
-    from corpus.tokenize.common import mix_seed, unit_interval
+    from corpus.shard_format import mix_seed, unit_interval
 
     keys = [hashlib.blake2b(json.dumps(p["messages"], sort_keys=True, ensure_ascii=False).encode(), digest_size=8).digest() for p in pairs]
     hashes = np.array([int.from_bytes(k, "little") for k in keys], dtype=np.uint64)

@@ -20,7 +20,7 @@ from datatrove.pipeline.base import PipelineStep
 from pydantic import BaseModel, ConfigDict, Field
 
 from corpus.document import reject_where
-from corpus.tokenize.common import id_hashes, mix_seed, unit_interval
+from corpus.shard_format import id_hashes, mix_seed, unit_interval
 
 STAGE = "split"
 

@@ -40,7 +40,7 @@ STAGE_MODULES: dict[str, str] = {
     "tokenizer": "corpus.tokenize.stages",
     "mix": "corpus.mix.stage",
     "tokenize": "corpus.tokenize.stages",
-    "base_model": "train.base_model",
+    "base_model": "train.stages",
     "pretrain": "train.stages",
     "sft": "train.stages",
     "eval": "train.stages",

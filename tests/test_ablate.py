@@ -290,7 +290,7 @@ def test_steps_fit_the_smallest_draw_so_no_arm_repeats_beyond_its_plan(monkeypat
     steps, per_arm = plan_steps(config, prepared)
     assert steps == 80 and per_arm == {"a": [1000, 990], "b": [640, 700]}  # 640 // 8: the smallest draw, once
     windows["b0"] = 7
-    from corpus.errors import CorpusError
+    from train.errors import TrainError
 
-    with pytest.raises(CorpusError, match="arm b: 7 windows of 257 tokens, fewer than one batch of 8"):
+    with pytest.raises(TrainError, match="arm b: 7 windows of 257 tokens, fewer than one batch of 8"):
         plan_steps(config, prepared)

@@ -15,7 +15,7 @@ import pytest
 from corpus.cli import main
 from corpus.document import data_files, read_card, rejected_files
 from corpus.mix.plan import allocate, choose_copies, group_capacity, plan_copies, within_source_cap
-from corpus.tokenize.common import load_tokenizer
+from corpus.shard_format import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 INSURANCE = REPO / "sample" / "insurance" / "healthcare-gov-2013"

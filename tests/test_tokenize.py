@@ -142,7 +142,7 @@ def test_tokenizer_bad_options(tmp_path, pipeline_out, capsys):
 def test_shards_schema_accounting_and_eos(shards, tokdir, pipeline_out):
     index = _index(shards)
     assert index["dtype"] == "uint16" and index["eos_id"] == 1 and index["bos_id"] is None
-    from corpus.tokenize.common import tokenizer_sha256
+    from corpus.shard_format import tokenizer_sha256
 
     assert index["tokenizer"]["sha256"] == tokenizer_sha256(tokdir)
     assert len(index["shards"]) > 2  # the shard size target was honoured
@@ -357,7 +357,7 @@ def test_pipeline_tokenize_stage_needs_a_tokenizer(tmp_path, tokdir, capsys):
 
 
 def test_tokenizer_training_is_reproducible(tmp_path, pipeline_out):
-    from corpus.tokenize.common import tokenizer_sha256
+    from corpus.shard_format import tokenizer_sha256
 
     dataset = str(pipeline_out / "00-ingest")
     for name in ("a", "b"):
@@ -461,7 +461,7 @@ def one_task_shards(four_part_dataset, tokdir, tmp_path_factory) -> Path:
 
 
 def test_same_shards_for_any_number_of_tasks(four_part_dataset, tokdir, one_task_shards, tmp_path):
-    from corpus.tokenize.common import id_hashes, mix_seed
+    from corpus.shard_format import id_hashes, mix_seed
 
     outs = {1: one_task_shards, 3: tmp_path / "t3"}
     assert main(["-q", "tokenize", *_parts_options(four_part_dataset, tokdir), "-o", str(outs[3]), "--tasks", "3"]) == 0

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from corpus.errors import CorpusError
 from corpus.outputs import OutputLock, check_output, remove_ours
 from corpus.progress import say
+from train.errors import TrainError
 
 ABLATION_JSON = "ablation.json"
 RESULT_JSON = "result.json"
@@ -168,11 +169,11 @@ def _check_dataset(path: str, what: str) -> Path:
 
     folder = Path(path)
     if not folder.exists():
-        raise CorpusError(f"{folder}: no such dataset folder ({what})")
+        raise TrainError(f"{folder}: no such dataset folder ({what})")
     if is_shards_folder(folder):
-        raise CorpusError(f"{folder}: token shards, not a dataset folder ({what}); pass the dataset folder they were made from")
+        raise TrainError(f"{folder}: token shards, not a dataset folder ({what}); pass the dataset folder they were made from")
     if not is_dataset(folder):
-        raise CorpusError(f"{folder}: not a dataset folder ({what}; no card.json and data/)")
+        raise TrainError(f"{folder}: not a dataset folder ({what}; no card.json and data/)")
     return folder
 
 
@@ -184,7 +185,7 @@ def _counted_with(folder: Path) -> str | None:
 
 def check_tokenizers(arms: dict[str, list[Path]], tokenizer: str | None) -> None:
     """Arms whose token counts come from different tokenizers cannot be given equal token budgets."""
-    from corpus.tokenize.common import tokenizer_sha256
+    from corpus.shard_format import tokenizer_sha256
 
     given = tokenizer_sha256(Path(tokenizer)) if tokenizer else None
     seen: dict[str, tuple[str, Path]] = {}
@@ -194,11 +195,11 @@ def check_tokenizers(arms: dict[str, list[Path]], tokenizer: str | None) -> None
             if sha is None:
                 continue
             if given is not None and sha != given:
-                raise CorpusError(f"{folder}: arm {arm} was counted with another tokenizer (sha256 {sha[:12]}) than "
+                raise TrainError(f"{folder}: arm {arm} was counted with another tokenizer (sha256 {sha[:12]}) than "
                                   f"--tokenizer {tokenizer} ({given[:12]}); every arm must use the same tokenizer")  # fmt: skip
             for other, (other_sha, other_folder) in seen.items():
                 if other_sha != sha and other != arm:
-                    raise CorpusError(f"arms {other} and {arm} were counted with different tokenizers ({other_folder}: "
+                    raise TrainError(f"arms {other} and {arm} were counted with different tokenizers ({other_folder}: "
                                       f"{other_sha[:12]}, {folder}: {sha[:12]}); pass --tokenizer to count both with one")  # fmt: skip
             seen.setdefault(arm, (sha, folder))
 
@@ -225,7 +226,7 @@ def check_overlap(arms: dict[str, list[Path]], evals: dict[str, Path], allow: bo
             if shared:
                 overlap[f"{name}/{arm}"] = len(shared)
                 if not allow:
-                    raise CorpusError(f"{folder}: eval set {name} shares {len(shared):,} of its {len(eval_ids):,} documents with "
+                    raise TrainError(f"{folder}: eval set {name} shares {len(shared):,} of its {len(eval_ids):,} documents with "
                                       f"arm {arm} (ids {', '.join(sorted(shared)[:3])}); hold them out (--holdout) or pass "
                                       "--allow-overlap")  # fmt: skip
     return overlap
@@ -260,8 +261,8 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
     from corpus.executors import ExecutorConfig
     from corpus.mix.counts import read_document_table
     from corpus.mix.stage import MixConfig, mix_job
+    from corpus.shard_format import tokenizer_sha256
     from corpus.split import SplitConfig, split_job
-    from corpus.tokenize.common import tokenizer_sha256
     from corpus.tokenize.shards import TokenizeConfig, is_shards_folder, tokenize_dataset
     from corpus.tokenize.train_tokenizer import TokenizerTrainConfig, is_tokenizer_folder, train_tokenizer
 
@@ -270,7 +271,7 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
     for path in config.eval:
         folder = _check_dataset(path, "eval set")
         if folder.name in evals_given:
-            raise CorpusError(f"{folder}: two eval sets are named {folder.name}; an eval set is named after its folder")
+            raise TrainError(f"{folder}: two eval sets are named {folder.name}; an eval set is named after its folder")
         evals_given[folder.name] = folder
     check_tokenizers(given, config.tokenizer)
 
@@ -298,7 +299,7 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
         if not (is_tokenizer_folder(tokdir) and _card(tokdir).get("fingerprint") == fp):
             train_tokenizer(union, tokdir, tok_config, overwrite=True, name="ablation/tokenizer", fingerprint=fp)
     elif not (tokdir / "tokenizer.json").is_file():
-        raise CorpusError(f"--tokenizer {tokdir}: not a tokenizer folder (no tokenizer.json)")
+        raise TrainError(f"--tokenizer {tokdir}: not a tokenizer folder (no tokenizer.json)")
 
     # the budget: what the smallest arm gives at max_epochs, unless given (then the mix checks each arm)
     budget = config.budget_tokens
@@ -325,7 +326,7 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
                 job = mix_job([str(f) for f in folders], f"ablation/{arm}/seed-{seed}/mix", mix_cfg, mix_out,
                               ExecutorConfig(tasks=1), replace_stale=True, progress=False)  # fmt: skip
             except CorpusError as e:  # the arm cannot give the budget at max_epochs
-                raise CorpusError(f"arm {arm}: {e}") from None
+                raise TrainError(f"arm {arm}: {e}") from None
             card = run_stage(job, mix_out, ExecutorConfig(tasks=1), replace_stale=True)
             shard_dir = shards(mix_out, out / "data" / arm / f"seed-{seed}" / "shards", f"ablation/{arm}/seed-{seed}/shards")
             draws.append((str(shard_dir), card))
@@ -355,7 +356,7 @@ def plan_steps(config: AblateConfig, prepared: Prepared) -> tuple[int, dict[str,
     steps = min(min(w) for w in windows.values()) // config.batch_size
     if steps < 1:
         small = min(windows, key=lambda a: min(windows[a]))
-        raise CorpusError(f"arm {small}: {min(windows[small])} windows of {config.seq_len + 1} tokens, fewer than one batch of "
+        raise TrainError(f"arm {small}: {min(windows[small])} windows of {config.seq_len + 1} tokens, fewer than one batch of "
                           f"{config.batch_size}; raise --budget-tokens or lower --seq-len / --batch-size")  # fmt: skip
     return steps, windows
 
@@ -374,7 +375,7 @@ def run_one(config: AblateConfig, prepared: Prepared, arm: str, seed: int, steps
 
     from train.data import WindowLoader
     from train.model import load_pretrained
-    from train.pretrain import PretrainConfig, Dist, evaluate, find_checkpoints, pretrain
+    from train.pretrain import Dist, PretrainConfig, evaluate, find_checkpoints, pretrain
 
     warmup = config.warmup_steps if config.warmup_steps is not None else min(100, steps // 10)
     existing = find_checkpoints(run)
@@ -449,13 +450,13 @@ def _run_ablation(config: AblateConfig, out: Path, overwrite: bool, stop_after_r
     fp = _fingerprint(identity)
     if out.exists() and any(out.iterdir()):
         if not (out / ABLATION_JSON).is_file():
-            raise CorpusError(f"{out}: exists and is not an ablation folder (no {ABLATION_JSON}); choose another -o")
+            raise TrainError(f"{out}: exists and is not an ablation folder (no {ABLATION_JSON}); choose another -o")
         try:
             recorded = json.loads((out / ABLATION_JSON).read_text(encoding="utf-8")).get("fingerprint")
         except (OSError, json.JSONDecodeError):
             recorded = None
         if recorded != fp and not (overwrite or replace_stale):
-            raise CorpusError(f"{out}: holds an ablation of other arms, eval sets or options; pass --overwrite to replace it")
+            raise TrainError(f"{out}: holds an ablation of other arms, eval sets or options; pass --overwrite to replace it")
         if overwrite or recorded != fp:
             remove_ours(out)  # an ablation folder (it has ablation.json): ours to replace
         elif (out / REPORT_JSON).is_file():

@@ -26,7 +26,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from corpus.stages import Stage, declare
 from train.errors import TrainError
 
 CARD_JSON = "card.json"
@@ -153,13 +152,3 @@ def is_base_model_folder(path: Path) -> bool:
         return json.loads((Path(path) / CARD_JSON).read_text(encoding="utf-8")).get("kind") == "base_model"
     except (OSError, json.JSONDecodeError):
         return False
-
-
-def _run(run) -> Path:
-    from corpus.progress import say
-    from train.stages import _fingerprint
-
-    return write_base_model(run.options, run.base, run.out, _fingerprint, say)
-
-
-declare(Stage("base_model", BaseModelStageConfig, _run, "a pretrained model (the packaged SmolLM2, a local folder or cached id) as a stage's folder"))

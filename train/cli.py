@@ -63,7 +63,7 @@ PRETRAIN_KEYS = ("data", "tokenizer", "output", "preset", "model_file", "init_fr
 def cmd_pretrain(args) -> int:
     from pydantic import ValidationError
 
-    from corpus.errors import CorpusError
+    from train.errors import TrainError
     from train.pretrain import PretrainConfig, pretrain
 
     try:
@@ -72,7 +72,7 @@ def cmd_pretrain(args) -> int:
         first = e.errors()[0]
         flag = "-".join(str(p) for p in first["loc"]).replace("_", "-").replace("model-file", "model-config")
         message = first["msg"].removeprefix("Value error, ")
-        raise CorpusError(f"--{flag}: {message}" if flag else message) from None
+        raise TrainError(f"--{flag}: {message}" if flag else message) from None
     if args.threads:
         import torch
 
@@ -269,7 +269,7 @@ def cmd_ablate(args) -> int:
 
 
 def _ablate_parser(sub) -> None:
-    from corpus.mix.cli import parse_count
+    from corpus.command_parser import parse_count
 
     p = sub.add_parser("ablate", help="equal-token training runs that compare datasets; the verdict goes into their cards")
     p.add_argument("--arm", action="append", required=True, metavar="NAME=DS[,DS...]", help="an arm: a name and its dataset folders (twice or more)")
@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from corpus.errors import CorpusError  # train.errors.TrainError is one too
+    from corpus.errors import CorpusError  # from the engine's parts train uses: the shard format's checks
+    from train.errors import TrainError
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from local folders only
     parser = build_parser()
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except CorpusError as e:
+    except (TrainError, CorpusError) as e:
         # Problems with the inputs (shards, tokenizer, model, data rows, run folder) are found before
         # the first step and are the user's to fix: one line, exit code 2.
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank finds it; one line is enough

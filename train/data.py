@@ -1,6 +1,6 @@
 """Token shards -> training batches, memory-mapped and resumable.
 
-A shard (see corpus/tokenize/shards.py) is one Arrow record batch whose `input_ids` column is a
+A shard (see corpus/shard_format.py) is one Arrow record batch whose `input_ids` column is a
 list array: its values are the shard's flat token stream, its offsets the document boundaries.
 Both are viewed as numpy arrays straight from the memory map, with no copy.
 
@@ -17,7 +17,6 @@ makes a resumed run read exactly the batch the interrupted one would have read n
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from corpus.errors import CorpusError
-from corpus.tokenize.shards import INDEX_JSON
+from corpus.shard_format import read_index
+from train.errors import TrainError
 
 IGNORE_INDEX = -100  # targets with this id add nothing to the loss (F.cross_entropy's default)
 
@@ -40,13 +39,13 @@ class TokenShard:
             self._source = pa.memory_map(str(path))
             reader = pa.ipc.open_file(self._source)
             if reader.num_record_batches != 1:
-                raise CorpusError(f"{path}: {reader.num_record_batches} record batches; a shard holds exactly one")
+                raise TrainError(f"{path}: {reader.num_record_batches} record batches; a shard holds exactly one")
             batch = reader.get_batch(0)
         except (OSError, pa.ArrowException) as e:
-            raise CorpusError(f"{path}: not a readable token shard ({' '.join(str(e).split())[:120]})") from None
+            raise TrainError(f"{path}: not a readable token shard ({' '.join(str(e).split())[:120]})") from None
         names = batch.schema.names
         if "domain" not in names or "input_ids" not in names or not pa.types.is_list(batch.schema.field("input_ids").type):
-            raise CorpusError(f"{path}: not a token shard (needs a list column input_ids and a domain column)")
+            raise TrainError(f"{path}: not a token shard (needs a list column input_ids and a domain column)")
         input_ids = batch.column("input_ids")
         # Views into the mapped file: nothing is read until a window touches it.
         self.offsets = input_ids.offsets.to_numpy()  # (docs + 1,) int32
@@ -88,16 +87,6 @@ class Batch:
         return Batch(move(self.input_ids), move(self.labels), move(self.position_ids), self.window_ids, move(self.target_domains))
 
 
-def load_index(folder: Path) -> dict:
-    path = Path(folder) / INDEX_JSON
-    if not path.is_file():
-        raise CorpusError(f"{folder}: not a token-shards folder (no {INDEX_JSON}; make one with `corpus tokenize`)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CorpusError(f"{path}: not valid JSON ({e})") from None
-
-
 class WindowLoader:
     """Batches of (seq_len + 1)-token windows from one split's shards, in a seeded per-epoch order."""
 
@@ -112,7 +101,7 @@ class WindowLoader:
         self.world_size = world_size
         self.doc_mask = doc_mask
         self.shuffle = shuffle
-        index = load_index(self.folder)
+        index = read_index(self.folder)
         self.shards = [TokenShard(self.folder / s["file"]) for s in index["shards"] if s.get("split") == split]
         # Domains are numbered across shards so per-domain sums can be accumulated in one tensor.
         self.domain_names = sorted({d for s in self.shards for d in s.domain_names})
@@ -154,7 +143,7 @@ class WindowLoader:
     def load_state_dict(self, state: dict) -> None:
         for key in ("seed", "seq_len", "num_windows", "windows_per_batch"):
             if state[key] != getattr(self, key):
-                raise CorpusError(
+                raise TrainError(
                     f"the checkpoint's data loader had {key}={state[key]}, this run has {getattr(self, key)}; "
                     "resume with the same data, --seq-len, --batch-size, --seed and number of processes"
                 )

@@ -9,7 +9,6 @@ has `score(prompt, reference, answer) -> float` (higher is better), or is such a
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import re
 from collections import Counter
@@ -170,10 +169,9 @@ def read_shards(folder: Path, split: str) -> tuple[dict, dict[str, list]]:
     """The index and domain -> token arrays (one per document) of the split's shards."""
     import pyarrow as pa
 
-    index_path = Path(folder) / "index.json"
-    if not index_path.is_file():
-        raise TrainError(f"{folder}: not a token-shards folder (no index.json; make one with `corpus tokenize`)")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
+    from corpus.shard_format import read_index
+
+    index = read_index(folder)
     files = [s["file"] for s in index.get("shards", []) if s.get("split") == split]
     if not files:
         raise TrainError(f"{folder}: no {split} shards")
@@ -189,11 +187,11 @@ def read_shards(folder: Path, split: str) -> tuple[dict, dict[str, list]]:
 
 
 def check_tokenizer(index: dict, source) -> None:
-    from corpus.tokenize.common import tokenizer_sha256
+    from corpus.shard_format import TOKENIZER_JSON, tokenizer_sha256
 
     expected = index.get("tokenizer", {}).get("sha256")
     folder = source.adapter or source.folder
-    if source.gguf_file or not (folder / "tokenizer.json").is_file():
+    if source.gguf_file or not (folder / TOKENIZER_JSON).is_file():
         raise TrainError(f"{source.describe()}: has no tokenizer.json to check against the shards' tokenizer")
     if expected and tokenizer_sha256(folder) != expected:
         raise TrainError(f"{source.describe()}: its tokenizer is not the one the shards were made with "

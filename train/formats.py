@@ -360,7 +360,7 @@ def split_by_hash(examples: list[dict], test_fraction: float, seed: int = 0) -> 
     if test_fraction <= 0:
         return list(examples), []
     hashes = np.array([int(example_hash(e), 16) for e in examples], dtype=np.uint64)
-    from corpus.tokenize.common import mix_seed, unit_interval
+    from corpus.shard_format import mix_seed, unit_interval
 
     in_test = unit_interval(mix_seed(hashes, seed)) < test_fraction
     train = [e for e, t in zip(examples, in_test) if not t]

@@ -207,7 +207,7 @@ def load_tokenizer(source: ModelSource):
     except (OSError, ValueError) as e:
         raise TrainError(f"{source.describe()}: cannot load the tokenizer ({' '.join(str(e).split())[:200]})") from None
     if not tokenizer.chat_template:
-        from corpus.tokenize.train_tokenizer import CHAT_TEMPLATE
+        from corpus.shard_format import CHAT_TEMPLATE
 
         # A base model's tokenizer may have no template; ours is the one corpus tokenizers carry.
         warnings.warn(f"{source.describe()}: the tokenizer has no chat template; using corpus's default template")

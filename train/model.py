@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from corpus.errors import CorpusError
+from train.errors import TrainError
 
 
 class ModelShape(BaseModel):
@@ -66,7 +66,7 @@ def load_shape(preset: str | None, model_config: str | None) -> ModelShape:
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-            raise CorpusError(f"{path}: {where}: {first['msg']}") from None
+            raise TrainError(f"{path}: {where}: {first['msg']}") from None
     return PRESETS[preset or "tiny"]
 
 
@@ -110,7 +110,7 @@ def load_pretrained(folder: str | Path, vocab_size: int | None = None):
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise CorpusError(f"{folder}: not a Hugging Face model folder (no config.json)")
+        raise TrainError(f"{folder}: not a Hugging Face model folder (no config.json)")
     try:
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
     except load_errors() as e:  # a bad file, named if we can

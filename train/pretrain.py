@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from corpus.errors import CorpusError
-from train.data import IGNORE_INDEX, WindowLoader, load_index
-from train.errors import CheckpointError
+from train.data import IGNORE_INDEX, WindowLoader
+from train.errors import CheckpointError, TrainError
 from train.loading import check_model_files, load_torch_file
 from train.model import count_parameters, load_pretrained, load_shape, new_model
 from train.pretrain_options import PretrainOptions
@@ -87,7 +86,7 @@ class Dist:
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         use_cuda = device_kind == "cuda" or (device_kind == "auto" and torch.cuda.is_available())
         if device_kind == "cuda" and not torch.cuda.is_available():
-            raise CorpusError("--device cuda: no CUDA device is available")
+            raise TrainError("--device cuda: no CUDA device is available")
         self.device = torch.device(f"cuda:{self.local_rank}" if use_cuda else "cpu")
         if use_cuda:
             torch.cuda.set_device(self.device)
@@ -129,24 +128,23 @@ def shards_fingerprint(index: dict) -> str:
 
 def check_inputs(config: PretrainConfig) -> tuple[dict, dict, int]:
     """The shards, and that the tokenizer is the one they were made with: (index, specials, vocab size)."""
-    from corpus.tokenize.common import load_tokenizer, tokenizer_sha256, vocab_extent
-    from corpus.tokenize.verify import verify_shards
+    from corpus.shard_format import load_tokenizer, read_index, tokenizer_sha256, verify_shards, vocab_extent
 
-    index = load_index(Path(config.data))
+    index = read_index(config.data)
     if config.verify:
         verify_shards(config.data)
     tokenizer, specials = load_tokenizer(config.tokenizer)
     made_with = index.get("tokenizer", {})
     ours = tokenizer_sha256(Path(config.tokenizer))
     if made_with.get("sha256") != ours:
-        raise CorpusError(
+        raise TrainError(
             f"{config.data}: the shards were made with another tokenizer ({made_with.get('path')}, "
             f"{made_with.get('vocab_size')} tokens, sha256 {str(made_with.get('sha256'))[:12]}) than {config.tokenizer} "
             f"(sha256 {ours[:12]}); pass the tokenizer the shards were made with, or tokenize again"
         )
     vocab_size = vocab_extent(tokenizer)
     if made_with.get("vocab_size") != vocab_size:
-        raise CorpusError(f"{config.data}: index.json says {made_with.get('vocab_size')} tokens, {config.tokenizer} has {vocab_size}")
+        raise TrainError(f"{config.data}: index.json says {made_with.get('vocab_size')} tokens, {config.tokenizer} has {vocab_size}")
     return index, specials, vocab_size
 
 
@@ -191,12 +189,12 @@ def resume_checkpoint(config: PretrainConfig) -> tuple[Path, dict] | None:
     if config.resume is None:
         existing = find_checkpoints(run)
         if existing:
-            raise CorpusError(f"{run}: already holds checkpoints (latest {existing[-1].name}); pass --resume auto to continue it, or another -o")
+            raise TrainError(f"{run}: already holds checkpoints (latest {existing[-1].name}); pass --resume auto to continue it, or another -o")
         return None
     if config.resume != "auto":
         path = Path(config.resume)
         if not (path / TRAINER_STATE).is_file():
-            raise CorpusError(f"--resume {path}: not a checkpoint of `train pretrain` (no {TRAINER_STATE})")
+            raise TrainError(f"--resume {path}: not a checkpoint of `train pretrain` (no {TRAINER_STATE})")
         try:
             return path, verify_checkpoint(path)
         except CheckpointError as e:
@@ -233,10 +231,10 @@ def check_resume(state: dict, config: PretrainConfig, fingerprint: str, world_si
     if state["world_size"] != world_size:
         changed.append(f"processes ({state['world_size']} -> {world_size})")
     if changed:
-        raise CorpusError(f"--resume {path}: the run was started with other settings: {', '.join(changed)}; "
+        raise TrainError(f"--resume {path}: the run was started with other settings: {', '.join(changed)}; "
                           "resume with the same ones, or start a new run in another folder")  # fmt: skip
     if state["step"] >= config.max_steps:
-        raise CorpusError(f"--resume {path}: the checkpoint is at step {state['step']}, --max-steps is {config.max_steps}: nothing to do")
+        raise TrainError(f"--resume {path}: the checkpoint is at step {state['step']}, --max-steps is {config.max_steps}: nothing to do")
 
 
 # ---------------------------------------------------------------- optimizer and schedule
@@ -463,7 +461,7 @@ def flops_per_token(model, seq_len: int) -> float:
 
 
 def pretrain(config: PretrainConfig) -> dict:
-    """Train; returns the last train and validation records. Raises CorpusError on bad input, before step 1."""
+    """Train; returns the last train and validation records. Raises TrainError on bad input, before step 1."""
     from corpus.outputs import OutputLock, check_output
 
     dist = Dist(config.device)
@@ -492,9 +490,9 @@ def build_model(config: PretrainConfig, vocab_size: int, specials: dict, fingerp
         model = new_model(load_shape(config.preset, config.model_file), vocab_size, specials, config.seed)
         state, origin = None, f"new {config.model_file or config.preset or 'tiny'} model"
     if model.get_input_embeddings().weight.shape[0] < vocab_size:
-        raise CorpusError(f"the model has {model.get_input_embeddings().weight.shape[0]} token embeddings, the tokenizer {vocab_size}")
+        raise TrainError(f"the model has {model.get_input_embeddings().weight.shape[0]} token embeddings, the tokenizer {vocab_size}")
     if config.seq_len > model.config.max_position_embeddings:
-        raise CorpusError(f"--seq-len {config.seq_len} is longer than the model's {model.config.max_position_embeddings} positions")
+        raise TrainError(f"--seq-len {config.seq_len} is longer than the model's {model.config.max_position_embeddings} positions")
     return model, state, origin
 
 
@@ -508,11 +506,11 @@ def make_loaders(config: PretrainConfig, dist: Dist, index: dict) -> tuple[Windo
     train_loader, val_loader = loader("train", True), loader("val", False)
     split_tokens = index.get("totals", {}).get("by_split", {})
     if train_loader.batches_per_epoch() == 0:
-        raise CorpusError(f"{config.data}: the train split holds {train_loader.num_windows} windows of {config.seq_len + 1} tokens "
+        raise TrainError(f"{config.data}: the train split holds {train_loader.num_windows} windows of {config.seq_len + 1} tokens "
                           f"({split_tokens.get('train', {}).get('tokens', 0):,} tokens), fewer than one batch of "
                           f"{train_loader.windows_per_batch}; lower --seq-len or --batch-size")  # fmt: skip
     if config.validation and val_loader.num_windows < dist.world_size:
-        raise CorpusError(f"{config.data}: the validation split is empty at --seq-len {config.seq_len} "
+        raise TrainError(f"{config.data}: the validation split is empty at --seq-len {config.seq_len} "
                           f"({split_tokens.get('val', {}).get('tokens', 0):,} tokens in {len(val_loader.shards)} shards); "
                           "tokenize with a larger --val-fraction or lower --seq-len")  # fmt: skip
     return train_loader, val_loader
@@ -628,13 +626,13 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
     hf_logging.disable_progress_bar()  # save_pretrained's bar would break into ours
     run = Path(config.output)
     if config.fsdp and dist.world_size < 2:
-        raise CorpusError("--fsdp shards the model across processes: start it with torchrun --nproc_per_node N (N >= 2)")
+        raise TrainError("--fsdp shards the model across processes: start it with torchrun --nproc_per_node N (N >= 2)")
     index, specials, vocab_size = check_inputs(config)
     if config.doc_mask:
         import transformers.masking_utils as masking
 
         if not hasattr(masking, "find_packed_sequence_indices"):
-            raise CorpusError("--doc-mask needs a newer transformers (one whose masking_utils builds per-document masks from position ids)")
+            raise TrainError("--doc-mask needs a newer transformers (one whose masking_utils builds per-document masks from position ids)")
     fingerprint = shards_fingerprint(index)
     raw_model, state, origin = build_model(config, vocab_size, specials, fingerprint, dist.world_size)
     train_loader, val_loader = make_loaders(config, dist, index)

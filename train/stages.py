@@ -32,6 +32,8 @@ from corpus.outputs import mark, remove_ours
 from corpus.progress import say
 from corpus.stages import Stage, StageRun, declare, earlier_or_path
 from train.ablate import AblateOptions
+from train.base_model import BaseModelStageConfig
+from train.errors import TrainError
 from train.pretrain_options import PretrainOptions
 from train.sft import SFTOptions
 
@@ -169,6 +171,19 @@ def _need(found: Path | None, what: str, kind: str, pipeline_file: str) -> Path:
 
 
 # ---------------------------------------------------------------- the stages
+
+
+def as_corpus_errors(run_stage):
+    """A training stage as the pipeline runs it: the trainer's own errors (TrainError) become the
+    engine's CorpusError, with the same one-line message, which `corpus run` prints as its own."""
+
+    def run(stage_run: StageRun) -> Path:
+        try:
+            return run_stage(stage_run)
+        except TrainError as e:
+            raise CorpusError(str(e)) from e
+
+    return run
 
 
 def _pretrain_stage(run: StageRun) -> Path:
@@ -324,7 +339,15 @@ def _ablate_stage(run: StageRun) -> Path:
 
 # ---------------------------------------------------------------- their declarations
 
-declare(Stage("pretrain", PretrainStageConfig, _pretrain_stage, "pretrain (or continue pretraining) on the latest token shards"))
-declare(Stage("sft", SFTStageConfig, _sft_stage, "instruction-tune the latest pretrained model on the latest instruct pairs"))
-declare(Stage("eval", EvalStageConfig, _eval_stage, "compare the tuned model with others: perplexity, side by side, Elo, error analysis"))
-declare(Stage("ablate", AblateStageConfig, _ablate_stage, "equal-token ablation: one model per dataset arm, their eval losses compared"))
+def _base_model_stage(run: StageRun) -> Path:
+    from train.base_model import write_base_model
+
+    return write_base_model(run.options, run.base, run.out, _fingerprint, say)
+
+
+declare(Stage("base_model", BaseModelStageConfig, as_corpus_errors(_base_model_stage),
+              "a pretrained model (the packaged SmolLM2, a local folder or a cached id) as a stage's folder"))  # fmt: skip
+declare(Stage("pretrain", PretrainStageConfig, as_corpus_errors(_pretrain_stage), "pretrain (or continue pretraining) on the latest token shards"))
+declare(Stage("sft", SFTStageConfig, as_corpus_errors(_sft_stage), "instruction-tune the latest pretrained model on the latest instruct pairs"))
+declare(Stage("eval", EvalStageConfig, as_corpus_errors(_eval_stage), "compare the tuned model with others: perplexity, side by side, Elo, error analysis"))
+declare(Stage("ablate", AblateStageConfig, as_corpus_errors(_ablate_stage), "equal-token ablation: one model per dataset arm, their eval losses compared"))

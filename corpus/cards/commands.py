@@ -305,11 +305,10 @@ def _check_repeats(folder: Path, kept: int, repeated, rows: int) -> list[str]:
 def _validate_other(folder: Path, card: dict) -> list[str]:
     """Token shards: checksums and counts against index.json; other folders: the files the card lists."""
     from corpus.document import file_sha256
+    from corpus.shard_format import INDEX_JSON, verify_shards
 
     problems = []
-    if (folder / "index.json").is_file():
-        from corpus.tokenize.verify import verify_shards
-
+    if (folder / INDEX_JSON).is_file():
         try:
             verify_shards(folder)
         except CorpusError as e:

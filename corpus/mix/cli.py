@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from corpus.command_parser import parse_count
 from corpus.errors import CorpusError
-
-
-def parse_count(text: str) -> int:
-    """`2000000`, `2M`, `500k`, `1.5B` or `1e6` as a whole number."""
-    scale = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000}.get(text[-1:].lower(), 1)
-    try:
-        value = float(text[:-1] if scale > 1 else text) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count (e.g. 2000000, 2M, 500k)") from None
-    if value != int(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole count")
-    return int(value)
 
 
 def cmd_mix(args) -> int:

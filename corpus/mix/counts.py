@@ -21,7 +21,7 @@ from corpus.errors import CorpusError
 from corpus.execution import dataset_inputs
 from corpus.mix.plan import check_weight_names
 from corpus.progress import say
-from corpus.tokenize.common import id_hashes, load_tokenizer, mix_seed, tokenizer_sha256
+from corpus.shard_format import id_hashes, load_tokenizer, mix_seed, tokenizer_sha256
 
 TOKEN_BATCH_BYTES = 4e6
 ESTIMATE_SALT = 0x5A17

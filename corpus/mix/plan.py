@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from corpus.errors import CorpusError
-from corpus.tokenize.common import mix_seed
+from corpus.shard_format import mix_seed
 
 FILL_PASSES = 8
 

@@ -28,7 +28,7 @@ import corpus
 from corpus.errors import CorpusError
 from corpus.mix.plan import MixTargets, allocate, group_capacity, plan_copies, target_shares
 from corpus.progress import say
-from corpus.tokenize.common import load_tokenizer, mix_seed, tokenizer_sha256
+from corpus.shard_format import load_tokenizer, mix_seed, tokenizer_sha256
 
 SFT_FORMATS = ("alpaca", "sharegpt", "messages")
 

@@ -28,9 +28,9 @@ from corpus.errors import CorpusError
 from corpus.mix.counts import DocumentTable, read_document_table
 from corpus.mix.plan import MixTargets, allocate, group_capacity, plan_copies, target_shares
 from corpus.progress import task_progress
+from corpus.shard_format import tokenizer_sha256
 from corpus.stage_stats import write_task_stats
 from corpus.stages import Stage, declare
-from corpus.tokenize.common import tokenizer_sha256
 
 PLAN_COPIES = "mix_copies.npy"
 PLAN_TOKENS = "mix_n_tokens.npy"

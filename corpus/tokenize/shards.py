@@ -42,16 +42,24 @@ import corpus
 from corpus.document import CARD_JSON
 from corpus.errors import CorpusError, StageFailed
 from corpus.progress import say
-from corpus.tokenize.common import PartialOutput, load_tokenizer, tokenizer_sha256, vocab_extent
+from corpus.shard_format import (
+    INDEX_JSON,
+    SHARD_COLUMNS,
+    arrow_dtype,
+    file_sha256,
+    load_tokenizer,
+    shard_stats,
+    tokenizer_sha256,
+    vocab_extent,
+)
+from corpus.tokenize.common import PartialOutput
 
-INDEX_JSON = "index.json"
 REJECTED_PARQUET = "rejected.parquet"
 WORK_DIR = "_work"  # in OUT.partial: the passes' plan, spill buckets, counts and logs
 SPLITS = ("train", "val")
 MAX_BUCKETS = 256  # spill files per task; beyond this, buckets grow past a quarter of the shard size
 BYTES_PER_TOKEN_GUESS = 3.0  # text bytes per token, to size the buckets before tokenizing
 READ_ROWS = 1024
-DTYPES = {"uint16": pa.uint16(), "uint32": pa.uint32()}
 
 
 class TokenizeConfig(BaseModel):
@@ -69,24 +77,13 @@ class TokenizeConfig(BaseModel):
     batch_mb: float = Field(2, gt=0, description="text per encode_batch call")
 
 
-def shard_schema(dtype: pa.DataType) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field("input_ids", pa.list_(pa.field("item", dtype, nullable=False)), nullable=False),
-            pa.field("domain", pa.string()),
-            pa.field("source", pa.string()),
-            pa.field("id", pa.string(), nullable=False),
-        ]
-    )
-
-
 def choose_dtype(requested: str, extent: int, tokdir: str) -> pa.DataType:
     if requested == "auto":
         return pa.uint16() if extent <= 1 << 16 else pa.uint32()
     limit = {"uint16": 1 << 16, "uint32": 1 << 32}[requested]
     if extent > limit:
         raise CorpusError(f"{tokdir}: token ids reach {extent - 1:,}, too large for {requested} (use --dtype uint32 or auto)")
-    return DTYPES[requested]
+    return arrow_dtype(requested)
 
 
 # ---------------------------------------------------------------- reading
@@ -215,20 +212,7 @@ def encode(tokenizer, texts: list[str], dtype: np.dtype, bos_id: int | None, eos
 # ---------------------------------------------------------------- shards
 
 
-def shard_stats(table: pa.Table) -> dict:
-    tokens = pc.list_value_length(table.column("input_ids"))
-    by = pa.table({"domain": pc.fill_null(table.column("domain"), "unknown"), "tokens": tokens})
-    grouped = by.group_by("domain").aggregate([("tokens", "sum"), ("tokens", "count")]).sort_by("domain")
-    by_domain = {
-        d: {"docs": int(c), "tokens": int(t)}
-        for d, t, c in zip(grouped["domain"].to_pylist(), grouped["tokens_sum"].to_pylist(), grouped["tokens_count"].to_pylist())
-    }
-    return {"docs": table.num_rows, "tokens": int(pc.sum(tokens).as_py() or 0), "by_domain": by_domain}
-
-
 def write_shard(path: Path, table: pa.Table, schema: pa.Schema) -> dict:
-    from corpus.document import file_sha256
-
     table = table.select(schema.names).cast(schema).combine_chunks()
     tmp = path.with_name(path.name + ".tmp")
     with pa.ipc.new_file(str(tmp), schema) as writer:
@@ -399,7 +383,7 @@ def build_index(config, tokenizer, extent, dtype, eos_id, bos_id, shards: list[d
         "seed": config.seed,
         "val_fraction": config.val_fraction,
         "min_val_docs_per_domain": config.min_val_docs_per_domain,
-        "columns": ["input_ids", "domain", "source", "id"],
+        "columns": list(SHARD_COLUMNS),
         "shards": shards,
         "totals": totals,
     }

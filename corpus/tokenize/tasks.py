@@ -36,7 +36,16 @@ from datatrove.pipeline.base import PipelineStep
 
 from corpus.errors import CorpusError
 from corpus.outputs import atomic_write
-from corpus.tokenize.common import TOKENIZER_JSON, id_hashes, load_tokenizer, mix_seed, tokenizer_sha256, unit_interval
+from corpus.shard_format import (
+    TOKENIZER_JSON,
+    arrow_dtype,
+    id_hashes,
+    load_tokenizer,
+    mix_seed,
+    shard_schema,
+    tokenizer_sha256,
+    unit_interval,
+)
 
 SPILL_DIR, REJECTED_DIR, COUNTS_DIR, ENTRIES_DIR = "spill", "rejected", "counts", "entries"
 REJECTED_SCHEMA = pa.schema(
@@ -115,10 +124,10 @@ class TokenizeStep(_TaskStep):
         self.buckets, self.val_fraction, self.min_val_docs = buckets, val_fraction, min_val_docs
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[None]:
-        from corpus.tokenize.shards import DTYPES, empty_mask, encode, prefetch, read_batches, shard_schema
+        from corpus.tokenize.shards import empty_mask, encode, prefetch, read_batches
 
         work = Path(self.work_dir)
-        dtype = DTYPES[self.dtype]
+        dtype = arrow_dtype(self.dtype)
         np_dtype = np.dtype(dtype.to_pandas_dtype())
         tokenizer = shared_tokenizer(self.tokdir, self.tokenizer_sha256)
         spill = BucketSpill(work / SPILL_DIR, shard_schema(dtype), self.buckets, rank, self.val_fraction)
@@ -325,10 +334,10 @@ class ShardStep(_TaskStep):
         return val
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[None]:
-        from corpus.tokenize.shards import DTYPES, shard_schema, write_shard
+        from corpus.tokenize.shards import write_shard
 
         work, out = Path(self.work_dir), Path(self.out_dir)
-        schema = shard_schema(DTYPES[self.dtype])
+        schema = shard_schema(arrow_dtype(self.dtype))
         spill = BucketSpill(work / SPILL_DIR, schema, self.buckets, rank)
         entries = []
         for group in self.groups[rank::world_size]:

@@ -21,28 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 import corpus
 from corpus.errors import CorpusError
 from corpus.progress import say
-from corpus.tokenize.common import (
-    TOKENIZER_JSON,
-    PartialOutput,
-    id_hashes,
-    load_tokenizer,
-    mix_seed,
-    tokenizer_sha256,
-    unit_interval,
-)
+from corpus.shard_format import CHAT_TEMPLATE, TOKENIZER_JSON, id_hashes, load_tokenizer, mix_seed, tokenizer_sha256, unit_interval
+from corpus.tokenize.common import PartialOutput
 
 BOS, EOS, PAD, UNK = "<|begin_of_text|>", "<|end_of_text|>", "<|pad|>", "<|unk|>"
 ROLE_MARKERS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 SPECIAL_TOKENS = [BOS, EOS, PAD, UNK, *ROLE_MARKERS]
-
-# One turn per message: role marker, content, end marker. Generation starts after `<|assistant|>`.
-CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
-)
 
 DOMAIN_TERMS = [
     "deductible", "deductibles", "copayment", "copay", "coinsurance", "premium", "premiums",
