@@ -308,7 +308,8 @@ def test_no_helper_process_outlives_a_killed_command_and_ctrl_c_is_one_line(tmp_
         else:
             os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
         err = proc.communicate(timeout=600)[1]  # a hang fails the test instead of stalling the suite
-        if how == signal.SIGINT:
+        if how == signal.SIGINT and not (proc.returncode == 0 and (tmp_path / "f" / "card.json").is_file()):
+            # (on a loaded machine the Ctrl-C may come as the finished command exits: then it published its output)
             assert proc.returncode == 130, err
             assert err.strip().splitlines() == ["corpus: interrupted; rerun the same command to resume"], err
         assert _wait_until_gone(helpers) == set(), "helper processes outlived the command"
