@@ -333,7 +333,7 @@ def test_bad_input_is_one_line_before_the_first_step(shards, tokdir, tmp_path, c
     # a model file with a typo, options that contradict each other
     bad_yaml = tmp_path / "model.yaml"
     bad_yaml.write_text("hidden_size: 64\nnum_hidden_layers: 2\nnum_attention_heads: 4\nintermediate_size: 128\nnum_layers: 3\n")
-    fails("num_layers: Extra inputs are not permitted", "--model-config", str(bad_yaml))
+    fails("num_layers: unknown key", "--model-config", str(bad_yaml))
     fails("--min-lr", "--lr", "1e-4", "--min-lr", "1e-3")
     fails("not a Hugging Face model folder", "--init-from", str(tmp_path))
     fails("start it with torchrun", "--fsdp")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from corpus.errors import validation_message
 from train.errors import TrainError
 
 
@@ -64,9 +65,7 @@ def load_shape(preset: str | None, model_config: str | None) -> ModelShape:
         try:
             return ModelShape.model_validate(raw or {})
         except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-            raise TrainError(f"{path}: {where}: {first['msg']}") from None
+            raise TrainError(f"{path}: {validation_message(e)}") from None
     return PRESETS[preset or "tiny"]
 
 

@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from corpus.document import CARD_JSON
-from corpus.errors import CorpusError
+from corpus.errors import CorpusError, validation_message
 from corpus.outputs import mark, remove_ours
 from corpus.progress import say
 from corpus.stages import Stage, StageRun, declare, earlier_or_path
@@ -218,9 +218,7 @@ def _pretrain_stage(run: StageRun) -> Path:
         config = PretrainConfig(data=str(shards), tokenizer=str(tokdir), output=str(out), resume="auto", quiet=quiet(),
                                 **settings)  # fmt: skip
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "pretrain"
-        raise CorpusError(f"{pipeline_file}: pretrain: {where}: {first['msg']}") from None
+        raise CorpusError(f"{pipeline_file}: pretrain: {validation_message(e)}") from None
     _store_fingerprint(out, "pretrain", fp, {"shards": shards, "tokenizer": tokdir})
     pretrain(config)
     return out
@@ -326,9 +324,7 @@ def _ablate_stage(run: StageRun) -> Path:
     try:
         config = AblateConfig(arms=arms, eval=evals, output=str(out), **settings)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise CorpusError(f"{pipeline_file}: ablate: {'.'.join(map(str, first['loc'])) or 'options'}: "
-                          f"{first['msg'].removeprefix('Value error, ')}") from None  # fmt: skip
+        raise CorpusError(f"{pipeline_file}: ablate: {validation_message(e)}") from None
     report = run_ablation(config, overwrite=overwrite, replace_stale=True)
     for c in report["comparisons"]:
         spread = f" ± {c['diff_std']:.4f}" if c["diff_std"] is not None else ""
