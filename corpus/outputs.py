@@ -86,7 +86,19 @@ def remove_ours(path: str | Path) -> None:
     if not made_by_us(path):
         raise CorpusError(f"{path}: was not made by corpus (no {MARKER}, card or run marker); not deleting it")
     check_output(path)  # never the current folder, its parents, home or root, whatever they hold
-    shutil.rmtree(path)
+    # what makes it ours goes last: a deletion cut short (kill -9) leaves a folder that is still ours
+    last = []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.name in OUR_FILES or entry.name == _PARTIAL_WORK:
+                last.append(entry)
+            elif entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    for entry in sorted(last, key=lambda e: e.name != _PARTIAL_WORK):  # the work folder, then the marks
+        shutil.rmtree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
+    os.rmdir(path)
 
 
 def mark(folder: str | Path) -> Path:

@@ -83,6 +83,37 @@ def test_only_folders_we_made_are_removed(tmp_path):
     assert not empty.exists()
 
 
+@pytest.mark.parametrize("mark", [MARKER, "card.json"])
+def test_a_deletion_cut_short_leaves_a_folder_that_is_still_ours(tmp_path, monkeypatch, mark):
+    """kill -9 while --overwrite or a rerun deletes an old output: whenever it comes, what is left is
+    still known as ours, so the next run deletes the rest instead of refusing the folder."""
+    real_unlink = os.unlink
+    ours = tmp_path / "out.partial"
+    for cut in range(7):  # the folder holds 7 files: cut short after each of them
+        for sub in ("data", "rejected", "_work"):
+            (ours / sub).mkdir(parents=True)
+            (ours / sub / "part.parquet").write_text("x")
+        (ours / "_work" / "fingerprint").write_text("f")
+        (ours / "README.md").write_text("r")
+        (ours / "notes.txt").write_text("n")
+        (ours / mark).write_text("{}")
+        calls = []
+
+        def killed(path, *args, **kwargs):
+            calls.append(path)
+            if len(calls) > cut:
+                raise KeyboardInterrupt  # as a kill: the deletion stops here
+            return real_unlink(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "unlink", killed)
+        with pytest.raises(KeyboardInterrupt):
+            remove_ours(ours)
+        monkeypatch.setattr(os, "unlink", real_unlink)
+        assert made_by_us(ours), f"cut short after {cut} files"
+        remove_ours(ours)
+        assert not ours.exists()
+
+
 def test_overwrite_never_deletes_the_current_folder(small_corpus, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
