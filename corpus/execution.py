@@ -10,7 +10,6 @@ as it is.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
+from corpus import lifetime
 from corpus.document import (
     CARD_JSON,
     DATA_DIR,
@@ -36,10 +36,19 @@ from corpus.document import (
     split_kept_rejected,
     to_working,
 )
-from corpus import lifetime
 from corpus.errors import CorpusError, StageFailed
 from corpus.executors import ExecutorConfig, build_executor, configure_main_logging
-from corpus.outputs import OutputLock, check_output, made_by_us, mark, remove_ours, replace_hint
+from corpus.outputs import (
+    RESUME_FILE,
+    OutputLock,
+    check_output,
+    fingerprint_of,
+    made_by_us,
+    mark,
+    refusal,
+    remove_ours,
+    replace_hint,
+)
 from corpus.progress import say, task_progress
 from corpus.stage_stats import merge_counts, read_task_stats, write_task_stats
 
@@ -194,8 +203,10 @@ class StageJob:
 
 
 def fingerprint(job: StageJob, executor: ExecutorConfig) -> str:
-    payload = {"stage": job.stage, "config": job.config, "inputs": job.inputs, "tasks": executor.tasks}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A dataset stage's fingerprint. Its inputs are their lineage entries (card_sha256 and path),
+    and its part files keep it, so it stays what it has always been: changing it would change
+    every published dataset's bytes."""
+    return fingerprint_of({"stage": job.stage, "config": job.config, "inputs": job.inputs, "tasks": executor.tasks})
 
 
 def run_stage(
@@ -236,17 +247,15 @@ def _run_locked(job, output, out: Path, executor, overwrite, command, pipeline_f
             return read_card(out), False
         stale = is_dataset(out) and replace_stale  # a pipeline's own earlier output of another config
         if not (overwrite or stale):
-            what = "was made by another configuration" if is_dataset(out) else "exists and is not a finished dataset"
-            raise CorpusError(f"{output}: {what}; {replace_hint(out)}")
+            raise CorpusError(refusal(output, out, is_dataset(out), True, noun="dataset"))
         if not made_by_us(out):
             raise CorpusError(f"{output}: exists and {replace_hint(out)}")
-    if partial.exists():
-        saved = work / "fingerprint"
-        if not saved.exists() or saved.read_text().strip() != fp:
-            remove_ours(partial)  # a half-finished run of another configuration cannot be resumed
+    saved = partial / RESUME_FILE
+    if partial.exists() and (not saved.exists() or saved.read_text().strip() != fp):
+        remove_ours(partial)  # a half-finished run of another configuration cannot be resumed
     mark(partial)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "fingerprint").write_text(fp)
+    saved.write_text(fp)
 
     if job.prepare is not None:
         try:

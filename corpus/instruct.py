@@ -23,10 +23,8 @@ Pages marked `published: false` are drafts on the site and give no pairs.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -37,13 +35,11 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-import corpus
-from corpus.cards import card_hash, git_commit
 from corpus.document import CARD_JSON, CARD_README, file_sha256
 from corpus.errors import CorpusError
 from corpus.instruct_rules import RULES
+from corpus.outputs import OutputFolder, card_header, seal_card
 from corpus.progress import say
-from corpus.tokenize.common import PartialOutput
 
 PAIRS_FILE = "pairs.jsonl"
 TRAIN_FILE, TEST_FILE = "train.jsonl", "test.jsonl"
@@ -254,7 +250,7 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
     from corpus.execution import dataset_inputs
 
     files, lineage = dataset_inputs(inputs)
-    target = PartialOutput(output, overwrite, is_instruct_folder, inputs)
+    target = OutputFolder(output, overwrite, is_instruct_folder, inputs)
     pairs, skipped = build_pairs(files, config)
     if not pairs:
         raise CorpusError(f"{', '.join(inputs)}: no rule produced a pair (skipped: {dict(skipped) or 'nothing read'})")
@@ -275,12 +271,7 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
                  "method": "blake2b of the messages, mixed with split_seed, below test_split"}  # fmt: skip
     documents_in = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
     card = {
-        "card_version": 1,
-        "name": name or Path(output).name,
-        "stage": "instruct",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "tool": {"name": "corpus", "version": corpus.__version__, "git_commit": git_commit()},
-        "command": command if command is not None else sys.argv,
+        **card_header(name or Path(output).name, "instruct", command),
         "config": config.model_dump(),
         "inputs": lineage,
         "documents_in": documents_in,
@@ -295,8 +286,7 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
     }
     if split is not None:
         card["split"] = split
-    card["card_sha256"] = card_hash(card)
-    (partial / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    seal_card(partial, card)
     (partial / CARD_README).write_text(_readme(card), encoding="utf-8")
     final = target.finish()
     say(f"instruct: {len(pairs):,} pairs ({', '.join(f'{k} {v:,}' for k, v in card['by_rule'].items())}) -> {final}")

@@ -26,7 +26,8 @@ def run_classifier_stage(options, written: list[Path], out: Path, name: str, bas
         is_classifier_folder,
         train_classifier,
     )
-    from corpus.tokenize.common import stage_fingerprint, up_to_date
+    from corpus.outputs import up_to_date
+    from corpus.tokenize.common import stage_fingerprint
 
     config = ClassifierConfig.model_validate(options.model_dump(exclude={"positive", "negative", "pool", "name"}))
     positive = [resolve(r, written, base) for r in options.positive]

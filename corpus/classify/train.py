@@ -14,16 +14,13 @@ measured on the same documents.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-import corpus
 from corpus.classify.model import (
     MODEL_FILE,
     choose_threshold,
@@ -239,7 +236,7 @@ def train_classifier(positive: list[str], negative: list[str], output: str | Pat
                      command: list[str] | None = None, fingerprint: str | None = None) -> dict:  # fmt: skip
     from corpus.classify.seeds import read_seeds, seeds_digest
     from corpus.document import file_sha256
-    from corpus.tokenize.common import PartialOutput
+    from corpus.outputs import OutputFolder, card_header
 
     if config.rounds and not pool:
         raise CorpusError("--rounds needs --pool: the documents a recall round may add to the positives")
@@ -250,7 +247,7 @@ def train_classifier(positive: list[str], negative: list[str], output: str | Pat
         raise CorpusError(f"{', '.join(positive)}: no positive documents" + _domains_note(config.positive_domains))
     if not neg_texts:
         raise CorpusError(f"{', '.join(negative)}: no negative documents" + _domains_note(config.negative_domains))
-    target = PartialOutput(output, overwrite, is_classifier_folder, [*positive, *negative, *(pool or [])])
+    target = OutputFolder(output, overwrite, is_classifier_folder, [*positive, *negative, *(pool or [])])
     partial = target.start()
     try:
         say(f"{STAGE}: training on {len(pos_texts):,} positive and {len(neg_texts):,} negative seeds")
@@ -259,13 +256,8 @@ def train_classifier(positive: list[str], negative: list[str], output: str | Pat
         result["model"].save_model(str(partial / MODEL_FILE))
         (partial / "_work").rmdir() if (partial / "_work").is_dir() and not any((partial / "_work").iterdir()) else None
         card = {
-            "card_version": 1,
+            **card_header(name or Path(output).name, STAGE, command),
             "classifier_format": CLASSIFIER_FORMAT,
-            "name": name or Path(output).name,
-            "stage": STAGE,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "tool": {"name": "corpus", "version": corpus.__version__},
-            "command": command if command is not None else sys.argv,
             "fingerprint": fingerprint,
             "config": config.model_dump(),
             "inputs": {"positive": pos_lineage, "negative": neg_lineage, "pool": pool_lineage},

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from corpus.document import is_dataset
 from corpus.errors import CorpusError
+from corpus.outputs import up_to_date
 from corpus.progress import say
-from corpus.tokenize.common import tokenize_fingerprint, tokenizer_fingerprint, up_to_date
+from corpus.tokenize.common import tokenize_fingerprint, tokenizer_fingerprint
 from corpus.tokenize.shards import TokenizeConfig, is_shards_folder, tokenize_dataset
 from corpus.tokenize.train_tokenizer import TokenizerTrainConfig, is_tokenizer_folder, train_tokenizer
 
