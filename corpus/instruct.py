@@ -246,11 +246,19 @@ def is_instruct_folder(path: Path) -> bool:
 
 
 def build_instructions(inputs: list[str], output: str | Path, config: InstructConfig, overwrite: bool = False,
-                       command: list[str] | None = None, name: str | None = None) -> dict:  # fmt: skip
+                       command: list[str] | None = None, name: str | None = None, replace_stale: bool = False) -> dict:  # fmt: skip
+    """Build the pairs into `output`. A finished output of the same inputs and config is up to date;
+    `replace_stale` (a pipeline's own output) replaces one of another config without --overwrite."""
     from corpus.execution import dataset_inputs
+    from corpus.tokenize.common import stage_fingerprint
 
     files, lineage = dataset_inputs(inputs)
-    target = OutputFolder(output, overwrite, is_instruct_folder, inputs)
+    fingerprint = stage_fingerprint("instruct", config.model_dump(), inputs)
+    target = OutputFolder(output, overwrite, is_instruct_folder, inputs, fingerprint, replace_stale=replace_stale)
+    if target.up_to_date():
+        say(f"instruct: {output} is up to date (same inputs and config); nothing to do")
+        return json.loads((target.final / CARD_JSON).read_text(encoding="utf-8"))
+    target.check()
     pairs, skipped = build_pairs(files, config)
     if not pairs:
         raise CorpusError(f"{', '.join(inputs)}: no rule produced a pair (skipped: {dict(skipped) or 'nothing read'})")
@@ -272,6 +280,7 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
     documents_in = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
     card = {
         **card_header(name or Path(output).name, "instruct", command),
+        "fingerprint": fingerprint,
         "config": config.model_dump(),
         "inputs": lineage,
         "documents_in": documents_in,

@@ -305,16 +305,17 @@ def git_commit() -> str | None:
 # ---------------------------------------------------------------- publishing a folder
 
 
-def refusal(output: str | Path, out: Path, finished: bool, same_kind_made: bool, noun: str = "output") -> str:
+def refusal(output: str | Path, out: Path, finished: bool, same_kind_made: bool, noun: str = "output", hint: str | None = None) -> str:
     """The one-line reason an existing output may not be replaced: not a finished output, made by
-    another configuration (it keeps a fingerprint), or simply there; --overwrite only where allowed."""
+    another configuration (it keeps a fingerprint), or simply there; --overwrite only where allowed
+    (`hint`, when given, says what to do instead of replace_hint)."""
     if not finished:
         what = f"exists and is not a finished {noun}"
     elif same_kind_made:
         what = "was made by another configuration"  # the inputs or options differ
     else:
         what = "already exists"
-    return f"{output}: {what}; {replace_hint(out)}"
+    return f"{output}: {what}; {hint or replace_hint(out)}"
 
 
 class OutputFolder:
@@ -369,7 +370,7 @@ class OutputFolder:
         if not self.final.exists() and not self.final.is_symlink():
             return
         finished = self.is_finished(self.final)
-        stale = finished and self.replace_stale and self.stored() is not None
+        stale = finished and self.replace_stale
         if (self.overwrite or stale) and made_by_us(self.final):
             return
         if self.overwrite or stale:

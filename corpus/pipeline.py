@@ -301,8 +301,7 @@ def _run_stages(path: Path, config: PipelineConfig, stages: list, base: Path, ou
             source = next((p for p in reversed(written) if is_dataset(p)), None)
             if source is None:
                 raise CorpusError(f"{path}: stage instruct needs a dataset folder before it")
-            # Rebuilding takes seconds, so a rerun always rebuilds its own output.
-            build_instructions([str(source)], out, options, overwrite=True, command=command, name=name)
+            build_instructions([str(source)], out, options, overwrite=overwrite, command=command, name=name, replace_stale=True)
             written.append(out)
             continue
         elif kind == "dedup":

@@ -23,19 +23,17 @@ def run_classifier_stage(options, written: list[Path], out: Path, name: str, bas
                          command: list[str] | None, resolve) -> Path:  # fmt: skip
     from corpus.classify.train import (
         ClassifierConfig,
+        classifier_fingerprint,
         is_classifier_folder,
         train_classifier,
     )
     from corpus.outputs import up_to_date
-    from corpus.tokenize.common import stage_fingerprint
 
     config = ClassifierConfig.model_validate(options.model_dump(exclude={"positive", "negative", "pool", "name"}))
     positive = [resolve(r, written, base) for r in options.positive]
     negative = [resolve(r, written, base) for r in options.negative]
     pool = [resolve(r, written, base) for r in options.pool]
-    paths = [Path(p) for p in positive + negative + pool]
-    fp = stage_fingerprint("classifier", {**config.model_dump(), "positive": positive, "negative": negative, "pool": pool},
-                      [p for p in paths if p.is_dir()])  # fmt: skip
+    fp = classifier_fingerprint(config, positive, negative, pool)
     if up_to_date(out, fp, is_classifier_folder) and not overwrite:
         say(f"classifier: {out} is up to date (same seeds and config); nothing to do")
         return out

@@ -231,6 +231,19 @@ def read_classifier(folder: str | Path) -> dict:
     return card
 
 
+def classifier_fingerprint(config: ClassifierConfig, positive: list[str], negative: list[str], pool: list[str] | None) -> str:
+    """`corpus classifier train` and the pipeline's classifier stage: the config, the seed sources
+    and what the seed folders hold."""
+    from corpus.tokenize.common import stage_fingerprint
+
+    def resolved(refs) -> list[str]:
+        return [str(Path(p).expanduser().resolve()) for p in refs or []]
+
+    positive, negative, pool = resolved(positive), resolved(negative), resolved(pool)
+    return stage_fingerprint("classifier", {**config.model_dump(), "positive": positive, "negative": negative, "pool": pool},
+                             [Path(p) for p in positive + negative + pool if Path(p).is_dir()])  # fmt: skip
+
+
 def train_classifier(positive: list[str], negative: list[str], output: str | Path, config: ClassifierConfig,
                      pool: list[str] | None = None, name: str | None = None, overwrite: bool = False,
                      command: list[str] | None = None, fingerprint: str | None = None) -> dict:  # fmt: skip
@@ -238,6 +251,12 @@ def train_classifier(positive: list[str], negative: list[str], output: str | Pat
     from corpus.document import file_sha256
     from corpus.outputs import OutputFolder, card_header
 
+    fingerprint = fingerprint or classifier_fingerprint(config, positive, negative, pool)
+    target = OutputFolder(output, overwrite, is_classifier_folder, [*positive, *negative, *(pool or [])], fingerprint)
+    if target.up_to_date():
+        say(f"{STAGE}: {output} is up to date (same seeds and config); nothing to do")
+        return json.loads((target.final / "card.json").read_text(encoding="utf-8"))
+    target.check()
     if config.rounds and not pool:
         raise CorpusError("--rounds needs --pool: the documents a recall round may add to the positives")
     pos_texts, pos_lineage = read_seeds(positive, config.positive_domains, "--positive")
@@ -247,7 +266,6 @@ def train_classifier(positive: list[str], negative: list[str], output: str | Pat
         raise CorpusError(f"{', '.join(positive)}: no positive documents" + _domains_note(config.positive_domains))
     if not neg_texts:
         raise CorpusError(f"{', '.join(negative)}: no negative documents" + _domains_note(config.negative_domains))
-    target = OutputFolder(output, overwrite, is_classifier_folder, [*positive, *negative, *(pool or [])])
     partial = target.start()
     try:
         say(f"{STAGE}: training on {len(pos_texts):,} positive and {len(neg_texts):,} negative seeds")
