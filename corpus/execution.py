@@ -11,7 +11,6 @@ as it is.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections import Counter
@@ -39,15 +38,10 @@ from corpus.document import (
 from corpus.errors import CorpusError, StageFailed
 from corpus.executors import ExecutorConfig, build_executor, configure_main_logging
 from corpus.outputs import (
-    RESUME_FILE,
+    OutputFolder,
     OutputLock,
     check_output,
     fingerprint_of,
-    made_by_us,
-    mark,
-    refusal,
-    remove_ours,
-    replace_hint,
 )
 from corpus.progress import say, task_progress
 from corpus.stage_stats import merge_counts, read_task_stats, write_task_stats
@@ -237,25 +231,15 @@ def _run_locked(job, output, out: Path, executor, overwrite, command, pipeline_f
     """run_stage's work while it holds the output's lock: (the card, whether the stage ran)."""
     from corpus.cards import write_card
 
-    partial = out.with_name(out.name + ".partial")
-    work = partial / WORK_DIR
     fp = fingerprint(job, executor)
-
-    if out.exists():
-        if is_dataset(out) and read_card(out).get("fingerprint") == fp and not overwrite:
-            say(f"{job.stage}: {output} is up to date (same inputs and config); nothing to do")
-            return read_card(out), False
-        stale = is_dataset(out) and replace_stale  # a pipeline's own earlier output of another config
-        if not (overwrite or stale):
-            raise CorpusError(refusal(output, out, is_dataset(out), True, noun="dataset"))
-        if not made_by_us(out):
-            raise CorpusError(f"{output}: exists and {replace_hint(out)}")
-    saved = partial / RESUME_FILE
-    if partial.exists() and (not saved.exists() or saved.read_text().strip() != fp):
-        remove_ours(partial)  # a half-finished run of another configuration cannot be resumed
-    mark(partial)
-    work.mkdir(parents=True, exist_ok=True)
-    saved.write_text(fp)
+    # replace_stale: a pipeline replaces its own earlier output of another config
+    target = OutputFolder(out, overwrite, is_dataset, fingerprint=fp, replace_stale=replace_stale, shown=output, noun="dataset")
+    if not overwrite and target.is_up_to_date():
+        say(f"{job.stage}: {output} is up to date (same inputs and config); nothing to do")
+        return read_card(out), False
+    target.check()
+    partial = target.open(resume=fp)  # a half-finished run of another configuration is not resumed
+    work = partial / WORK_DIR
 
     if job.prepare is not None:
         try:
@@ -293,8 +277,7 @@ def _run_locked(job, output, out: Path, executor, overwrite, command, pipeline_f
     previous_readme = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else ""
     card = _finalize(job, partial, work, executor, fp, started, command, pipeline_file, write_card, previous_readme, out,
                      work_digests)  # fmt: skip
-    remove_ours(out)
-    os.replace(partial, out)
+    target.publish()
     return card, True
 
 

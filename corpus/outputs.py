@@ -224,19 +224,13 @@ def input_identity(path: str | Path) -> str | None:
         found = None
     if found is not None:
         return found
+    from corpus.document import file_sha256
+
     file = path / "tokenizer.json" if path.is_dir() else path
     try:
-        return _file_sha256(file) if file.is_file() else None
+        return file_sha256(file) if file.is_file() else None
     except OSError:
         return None
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def stored_fingerprint(out: str | Path, marker: str = CARD_JSON) -> str | None:
@@ -328,13 +322,19 @@ class OutputFolder:
     with another one is replaced when `overwrite` (the user's --overwrite) or `replace_stale` (a
     pipeline's own earlier output) allows it; otherwise check() refuses it in one line. `error` is
     the exception class of that line (the trainer has its own); `marker` is the file in the output
-    that keeps the fingerprint.
+    that keeps the fingerprint; `shown` is how the lines name the output (default: its full path)
+    and `noun` what it is ("exists and is not a finished dataset").
+
+    A command that holds the output's lock itself (a dataset stage) calls open() and publish()
+    instead of start() and finish().
     """
 
     def __init__(self, output: str | Path, overwrite: bool, is_finished, inputs: list[str | Path] = (),
                  fingerprint: str | Callable[[], str] | None = None, replace_stale: bool = False, error: type[Exception] = CorpusError,
-                 marker: str = CARD_JSON):  # fmt: skip
+                 marker: str = CARD_JSON, shown: str | Path | None = None, noun: str = "output"):  # fmt: skip
         self.final = check_output(output, inputs)
+        self.shown = shown if shown is not None else self.final
+        self.noun = noun
         self.partial = self.final.with_name(self.final.name + ".partial")
         self.overwrite = overwrite
         self.replace_stale = replace_stale
@@ -374,26 +374,30 @@ class OutputFolder:
         if (self.overwrite or stale) and made_by_us(self.final):
             return
         if self.overwrite or stale:
-            raise self.error(f"{self.final}: exists and {replace_hint(self.final)}")
+            raise self.error(f"{self.shown}: exists and {replace_hint(self.final)}")
         same_kind = self.stored() is not None and self.fingerprint is not None
-        raise self.error(refusal(self.final, self.final, finished, same_kind))
+        raise self.error(refusal(self.shown, self.final, finished, same_kind, self.noun))
 
     def start(self, resume: str | None = None) -> Path:
-        """The partial folder, emptied unless `resume` names the attempt it holds (its
-        `_work/fingerprint`): then an interrupted run's finished tasks are kept."""
+        """Take the output's lock, check() it and open() the partial folder."""
         self.lock.acquire()
         try:
             self.check()
-            saved = self.partial / RESUME_FILE
-            if resume is None or not saved.is_file() or saved.read_text().strip() != resume:
-                remove_ours(self.partial)  # a half-written attempt of something else: nothing in it is trusted
-            mark(self.partial)
-            if resume is not None:
-                saved.parent.mkdir(parents=True, exist_ok=True)
-                saved.write_text(resume)
+            return self.open(resume)
         except BaseException:
             self.lock.release()
             raise
+
+    def open(self, resume: str | None = None) -> Path:
+        """The partial folder, emptied unless `resume` names the attempt it holds (its
+        `_work/fingerprint`): then an interrupted run's finished tasks are kept."""
+        saved = self.partial / RESUME_FILE
+        if resume is None or not saved.is_file() or saved.read_text().strip() != resume:
+            remove_ours(self.partial)  # a half-written attempt of something else: nothing in it is trusted
+        mark(self.partial)
+        if resume is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(resume)
         return self.partial
 
     def release(self) -> None:
@@ -405,9 +409,14 @@ class OutputFolder:
         remove_ours(self.partial)
         self.lock.release()
 
-    def finish(self) -> Path:
-        """Replace the output with the complete partial folder, and let go of it."""
+    def publish(self) -> Path:
+        """Replace the output with the complete partial folder."""
         remove_ours(self.final)
         os.replace(self.partial, self.final)
+        return self.final
+
+    def finish(self) -> Path:
+        """publish(), and let go of the output."""
+        self.publish()
         self.lock.release()
         return self.final
