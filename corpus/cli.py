@@ -320,7 +320,7 @@ def cmd_tokenizer_train(args) -> int:
         config = TokenizerTrainConfig(**options)
     except ValidationError as e:
         raise _config_error(e) from None
-    from corpus.tokenize.common import tokenizer_fingerprint
+    from corpus.tokenize.fingerprints import tokenizer_fingerprint
 
     # the pipeline's tokenizer stage computes the same: a rerun with the same inputs and options is up to date
     train_tokenizer(args.inputs, args.output, config, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]],
@@ -340,7 +340,7 @@ def cmd_tokenize(args) -> int:
         )  # fmt: skip
     except ValidationError as e:
         raise _config_error(e) from None
-    from corpus.tokenize.common import tokenize_fingerprint
+    from corpus.tokenize.fingerprints import tokenize_fingerprint
 
     # the pipeline's tokenize stage computes the same: a rerun with the same inputs and options is up to date
     tokenize_dataset(args.inputs, args.output, config, overwrite=args.overwrite, command=["corpus", *sys.argv[1:]],

@@ -10,9 +10,7 @@ as it is.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import time
 from collections import Counter
@@ -24,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
+from corpus import lifetime
 from corpus.document import (
     CARD_JSON,
     DATA_DIR,
@@ -36,10 +35,14 @@ from corpus.document import (
     split_kept_rejected,
     to_working,
 )
-from corpus import lifetime
 from corpus.errors import CorpusError, StageFailed
 from corpus.executors import ExecutorConfig, build_executor, configure_main_logging
-from corpus.outputs import OutputLock, check_output, made_by_us, mark, remove_ours, replace_hint
+from corpus.outputs import (
+    OutputFolder,
+    OutputLock,
+    check_output,
+    fingerprint_of,
+)
 from corpus.progress import say, task_progress
 from corpus.stage_stats import merge_counts, read_task_stats, write_task_stats
 
@@ -194,8 +197,10 @@ class StageJob:
 
 
 def fingerprint(job: StageJob, executor: ExecutorConfig) -> str:
-    payload = {"stage": job.stage, "config": job.config, "inputs": job.inputs, "tasks": executor.tasks}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A dataset stage's fingerprint. Its inputs are their lineage entries (card_sha256 and path),
+    and its part files keep it, so it stays what it has always been: changing it would change
+    every published dataset's bytes."""
+    return fingerprint_of({"stage": job.stage, "config": job.config, "inputs": job.inputs, "tasks": executor.tasks})
 
 
 def run_stage(
@@ -226,27 +231,15 @@ def _run_locked(job, output, out: Path, executor, overwrite, command, pipeline_f
     """run_stage's work while it holds the output's lock: (the card, whether the stage ran)."""
     from corpus.cards import write_card
 
-    partial = out.with_name(out.name + ".partial")
-    work = partial / WORK_DIR
     fp = fingerprint(job, executor)
-
-    if out.exists():
-        if is_dataset(out) and read_card(out).get("fingerprint") == fp and not overwrite:
-            say(f"{job.stage}: {output} is up to date (same inputs and config); nothing to do")
-            return read_card(out), False
-        stale = is_dataset(out) and replace_stale  # a pipeline's own earlier output of another config
-        if not (overwrite or stale):
-            what = "was made by another configuration" if is_dataset(out) else "exists and is not a finished dataset"
-            raise CorpusError(f"{output}: {what}; {replace_hint(out)}")
-        if not made_by_us(out):
-            raise CorpusError(f"{output}: exists and {replace_hint(out)}")
-    if partial.exists():
-        saved = work / "fingerprint"
-        if not saved.exists() or saved.read_text().strip() != fp:
-            remove_ours(partial)  # a half-finished run of another configuration cannot be resumed
-    mark(partial)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "fingerprint").write_text(fp)
+    # replace_stale: a pipeline replaces its own earlier output of another config
+    target = OutputFolder(out, overwrite, is_dataset, fingerprint=fp, replace_stale=replace_stale, shown=output, noun="dataset")
+    if not overwrite and target.is_up_to_date():
+        say(f"{job.stage}: {output} is up to date (same inputs and config); nothing to do")
+        return read_card(out), False
+    target.check()
+    partial = target.open(resume=fp)  # a half-finished run of another configuration is not resumed
+    work = partial / WORK_DIR
 
     if job.prepare is not None:
         try:
@@ -284,8 +277,7 @@ def _run_locked(job, output, out: Path, executor, overwrite, command, pipeline_f
     previous_readme = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else ""
     card = _finalize(job, partial, work, executor, fp, started, command, pipeline_file, write_card, previous_readme, out,
                      work_digests)  # fmt: skip
-    remove_ours(out)
-    os.replace(partial, out)
+    target.publish()
     return card, True
 
 

@@ -23,10 +23,8 @@ Pages marked `published: false` are drafts on the site and give no pairs.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -37,14 +35,12 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-import corpus
-from corpus.cards import card_hash, git_commit
 from corpus.document import CARD_JSON, CARD_README, file_sha256
 from corpus.errors import CorpusError
 from corpus.instruct_rules import RULES
+from corpus.outputs import OutputFolder, card_header, seal_card
 from corpus.progress import say
 from corpus.stages import Stage, declare
-from corpus.tokenize.common import PartialOutput
 
 PAIRS_FILE = "pairs.jsonl"
 TRAIN_FILE, TEST_FILE = "train.jsonl", "test.jsonl"
@@ -251,11 +247,19 @@ def is_instruct_folder(path: Path) -> bool:
 
 
 def build_instructions(inputs: list[str], output: str | Path, config: InstructConfig, overwrite: bool = False,
-                       command: list[str] | None = None, name: str | None = None) -> dict:  # fmt: skip
+                       command: list[str] | None = None, name: str | None = None, replace_stale: bool = False) -> dict:  # fmt: skip
+    """Build the pairs into `output`. A finished output of the same inputs and config is up to date;
+    `replace_stale` (a pipeline's own output) replaces one of another config without --overwrite."""
     from corpus.execution import dataset_inputs
+    from corpus.outputs import stage_fingerprint
 
     files, lineage = dataset_inputs(inputs)
-    target = PartialOutput(output, overwrite, is_instruct_folder, inputs)
+    fingerprint = stage_fingerprint("instruct", config.model_dump(), inputs)
+    target = OutputFolder(output, overwrite, is_instruct_folder, inputs, fingerprint, replace_stale=replace_stale)
+    if target.up_to_date():
+        say(f"instruct: {output} is up to date (same inputs and config); nothing to do")
+        return json.loads((target.final / CARD_JSON).read_text(encoding="utf-8"))
+    target.check()
     pairs, skipped = build_pairs(files, config)
     if not pairs:
         raise CorpusError(f"{', '.join(inputs)}: no rule produced a pair (skipped: {dict(skipped) or 'nothing read'})")
@@ -276,12 +280,8 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
                  "method": "blake2b of the messages, mixed with split_seed, below test_split"}  # fmt: skip
     documents_in = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
     card = {
-        "card_version": 1,
-        "name": name or Path(output).name,
-        "stage": "instruct",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "tool": {"name": "corpus", "version": corpus.__version__, "git_commit": git_commit()},
-        "command": command if command is not None else sys.argv,
+        **card_header(name or Path(output).name, "instruct", command),
+        "fingerprint": fingerprint,
         "config": config.model_dump(),
         "inputs": lineage,
         "documents_in": documents_in,
@@ -296,8 +296,7 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
     }
     if split is not None:
         card["split"] = split
-    card["card_sha256"] = card_hash(card)
-    (partial / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    seal_card(partial, card)
     (partial / CARD_README).write_text(_readme(card), encoding="utf-8")
     final = target.finish()
     say(f"instruct: {len(pairs):,} pairs ({', '.join(f'{k} {v:,}' for k, v in card['by_rule'].items())}) -> {final}")
@@ -305,8 +304,8 @@ def build_instructions(inputs: list[str], output: str | Path, config: InstructCo
 
 
 def _run(run):
-    # Rebuilding takes seconds, so a rerun always rebuilds its own output.
-    build_instructions([run.latest_dataset()], run.out, run.options, overwrite=True, command=run.command, name=run.name)
+    build_instructions([run.latest_dataset()], run.out, run.options, overwrite=run.overwrite, command=run.command, name=run.name,
+                       replace_stale=True)  # fmt: skip
     return run.out
 
 

@@ -13,21 +13,32 @@ Every command that writes a folder goes through here:
   the lock when its process dies, however it dies, so a killed run's lock is simply taken over.
 - `atomic_write(path)` writes a work file under a temporary name and renames it into place, so a
   kill leaves either the old file or the new one, never half of one.
+- `OutputFolder(output, ...)` publishes an output: it is written under `OUT.partial` and renamed
+  to `OUT` when complete, the lock held meanwhile; a finished output keeps the fingerprint
+  (`fingerprint_of` its inputs' identities and its config) that makes a rerun "up to date", and
+  `refusal` words the one-line error when an existing output may not be replaced.
+- `card_header(...)` and `seal_card(...)` are the fields every card.json opens with and its
+  card_sha256.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from corpus.errors import CorpusError
 
 MARKER = ".corpus-output"  # written into every output folder (and its .partial) this project creates
 OUR_FILES = (MARKER, "card.json", "run.json", "stage.json", "ablation.json", "crawl_state.sqlite")
 _PARTIAL_WORK = "_work"  # a dataset stage's .partial holds its work folder
+RESUME_FILE = f"{_PARTIAL_WORK}/fingerprint"  # in a partial folder: which attempt its finished tasks belong to
+CARD_JSON = "card.json"
 
 
 def check_output(output: str | Path, inputs: list[str | Path] = (), what: str = "-o") -> Path:
@@ -204,3 +215,226 @@ def atomic_write(path: str | Path):
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+# ---------------------------------------------------------------- fingerprints and the card header
+
+
+def fingerprint_of(payload: dict) -> str:
+    """The fingerprint of what an output was made from: the sha256 of the payload's JSON (keys
+    sorted), first 16 hex digits. Every output's card (or run marker) keeps its own."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def input_identity(path: str | Path) -> str | None:
+    """What an input is, for a fingerprint, whatever its path: a folder's card_sha256, else the
+    sha256 of a tokenizer folder's tokenizer.json or of a file; None for what cannot be read."""
+    path = Path(path)
+    try:
+        found = json.loads((path / CARD_JSON).read_text(encoding="utf-8")).get("card_sha256")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        found = None
+    if found is not None:
+        return found
+    from corpus.document import file_sha256
+
+    file = path / "tokenizer.json" if path.is_dir() else path
+    try:
+        return file_sha256(file) if file.is_file() else None
+    except OSError:
+        return None
+
+
+def stage_fingerprint(kind: str, config: dict, inputs: list[str | Path]) -> str:
+    """The fingerprint of a run that is not a dataset stage (tokenizer, tokenize, classifier,
+    instruct ...): its kind, its config and what its inputs hold (not where they are)."""
+    return fingerprint_of({"stage": kind, "config": config, "inputs": [input_identity(p) for p in inputs]})
+
+
+def stored_fingerprint(out: str | Path, marker: str = CARD_JSON) -> str | None:
+    """The fingerprint a finished output keeps in its card (or another marker file), or None."""
+    try:
+        return json.loads((Path(out) / marker).read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+
+
+def up_to_date(out: str | Path, fingerprint: str | None, finished, marker: str = CARD_JSON) -> bool:
+    """A finished output made with this fingerprint: a rerun leaves it as it is."""
+    return fingerprint is not None and finished(Path(out)) and stored_fingerprint(out, marker) == fingerprint
+
+
+def card_header(name: str, stage: str, command: list[str] | None, python: bool = False) -> dict:
+    """The fields every card.json opens with: card_version, name, stage, created (UTC, seconds),
+    tool (corpus's version and git commit; the Python version where asked) and command (the
+    process's argv when not given). The caller adds its stage's fields after them."""
+    import datetime as dt
+    import sys
+
+    import corpus
+
+    tool = {"name": "corpus", "version": corpus.__version__, "git_commit": git_commit()}
+    if python:
+        tool["python"] = sys.version.split()[0]
+    return {
+        "card_version": 1,
+        "name": name,
+        "stage": stage,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "tool": tool,
+        "command": command if command is not None else sys.argv,
+    }
+
+
+def card_hash(card: dict) -> str:
+    """A card's card_sha256: the sha256 of its JSON (keys sorted) without that key."""
+    body = {k: v for k, v in card.items() if k != "card_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def seal_card(folder: str | Path, card: dict) -> dict:
+    """Set the card's card_sha256 and write it to FOLDER/card.json; returns the card."""
+    card["card_sha256"] = card_hash(card)
+    (Path(folder) / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return card
+
+
+def git_commit() -> str | None:
+    """The commit of the corpus package's checkout, or None outside a git checkout."""
+    import subprocess
+
+    import corpus
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(corpus.__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+# ---------------------------------------------------------------- publishing a folder
+
+
+def refusal(output: str | Path, out: Path, finished: bool, same_kind_made: bool, noun: str = "output", hint: str | None = None) -> str:
+    """The one-line reason an existing output may not be replaced: not a finished output, made by
+    another configuration (it keeps a fingerprint), or simply there; --overwrite only where allowed
+    (`hint`, when given, says what to do instead of replace_hint)."""
+    if not finished:
+        what = f"exists and is not a finished {noun}"
+    elif same_kind_made:
+        what = "was made by another configuration"  # the inputs or options differ
+    else:
+        what = "already exists"
+    return f"{output}: {what}; {hint or replace_hint(out)}"
+
+
+class OutputFolder:
+    """An output folder written under `OUT.partial` and renamed to `OUT` only when complete, with
+    the output's lock held from start() to finish(), release() or abandon().
+
+    `fingerprint` is this run's (fingerprint_of its inputs' identities and its config; a function
+    that computes it, when that takes reading the inputs, is called only when needed): a finished
+    output that keeps the same one is up to date, and a rerun leaves it as it is. A finished output
+    with another one is replaced when `overwrite` (the user's --overwrite) or `replace_stale` (a
+    pipeline's own earlier output) allows it; otherwise check() refuses it in one line. `error` is
+    the exception class of that line (the trainer has its own); `marker` is the file in the output
+    that keeps the fingerprint; `shown` is how the lines name the output (default: its full path)
+    and `noun` what it is ("exists and is not a finished dataset").
+
+    A command that holds the output's lock itself (a dataset stage) calls open() and publish()
+    instead of start() and finish().
+    """
+
+    def __init__(self, output: str | Path, overwrite: bool, is_finished, inputs: list[str | Path] = (),
+                 fingerprint: str | Callable[[], str] | None = None, replace_stale: bool = False, error: type[Exception] = CorpusError,
+                 marker: str = CARD_JSON, shown: str | Path | None = None, noun: str = "output"):  # fmt: skip
+        self.final = check_output(output, inputs)
+        self.shown = shown if shown is not None else self.final
+        self.noun = noun
+        self.partial = self.final.with_name(self.final.name + ".partial")
+        self.overwrite = overwrite
+        self.replace_stale = replace_stale
+        self.is_finished = is_finished
+        self._fingerprint = fingerprint
+        self.error = error
+        self.marker = marker
+        self.lock = OutputLock(self.final)
+
+    @property
+    def fingerprint(self) -> str | None:
+        if callable(self._fingerprint):
+            self._fingerprint = self._fingerprint()
+        return self._fingerprint
+
+    def stored(self) -> str | None:
+        return stored_fingerprint(self.final, self.marker)
+
+    def is_up_to_date(self) -> bool:
+        """A finished output made with this run's fingerprint (whatever --overwrite says)."""
+        return self.is_finished(self.final) and up_to_date(self.final, self.fingerprint, self.is_finished, self.marker)
+
+    def up_to_date(self) -> bool:
+        """True when the finished output was made with this run's fingerprint and --overwrite was
+        not passed: then there is nothing to do (checked under the output's lock)."""
+        if self.overwrite or self._fingerprint is None or not self.final.exists():
+            return False
+        with self.lock:
+            return self.is_up_to_date()
+
+    def check(self) -> None:
+        """The one-line error when the output exists and may not be replaced by this run."""
+        if not self.final.exists() and not self.final.is_symlink():
+            return
+        finished = self.is_finished(self.final)
+        stale = finished and self.replace_stale
+        if (self.overwrite or stale) and made_by_us(self.final):
+            return
+        if self.overwrite or stale:
+            raise self.error(f"{self.shown}: exists and {replace_hint(self.final)}")
+        same_kind = self.stored() is not None and self.fingerprint is not None
+        raise self.error(refusal(self.shown, self.final, finished, same_kind, self.noun))
+
+    def start(self, resume: str | None = None) -> Path:
+        """Take the output's lock, check() it and open() the partial folder."""
+        self.lock.acquire()
+        try:
+            self.check()
+            return self.open(resume)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def open(self, resume: str | None = None) -> Path:
+        """The partial folder, emptied unless `resume` names the attempt it holds (its
+        `_work/fingerprint`): then an interrupted run's finished tasks are kept."""
+        saved = self.partial / RESUME_FILE
+        if resume is None or not saved.is_file() or saved.read_text().strip() != resume:
+            remove_ours(self.partial)  # a half-written attempt of something else: nothing in it is trusted
+        mark(self.partial)
+        if resume is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(resume)
+        return self.partial
+
+    def release(self) -> None:
+        """Keep the partial folder for a rerun to resume, and let go of the output."""
+        self.lock.release()
+
+    def abandon(self) -> None:
+        """Remove the partial folder (an output that cannot be resumed leaves nothing behind)."""
+        remove_ours(self.partial)
+        self.lock.release()
+
+    def publish(self) -> Path:
+        """Replace the output with the complete partial folder."""
+        remove_ours(self.final)
+        os.replace(self.partial, self.final)
+        return self.final
+
+    def finish(self) -> Path:
+        """publish(), and let go of the output."""
+        self.publish()
+        self.lock.release()
+        return self.final

@@ -16,10 +16,9 @@ pytest.importorskip("torch")
 
 def _write(tmp_path, options, out=None, logs=None):
     from train.base_model import BaseModelStageConfig, write_base_model
-    from train.stages import _fingerprint
 
     out = out or tmp_path / "06-base_model"
-    return write_base_model(BaseModelStageConfig(**options), tmp_path, out, _fingerprint, (logs if logs is not None else []).append)
+    return write_base_model(BaseModelStageConfig(**options), tmp_path, out, (logs if logs is not None else []).append)
 
 
 def test_base_model_folder_is_a_plain_model_with_its_tokenizer(tmp_path, tiny_model):

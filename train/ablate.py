@@ -26,7 +26,6 @@ report an uninterrupted one gives.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import statistics
@@ -38,7 +37,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from corpus.errors import CorpusError
-from corpus.outputs import OutputLock, check_output, remove_ours
+from corpus.outputs import OutputLock, check_output, fingerprint_of, refusal, remove_ours, stored_fingerprint
 from corpus.progress import say
 from train.errors import TrainError
 
@@ -240,10 +239,6 @@ def _stage(job, out: Path) -> Path:
     return out
 
 
-def _fingerprint(payload) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 class Prepared(BaseModel):
     """What the runs need: the tokenizer, the arms' shards, the eval sets' shards, and the sizes."""
 
@@ -295,7 +290,7 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
     if config.tokenizer is None:
         union = [str(f) for folders in arms.values() for f in folders]
         tok_config = TokenizerTrainConfig(vocab_size=config.vocab_size, compare=False)
-        fp = _fingerprint({"tokenizer": tok_config.model_dump(), "inputs": [_card(Path(p)).get("card_sha256") for p in union]})
+        fp = fingerprint_of({"tokenizer": tok_config.model_dump(), "inputs": [_card(Path(p)).get("card_sha256") for p in union]})
         if not (is_tokenizer_folder(tokdir) and _card(tokdir).get("fingerprint") == fp):
             train_tokenizer(union, tokdir, tok_config, overwrite=True, name="ablation/tokenizer", fingerprint=fp)
     elif not (tokdir / "tokenizer.json").is_file():
@@ -310,7 +305,7 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
 
     def shards(source: Path, target: Path, name: str) -> Path:
         tcfg = TokenizeConfig(tokenizer=str(tokdir), val_fraction=0.0, min_val_docs_per_domain=0, shard_size_mb=64)
-        fp = _fingerprint({"tokenize": tcfg.model_dump(), "tokenizer": tokenizer_sha256(tokdir), "input": _card(source).get("card_sha256")})
+        fp = fingerprint_of({"tokenize": tcfg.model_dump(), "tokenizer": tokenizer_sha256(tokdir), "input": _card(source).get("card_sha256")})
         if not (is_shards_folder(target) and _card(target).get("fingerprint") == fp):
             tokenize_dataset([str(source)], target, tcfg, overwrite=True, name=name, fingerprint=fp)
         return target
@@ -447,16 +442,13 @@ def run_ablation(config: AblateConfig, overwrite: bool = False, stop_after_runs:
 def _run_ablation(config: AblateConfig, out: Path, overwrite: bool, stop_after_runs: int | None,
                   replace_stale: bool) -> dict | None:  # fmt: skip
     identity = _identity(config)
-    fp = _fingerprint(identity)
+    fp = fingerprint_of(identity)
     if out.exists() and any(out.iterdir()):
         if not (out / ABLATION_JSON).is_file():
             raise TrainError(f"{out}: exists and is not an ablation folder (no {ABLATION_JSON}); choose another -o")
-        try:
-            recorded = json.loads((out / ABLATION_JSON).read_text(encoding="utf-8")).get("fingerprint")
-        except (OSError, json.JSONDecodeError):
-            recorded = None
+        recorded = stored_fingerprint(out, ABLATION_JSON)
         if recorded != fp and not (overwrite or replace_stale):
-            raise TrainError(f"{out}: holds an ablation of other arms, eval sets or options; pass --overwrite to replace it")
+            raise TrainError(refusal(out, out, True, True))  # an ablation of other arms, eval sets or options
         if overwrite or recorded != fp:
             remove_ours(out)  # an ablation folder (it has ablation.json): ours to replace
         elif (out / REPORT_JSON).is_file():

@@ -11,13 +11,22 @@ they do not depend on how a trainer averages over batches:
 
 from __future__ import annotations
 
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from train.errors import TrainError
 from train.formats import LoadReport, load_preferences, split_by_hash, write_jsonl
-from train.loading import RunFolder, device, load_model, load_tokenizer, resolve_model
-from train.sft import IGNORE_INDEX, assistant_spans, lora_config, prepare_for_training, run_head, save_run, train_and_merge
+from train.loading import device, load_model, load_tokenizer, resolve_model
+from train.sft import (
+    IGNORE_INDEX,
+    assistant_spans,
+    lora_config,
+    prepare_for_training,
+    run_head,
+    run_target,
+    save_run,
+    train_and_merge,
+    up_to_date_run,
+)
 
 
 class DPOOptions(BaseModel):
@@ -95,7 +104,10 @@ def run_dpo(model_path: str, data: list[str], output: str, options: DPOOptions, 
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    target = RunFolder(output, overwrite)
+    target = run_target("dpo", model_path, data, output, options, overwrite)
+    done = up_to_date_run("dpo", target, log)
+    if done is not None:
+        return done
     report = LoadReport()
     pairs = load_preferences(data, options.skip_invalid, report)
     if len({is_conversational(p) for p in pairs}) > 1:

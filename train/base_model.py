@@ -18,7 +18,6 @@ folder holds the model, its tokenizer (so `mix` and `tokenize` count and cut tok
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -91,22 +90,18 @@ def load_base(kind: str, where: str, dtype: str):
     return model, tokenizer
 
 
-def write_base_model(options: BaseModelStageConfig, base: Path, out: Path, fingerprint_of, log) -> Path:
-    """Write the base model folder `out`, or leave it when it already holds the same model."""
-    from train.loading import RunFolder
+def write_base_model(options: BaseModelStageConfig, base: Path, out: Path, log) -> Path:
+    """Write the base model folder `out`, or leave it when it already holds the same model (a
+    pipeline stage: a folder of another model is replaced)."""
+    from corpus.outputs import OutputFolder, fingerprint_of, seal_card
 
     kind, where = locate(options.model, base)
     identity = {"stage": "base_model", "config": options.model_dump(), "source": source_identity(kind, where)}
     fingerprint = fingerprint_of(identity)
-    if (out / CARD_JSON).is_file():
-        try:
-            stored = json.loads((out / CARD_JSON).read_text(encoding="utf-8")).get("fingerprint")
-        except (OSError, json.JSONDecodeError):
-            stored = None
-        if stored == fingerprint:
-            log(f"base_model: {out} is up to date ({options.model}); nothing to do")
-            return out
-    target = RunFolder(out, overwrite=True)
+    target = OutputFolder(out, True, lambda p: (p / CARD_JSON).is_file(), fingerprint=fingerprint, error=TrainError)
+    if target.is_up_to_date():
+        log(f"base_model: {out} is up to date ({options.model}); nothing to do")
+        return out
     model, tokenizer = load_base(kind, where, options.dtype)
     run = target.start()
     model.generation_config.do_sample = False  # greedy unless asked: answers are repeatable
@@ -125,8 +120,7 @@ def write_base_model(options: BaseModelStageConfig, base: Path, out: Path, finge
         "chat_template": bool(tokenizer.chat_template),
         "fingerprint": fingerprint,
     }
-    card["card_sha256"] = hashlib.sha256(json.dumps(card, sort_keys=True).encode()).hexdigest()
-    (run / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    seal_card(run, card)
     (run / CARD_MD).write_text(_card_markdown(card), encoding="utf-8")
     final = target.finish()
     os.utime(final)  # the folder's time is when this model was written

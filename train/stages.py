@@ -19,7 +19,6 @@ Only pydantic is imported at module level: the corpus CLI validates a pipeline w
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Literal
@@ -28,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from corpus.document import CARD_JSON
 from corpus.errors import CorpusError, validation_message
-from corpus.outputs import mark, remove_ours
+from corpus.outputs import fingerprint_of, input_identity, mark, remove_ours, stored_fingerprint
 from corpus.progress import say
 from corpus.stages import Stage, StageRun, declare, earlier_or_path
 from train.ablate import AblateOptions
@@ -93,33 +92,17 @@ class AblateStageConfig(AblateOptions):
 
 
 # ---------------------------------------------------------------- inputs and fingerprints
+#
+# A stage's fingerprint (corpus.outputs.fingerprint_of) is kept in OUT/stage.json: pretrain writes
+# its run in place (so that `resume auto` continues it), sft and eval around their own run folders.
 
 
 def _card_sha(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / CARD_JSON).read_text(encoding="utf-8")).get("card_sha256")
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _file_sha(path: Path) -> str:
-    """By content: `instruct` rebuilds its output on every run (a new card, the same pairs)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fingerprint(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return input_identity(folder) if (Path(folder) / CARD_JSON).is_file() else None
 
 
 def _stored_fingerprint(out: Path) -> str | None:
-    try:
-        return json.loads((out / STAGE_JSON).read_text(encoding="utf-8")).get("fingerprint")
-    except (OSError, json.JSONDecodeError):
-        return None
+    return stored_fingerprint(out, STAGE_JSON)
 
 
 def _store_fingerprint(out: Path, kind: str, fingerprint: str, inputs: dict) -> None:
@@ -148,10 +131,9 @@ def _latest_checkpoint(run: Path) -> Path:
 
 
 def _is_sft_run(path: Path) -> bool:
-    try:
-        return json.loads((Path(path) / "run.json").read_text(encoding="utf-8")).get("kind") == "sft"
-    except (OSError, json.JSONDecodeError):
-        return False
+    from train.loading import is_run_of
+
+    return is_run_of("sft")(path)
 
 
 def _stage_ref(ref: str, written: list[Path], base: Path) -> Path:
@@ -202,7 +184,7 @@ def _pretrain_stage(run: StageRun) -> Path:
         settings["init_from"], init_card = str(init), _card_sha(init)
     if settings["model_file"] is not None or settings["init_from"] is not None:
         settings["preset"] = None
-    fp = _fingerprint({"stage": "pretrain", "config": settings, "inputs": [_card_sha(shards), _card_sha(tokdir)] + ([init_card] if init_card else [])})
+    fp = fingerprint_of({"stage": "pretrain", "config": settings, "inputs": [_card_sha(shards), _card_sha(tokdir)] + ([init_card] if init_card else [])})
     if out.exists() and (overwrite or _stored_fingerprint(out) != fp):
         say(f"pretrain: {out}: {'--overwrite' if overwrite else 'inputs or options changed'}; starting a new run")
         remove_ours(out)
@@ -242,8 +224,8 @@ def _sft_stage(run: StageRun) -> Path:
     pairs, held_out = _sft_data(written, "sft", pipeline_file)
     if held_out is not None:
         options = options.model_copy(update={"test_split": 0.0})  # the instruct stage held the test pairs out
-    fp = _fingerprint({"stage": "sft", "config": options.model_dump(), "model": str(model),
-                       "model_fingerprint": _stored_fingerprint(run), "pairs": _file_sha(pairs)})  # fmt: skip
+    fp = fingerprint_of({"stage": "sft", "config": options.model_dump(), "model": str(model),
+                         "model_fingerprint": _stored_fingerprint(run), "pairs": input_identity(pairs)})  # fmt: skip
     if not overwrite and _is_sft_run(out) and _stored_fingerprint(out) == fp:
         say(f"sft: {out} is up to date (same model, pairs and config); nothing to do")
         return out
@@ -270,9 +252,9 @@ def _eval_stage(run: StageRun) -> Path:
     _, held_out = _sft_data(written, "eval", pipeline_file)
     test = held_out or sft / "data" / "test.jsonl"
     has_test = test.is_file() and test.stat().st_size > 0
-    fp = _fingerprint({"stage": "eval", "config": options.model_dump(), "base": [str(m) for m in others],
-                       "base_cards": [_card_sha(m) or _stored_fingerprint(m) for m in others],
-                       "sft": _stored_fingerprint(sft), "shards": _card_sha(shards) if shards else None})  # fmt: skip
+    fp = fingerprint_of({"stage": "eval", "config": options.model_dump(), "base": [str(m) for m in others],
+                         "base_cards": [_card_sha(m) or _stored_fingerprint(m) for m in others],
+                         "sft": _stored_fingerprint(sft), "shards": _card_sha(shards) if shards else None})  # fmt: skip
     if not overwrite and (out / "report.json").is_file() and _stored_fingerprint(out) == fp:
         say(f"eval: {out} is up to date (same models and config); nothing to do")
         return out
@@ -338,7 +320,7 @@ def _ablate_stage(run: StageRun) -> Path:
 def _base_model_stage(run: StageRun) -> Path:
     from train.base_model import write_base_model
 
-    return write_base_model(run.options, run.base, run.out, _fingerprint, say)
+    return write_base_model(run.options, run.base, run.out, say)
 
 
 declare(Stage("base_model", BaseModelStageConfig, as_corpus_errors(_base_model_stage),

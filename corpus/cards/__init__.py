@@ -6,12 +6,8 @@ recomputes them again and compares. Field reference: data_cards/FIELDS.md.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,24 +15,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import corpus
 from corpus.document import CARD_JSON, CARD_README, DOCUMENT_COLUMNS, data_files, file_sha256, rejected_files
+from corpus.outputs import card_hash, card_header, git_commit, seal_card  # noqa: F401 (card_hash, git_commit: used from here)
 
 LIMITATIONS_HEADING = "## Known limitations"
 LIMITATIONS_PLACEHOLDER = "_Write here what a user of this dataset should know. Regenerating the card keeps this section._"
 EXAMPLES_PER_DOMAIN, EXAMPLE_WIDTH = 3, 200  # documents per domain, characters of each
 LENGTH_BINS = [0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000]  # characters; the last bin is open
 _NOT_SCORES = {"lang_score_bins"}
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(corpus.__file__).parent, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def _scan(files: list[Path]) -> pl.LazyFrame | None:
@@ -265,11 +251,6 @@ def rejected_stats(folder: Path) -> dict:
     return {"docs": int(df["docs"].sum()), "by_reason": dict(zip(df["reason"].to_list(), df["docs"].to_list()))}
 
 
-def card_hash(card: dict) -> str:
-    body = {k: v for k, v in card.items() if k != "card_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def relative_to(path: str | Path, folder: Path) -> str:
     """A lineage path as seen from the dataset folder, so a tree of datasets can move as a whole."""
     return os.path.relpath(Path(path).resolve(), folder.resolve())
@@ -320,13 +301,7 @@ def write_card(
             item["path"] = ", ".join(relative_to(p.strip(), home) for p in str(item["path"]).split(", "))
         lineage.append(item)
     card = {
-        "card_version": 1,
-        "name": name,
-        "stage": stage,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "tool": {"name": "corpus", "version": corpus.__version__, "git_commit": git_commit(),
-                 "python": sys.version.split()[0]},  # fmt: skip
-        "command": command if command is not None else sys.argv,
+        **card_header(name, stage, command, python=True),
         "pipeline_file": relative_to(pipeline_file, home) if pipeline_file else None,
         "fingerprint": fingerprint,
         "executor": executor,
@@ -341,8 +316,7 @@ def write_card(
     from corpus.cards.plots import write_plots
 
     card["plots"] = write_plots(folder, card)
-    card["card_sha256"] = card_hash(card)
-    (folder / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    seal_card(folder, card)
     from corpus.cards.evidence import carried_evidence, keep_evidence
     from corpus.cards.readme import render_readme
 

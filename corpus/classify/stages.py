@@ -45,17 +45,15 @@ class ClassifyStageConfig(BaseModel):
 
 
 def run_classifier_stage(run: StageRun) -> Path:
-    from corpus.classify.train import is_classifier_folder, train_classifier
-    from corpus.tokenize.common import stage_fingerprint, up_to_date
+    from corpus.classify.train import classifier_fingerprint, is_classifier_folder, train_classifier
+    from corpus.outputs import up_to_date
 
     options, out = run.options, run.out
     config = ClassifierConfig.model_validate(options.model_dump(exclude={"positive", "negative", "pool", "name"}))
     positive = [run.earlier_or_path(r) for r in options.positive]
     negative = [run.earlier_or_path(r) for r in options.negative]
     pool = [run.earlier_or_path(r) for r in options.pool]
-    paths = [Path(p) for p in positive + negative + pool]
-    fp = stage_fingerprint("classifier", {**config.model_dump(), "positive": positive, "negative": negative, "pool": pool},
-                      [p for p in paths if p.is_dir()])  # fmt: skip
+    fp = classifier_fingerprint(config, positive, negative, pool)
     if up_to_date(out, fp, is_classifier_folder) and not run.overwrite:
         say(f"classifier: {out} is up to date (same seeds and config); nothing to do")
         return out

@@ -14,16 +14,13 @@ measured on the same documents.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-import corpus
 from corpus.classify.model import (
     MODEL_FILE,
     choose_threshold,
@@ -234,13 +231,32 @@ def read_classifier(folder: str | Path) -> dict:
     return card
 
 
+def classifier_fingerprint(config: ClassifierConfig, positive: list[str], negative: list[str], pool: list[str] | None) -> str:
+    """`corpus classifier train` and the pipeline's classifier stage: the config, the seed sources
+    and what the seed folders hold."""
+    from corpus.outputs import stage_fingerprint
+
+    def resolved(refs) -> list[str]:
+        return [str(Path(p).expanduser().resolve()) for p in refs or []]
+
+    positive, negative, pool = resolved(positive), resolved(negative), resolved(pool)
+    return stage_fingerprint("classifier", {**config.model_dump(), "positive": positive, "negative": negative, "pool": pool},
+                             [Path(p) for p in positive + negative + pool if Path(p).is_dir()])  # fmt: skip
+
+
 def train_classifier(positive: list[str], negative: list[str], output: str | Path, config: ClassifierConfig,
                      pool: list[str] | None = None, name: str | None = None, overwrite: bool = False,
                      command: list[str] | None = None, fingerprint: str | None = None) -> dict:  # fmt: skip
     from corpus.classify.seeds import read_seeds, seeds_digest
     from corpus.document import file_sha256
-    from corpus.tokenize.common import PartialOutput
+    from corpus.outputs import OutputFolder, card_header
 
+    fingerprint = fingerprint or classifier_fingerprint(config, positive, negative, pool)
+    target = OutputFolder(output, overwrite, is_classifier_folder, [*positive, *negative, *(pool or [])], fingerprint)
+    if target.up_to_date():
+        say(f"{STAGE}: {output} is up to date (same seeds and config); nothing to do")
+        return json.loads((target.final / "card.json").read_text(encoding="utf-8"))
+    target.check()
     if config.rounds and not pool:
         raise CorpusError("--rounds needs --pool: the documents a recall round may add to the positives")
     pos_texts, pos_lineage = read_seeds(positive, config.positive_domains, "--positive")
@@ -250,7 +266,6 @@ def train_classifier(positive: list[str], negative: list[str], output: str | Pat
         raise CorpusError(f"{', '.join(positive)}: no positive documents" + _domains_note(config.positive_domains))
     if not neg_texts:
         raise CorpusError(f"{', '.join(negative)}: no negative documents" + _domains_note(config.negative_domains))
-    target = PartialOutput(output, overwrite, is_classifier_folder, [*positive, *negative, *(pool or [])])
     partial = target.start()
     try:
         say(f"{STAGE}: training on {len(pos_texts):,} positive and {len(neg_texts):,} negative seeds")
@@ -259,13 +274,8 @@ def train_classifier(positive: list[str], negative: list[str], output: str | Pat
         result["model"].save_model(str(partial / MODEL_FILE))
         (partial / "_work").rmdir() if (partial / "_work").is_dir() and not any((partial / "_work").iterdir()) else None
         card = {
-            "card_version": 1,
+            **card_header(name or Path(output).name, STAGE, command),
             "classifier_format": CLASSIFIER_FORMAT,
-            "name": name or Path(output).name,
-            "stage": STAGE,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "tool": {"name": "corpus", "version": corpus.__version__},
-            "command": command if command is not None else sys.argv,
             "fingerprint": fingerprint,
             "config": config.model_dump(),
             "inputs": {"positive": pos_lineage, "negative": neg_lineage, "pool": pool_lineage},

@@ -3,15 +3,14 @@ README.md for people, plus crawl_log.jsonl with every request and every URL's ou
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import corpus
-from corpus.cards import LIMITATIONS_HEADING, card_hash, git_commit
-from corpus.document import CARD_JSON, CARD_README, file_sha256
+from corpus.cards import LIMITATIONS_HEADING
 from corpus.crawl.warc import WARC_DIR
+from corpus.document import CARD_README, file_sha256
+from corpus.outputs import card_header, seal_card
 
 if TYPE_CHECKING:
     from corpus.crawl.crawler import Crawler
@@ -91,12 +90,7 @@ def write_crawl_card(crawler: "Crawler", name: str, command: list[str] | None, s
                                "records": row["records"], "sha256": file_sha256(path)})  # fmt: skip
     listed = "SELECT url, reason, detail, via, status FROM urls WHERE state = ? ORDER BY id LIMIT ?"
     card = {
-        "card_version": 1,
-        "name": name,
-        "stage": "crawl",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "tool": {"name": "corpus", "version": corpus.__version__, "git_commit": git_commit()},
-        "command": command,
+        **card_header(name, "crawl", command),
         "fingerprint": crawler.state.get_meta("fingerprint"),
         "config": json.loads(crawler.state.get_meta("config")),
         "crawl": {
@@ -116,8 +110,7 @@ def write_crawl_card(crawler: "Crawler", name: str, command: list[str] | None, s
         "log": CRAWL_LOG,
     }
     card["robots"] = [{k: v for k, v in r.items() if v is not None} for r in card["robots"]]
-    card["card_sha256"] = card_hash(card)
-    (out / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    seal_card(out, card)
     readme = out / CARD_README
     previous = readme.read_text(encoding="utf-8") if readme.exists() else ""
     readme.write_text(render_crawl_readme(card, previous), encoding="utf-8")

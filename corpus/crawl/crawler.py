@@ -9,7 +9,6 @@ first; a URL to retry waits `backoff * 2**n` seconds first.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import json
 import time
@@ -27,7 +26,7 @@ from corpus.crawl.state import CrawlState
 from corpus.crawl.urls import BadURL, Scope, normalise
 from corpus.crawl.warc import WARC_DIR, RotatingWarcWriter
 from corpus.errors import CorpusError
-from corpus.outputs import OutputLock, check_output, mark, remove_ours, replace_hint
+from corpus.outputs import OutputLock, check_output, fingerprint_of, mark, remove_ours, replace_hint
 from corpus.progress import say
 
 STATE_DB = "crawl_state.sqlite"
@@ -79,7 +78,7 @@ class PageResult:
 
 
 def fingerprint(config: CrawlConfig) -> str:
-    return hashlib.sha256(json.dumps(config.scope_fingerprint_fields(), sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint_of(config.scope_fingerprint_fields())
 
 
 def validate_start_urls(config: CrawlConfig) -> tuple[list[str], list[str]]:

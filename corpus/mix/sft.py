@@ -14,7 +14,6 @@ achieved shares and the repeats. SFT sets are small: the rows are read into memo
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -24,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import model_validator
 
-import corpus
 from corpus.errors import CorpusError
 from corpus.mix.plan import MixTargets, allocate, group_capacity, plan_copies, target_shares
+from corpus.outputs import card_header, fingerprint_of, input_identity, refusal, stored_fingerprint
 from corpus.progress import say
 from corpus.shard_format import load_tokenizer, mix_seed, tokenizer_sha256
 
@@ -117,9 +116,16 @@ def mix_sft(inputs: list[str], output: str | Path, config: SftMixConfig, overwri
     card_path = out.with_name(out.name + ".card.json")
     if out.suffix != ".jsonl":
         raise CorpusError(f"{out}: the output of an SFT mix is a .jsonl file")
-    if out.exists() and not overwrite:
-        raise CorpusError(f"{out}: already exists; pass --overwrite to replace it")
     sets = parse_inputs(inputs)
+    settings = {**config.model_dump(), "tokenizer": input_identity(config.tokenizer) if config.tokenizer else None}
+    fingerprint = fingerprint_of({"stage": "mix_sft", "config": settings, "inputs": [[n, input_identity(p)] for n, p in sets]})
+    if out.exists():
+        stored = stored_fingerprint(card_path.parent, card_path.name)
+        if stored == fingerprint and not overwrite:
+            say(f"mix: {out} is up to date (same inputs and config); nothing to do")
+            return json.loads(card_path.read_text(encoding="utf-8"))
+        if not overwrite:
+            raise CorpusError(refusal(out, out, True, stored is not None, hint="pass --overwrite to replace it"))
     names = [name for name, _ in sets]
     rows, group, formats = [], [], {}
     for g, (name, path) in enumerate(sets):
@@ -179,12 +185,8 @@ def mix_sft(inputs: list[str], output: str | Path, config: SftMixConfig, overwri
     mix_shares = {n: {"target": r["target_share"], "planned": r["planned_share"], "achieved": r[achieved_key],
                       "achieved_rows": r["share_rows"], "repetition_factor": r["repetition_factor"]} for n, r in per_input.items()}  # fmt: skip
     card = {
-        "card_version": 1,
-        "name": out.stem,
-        "stage": "mix_sft",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "tool": {"name": "corpus", "version": corpus.__version__},
-        "command": command,
+        **card_header(out.stem, "mix_sft", command),
+        "fingerprint": fingerprint,
         "config": config.model_dump(),
         "rows_in": len(rows),
         "rows_out": int(len(row_of)),

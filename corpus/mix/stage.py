@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 from pydantic import Field, model_validator
 
-from corpus.document import DATA_DIR, REJECT_COLUMNS, PartWriter, data_files, is_dataset, read_card, reject_where, to_working
+from corpus.document import DATA_DIR, REJECT_COLUMNS, PartWriter, data_files, is_dataset, reject_where, to_working
 from corpus.errors import CorpusError
 from corpus.mix.counts import DocumentTable, read_document_table
 from corpus.mix.plan import MixTargets, allocate, group_capacity, plan_copies, target_shares
@@ -216,6 +216,7 @@ def mix_job(inputs: list[str], name: str, config: MixConfig, output: str | Path,
     """A StageJob for run_stage. The plan is made here, before anything is written, unless run_stage
     will not run the steps (a finished output with the same fingerprint, or one it must refuse)."""
     from corpus.execution import StageJob, dataset_inputs, fingerprint
+    from corpus.outputs import up_to_date
 
     _, lineage = dataset_inputs(inputs)
     job_config = config.model_dump()
@@ -231,7 +232,7 @@ def mix_job(inputs: list[str], name: str, config: MixConfig, output: str | Path,
     job = StageJob(stage="mix", name=name, config=job_config, inputs=lineage, make_steps=not_planned)
     out = Path(output).resolve()
     if out.exists() and not overwrite:
-        same = is_dataset(out) and read_card(out).get("fingerprint") == fingerprint(job, executor)
+        same = up_to_date(out, fingerprint(job, executor), is_dataset)
         if same or not (replace_stale and is_dataset(out)):
             return job
     table = read_document_table(inputs, config.tokenizer, config.estimate_sample, config.by, config.seed, config.weights)

@@ -6,14 +6,13 @@ habits: lineage, configuration, accounting, file checksums, and a section the us
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
-from corpus.cards import LIMITATIONS_HEADING, card_hash, git_commit
+from corpus.cards import LIMITATIONS_HEADING
 from corpus.document import CARD_JSON, CARD_README, file_sha256
-
+from corpus.outputs import seal_card
 
 LIMITATIONS_NOTE = "_Write here what a user of this folder should know._"
 
@@ -25,9 +24,7 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 
 def _write(folder: Path, card: dict, readme: str) -> dict:
-    card["tool"]["git_commit"] = git_commit()
-    card["card_sha256"] = card_hash(card)
-    (folder / CARD_JSON).write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    seal_card(folder, card)
     (folder / CARD_README).write_text(readme, encoding="utf-8")
     return card
 

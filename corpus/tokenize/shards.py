@@ -21,13 +21,11 @@ on how the input was split into files or tasks.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import json
 import math
 import queue
 import shutil
-import sys
 import threading
 from pathlib import Path
 from typing import Iterator, Literal
@@ -41,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import corpus
 from corpus.document import CARD_JSON
 from corpus.errors import CorpusError, StageFailed
+from corpus.outputs import OutputFolder, card_header
 from corpus.progress import say
 from corpus.shard_format import (
     INDEX_JSON,
@@ -52,7 +51,6 @@ from corpus.shard_format import (
     tokenizer_sha256,
     vocab_extent,
 )
-from corpus.tokenize.common import PartialOutput
 
 REJECTED_PARQUET = "rejected.parquet"
 WORK_DIR = "_work"  # in OUT.partial: the passes' plan, spill buckets, counts and logs
@@ -238,7 +236,7 @@ def tokenize_dataset(inputs: list[str], output: str | Path, config: TokenizeConf
 
     executor = executor or ExecutorConfig()
     files, lineage = dataset_inputs(inputs)
-    target = PartialOutput(output, overwrite, is_shards_folder, inputs, fingerprint)
+    target = OutputFolder(output, overwrite, is_shards_folder, inputs, fingerprint)
     if target.up_to_date():
         say(f"tokenize: {output} is up to date (same inputs and config); nothing to do")
         return json.loads((target.final / CARD_JSON).read_text(encoding="utf-8"))
@@ -405,12 +403,7 @@ def shards_card(inputs, lineage, config, index, docs_in, kept, rejected, command
             slot["docs"] += v["docs"]
             slot["tokens"] += v["tokens"]
     return {
-        "card_version": 1,
-        "name": name,
-        "stage": "tokenize",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "tool": {"name": "corpus", "version": corpus.__version__},
-        "command": command if command is not None else sys.argv,
+        **card_header(name, "tokenize", command),
         "config": config.model_dump(),
         "inputs": lineage,
         "accounting": upstream + [{"stage": "tokenize", "docs_in": docs_in, "kept": kept, "rejected": dict(rejected)}],

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from corpus.outputs import up_to_date
 from corpus.progress import say
 from corpus.stages import Stage, StageRun, declare
-from corpus.tokenize.common import tokenize_fingerprint, tokenizer_fingerprint, up_to_date
+from corpus.tokenize.fingerprints import tokenize_fingerprint, tokenizer_fingerprint
 from corpus.tokenize.shards import TokenizeConfig, is_shards_folder, tokenize_dataset
 from corpus.tokenize.train_tokenizer import TokenizerTrainConfig, is_tokenizer_folder, train_tokenizer
 

@@ -8,9 +8,7 @@ trained on general text only (or, with `extend`, the tokenizer that was extended
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -18,11 +16,10 @@ import polars as pl
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-import corpus
 from corpus.errors import CorpusError
+from corpus.outputs import OutputFolder, card_header
 from corpus.progress import say
 from corpus.shard_format import CHAT_TEMPLATE, TOKENIZER_JSON, id_hashes, load_tokenizer, mix_seed, tokenizer_sha256, unit_interval
-from corpus.tokenize.common import PartialOutput
 
 BOS, EOS, PAD, UNK = "<|begin_of_text|>", "<|end_of_text|>", "<|pad|>", "<|unk|>"
 ROLE_MARKERS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
@@ -315,7 +312,7 @@ def train_tokenizer(inputs: list[str], output: str | Path, config: TokenizerTrai
     base_dir = Path(config.extend) if config.extend else None
     if base_dir is not None:
         load_tokenizer(base_dir)  # a bad folder fails before any training
-    target = PartialOutput(output, overwrite, is_tokenizer_folder, list(inputs) + ([config.extend] if config.extend else []),
+    target = OutputFolder(output, overwrite, is_tokenizer_folder, list(inputs) + ([config.extend] if config.extend else []),
                            fingerprint)  # fmt: skip
     if target.up_to_date():
         say(f"tokenizer: {output} is up to date (same inputs and config); nothing to do")
@@ -356,12 +353,7 @@ def train_tokenizer(inputs: list[str], output: str | Path, config: TokenizerTrai
         report = domain_report(ours, reference, reference_name, eval_texts, general, config.domain_terms)
 
         card = {
-            "card_version": 1,
-            "name": name or Path(output).name,
-            "stage": "tokenizer",
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "tool": {"name": "corpus", "version": corpus.__version__},
-            "command": command if command is not None else sys.argv,
+            **card_header(name or Path(output).name, "tokenizer", command),
             "fingerprint": fingerprint,
             "config": config.model_dump(),
             "inputs": lineage,
