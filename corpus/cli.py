@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import click
 
 from corpus import __version__, lifetime
-from corpus.cli_options import ConfigCommand, FlagGroup, GreedyOption, Parsed, config_from_options, global_flags, usage_line
+from corpus.cli_options import ConfigCommand, FlagGroup, GreedyOption, Parsed, config_from_options, global_flags, load, usage_line
 from corpus.errors import CorpusError
 
 lifetime.install()  # in a helper process the command started (datatrove's fork server): die with it
@@ -268,7 +268,8 @@ def _run(func_name: str, **fixed):
 
         args = SimpleNamespace(**options, **fixed, **click.get_current_context().obj)
         set_quiet(args.quiet)
-        return globals()[func_name](args)
+        func = load(func_name) if ":" in func_name else globals()[func_name]
+        return func(args)
 
     return callback
 

@@ -25,8 +25,6 @@ def parse_count(text: str) -> int:
 def cmd_mix(args) -> int:
     from corpus.cli_options import config_from_options
 
-    if args.budget_tokens is None and args.budget_docs is None:
-        raise CorpusError("give --budget-tokens or --budget-docs")
     sft = args.format == "sft" or (args.format == "auto" and _all_sft_files(args.inputs))
     if sft:
         from corpus.mix.sft import SftMixConfig, mix_sft
@@ -60,7 +58,7 @@ def mix_command(command, params: list) -> click.Command:
     params = [*params, click.Option(["--format"], type=click.Choice(["auto", "dataset", "sft"]), default="auto", show_default=True,
                                     help="inputs are dataset folders or SFT JSON/JSONL files (auto: by name)")]  # fmt: skip
     return command(
-        "mix", "cmd_mix", "mix datasets (or SFT files) by domain/source ratio to a token or document budget", params,
+        "mix", "corpus.mix.cli:cmd_mix", "mix datasets (or SFT files) by domain/source ratio to a token or document budget", params,
         config="corpus.mix.stage:MixConfig",
         overrides={"budget_tokens": {**count, "help": "tokens in the mix (e.g. 2M); needs --tokenizer"},
                    "budget_docs": {**count, "help": "documents (SFT: rows) in the mix, repeats included"},
