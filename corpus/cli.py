@@ -12,7 +12,17 @@ from types import SimpleNamespace
 import click
 
 from corpus import __version__, lifetime
-from corpus.cli_options import ConfigCommand, FlagGroup, GreedyOption, Parsed, config_from_options, global_flags, load, usage_line
+from corpus.cli_options import (
+    ConfigCommand,
+    FlagGroup,
+    GreedyOption,
+    Parsed,
+    config_from_options,
+    global_flags,
+    load,
+    namespace,
+    usage_line,
+)
 from corpus.errors import CorpusError
 
 lifetime.install()  # in a helper process the command started (datatrove's fork server): die with it
@@ -266,7 +276,7 @@ def _run(func_name: str, **fixed):
     def callback(**options):
         from corpus.progress import set_quiet
 
-        args = SimpleNamespace(**options, **fixed, **click.get_current_context().obj)
+        args = namespace(click.get_current_context(), options, **fixed)
         set_quiet(args.quiet)
         func = load(func_name) if ":" in func_name else globals()[func_name]
         return func(args)
@@ -356,6 +366,9 @@ cli.add_command(_command(
     config="corpus.dedup:DedupConfig",
     names={"exact_normalisation": "--normalisation", "verify": "--verify/--no-verify"},
     overrides={"source_priority": {"greedy": True, "metavar": "SOURCE"}, "against": {"metavar": "DIR"},
+               # unset unless given: a threshold given with --mode exact or --no-verify is an error
+               "threshold": {"default": None, "help": "verification: a MinHash candidate pair links its documents only if the "
+                                                      "Jaccard of their shingle sets is at least T (default 0.7)"},
                "exact_normalisation": {"help": "what exact matching ignores (default: whitespace differences)"}},
 ))  # fmt: skip
 

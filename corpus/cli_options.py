@@ -5,9 +5,9 @@ come from the model's fields.
 - `config_options(Model, exclude=..., names=..., overrides=...)` decorates a click command with
   the options of a config's fields; `ConfigCommand` does the same the first time the command's
   options are needed (help, parsing, completion), so `corpus --help` imports no config module.
-- `config_from_options(Model, values)` builds the config from the parsed options: only values the
-  user gave (or whose CLI default differs from the model's) are passed, so a field left unset is
-  unset in the config too; a ValidationError becomes the one line `--option-name: message`.
+- `config_from_options(Model, values)` builds the config from the parsed options (an option whose
+  default is None leaves its field unset); a ValidationError becomes the one line
+  `--option-name: message`.
 - `global_flags` adds -q/--quiet and --debug to a command or group; `FlagGroup` adds them to
   every command it holds, so they are accepted before or after any subcommand.
 """
@@ -102,10 +102,8 @@ def field_option(model, field: str, decls: str | tuple[str, ...] | None = None, 
     greedy = override.pop("greedy", False)
     if "type" in override:
         pass
-    elif annotation is bool:
-        if not any("/" in d for d in decls) and len(decls) == 1 and decls[0].startswith("--no-"):
-            pass  # a declared `--no-x` flag for a field true by default
-        elif not any("/" in d for d in decls):
+    elif annotation is bool:  # --x/--no-x: either value can be given, whatever the default
+        if not any("/" in d for d in decls):
             decls = tuple(f"{d}/--no-{d[2:]}" if d.startswith("--") else d for d in decls)
         attrs["is_flag"] = True
     elif annotation in (int, float, str):
@@ -121,8 +119,6 @@ def field_option(model, field: str, decls: str | tuple[str, ...] | None = None, 
     attrs.update(override)
     if attrs.get("default") is None and "default" in attrs and not attrs.get("multiple"):
         attrs.pop("default")
-    if attrs.get("is_flag") and decls[0].startswith("--no-") and "/" not in decls[0]:
-        attrs["flag_value"], attrs["default"] = False, True
     if attrs.get("required"):
         attrs.pop("default", None)
     if "default" in attrs and not attrs.get("is_flag") and attrs["default"] not in ((), None):
@@ -185,8 +181,9 @@ def config_from_options(model, values: Mapping | Any, *, extra: Mapping | None =
                         messages_name_options: bool = False):  # fmt: skip
     """The config from the parsed options (a mapping or a namespace) plus `extra` values.
 
-    An option left at its default passes nothing when the default is the model's own (the field
-    stays unset, as in YAML and Python). The first validation error becomes one line naming the
+    Every field's value is passed (and so validated, as a YAML stage's are) but None, which leaves
+    the field at the model's default and unset, and a repeatable option not given, which leaves a
+    list field at the model's default. The first validation error becomes one line naming the
     option: `--min-chars: Input should be greater than or equal to 0`."""
     from pydantic import ValidationError
 
@@ -195,14 +192,13 @@ def config_from_options(model, values: Mapping | Any, *, extra: Mapping | None =
     ctx = click.get_current_context(silent=True)
     chosen: dict[str, Any] = {}
     for field, info in model.model_fields.items():
-        if field not in values:
+        value = values.get(field)
+        if value is None:
             continue
-        value = values[field]
-        if isinstance(value, tuple) and typing.get_origin(_unwrap_optional(info.annotation)) is list:
-            value = list(value)
-        if ctx is not None and ctx.get_parameter_source(field) in (ParameterSource.DEFAULT, None):
-            if value is None or value == info.get_default(call_default_factory=True):
+        if isinstance(value, (tuple, list)) and typing.get_origin(_unwrap_optional(info.annotation)) is list:
+            if not value and ctx is not None and ctx.get_parameter_source(field) in (ParameterSource.DEFAULT, None):
                 continue
+            value = list(value)
         chosen[field] = value
     chosen.update(extra or {})
     try:
@@ -274,6 +270,16 @@ def usage_line(e: click.ClickException) -> str:
 # ---------------------------------------------------------------- running a command line
 
 
+def namespace(ctx: click.Context, values: Mapping, **fixed):
+    """A command's parsed values, the global flags (ctx.obj) and `fixed` as one namespace, as
+    argparse gave them: several values (an argument or a repeatable option) as a list."""
+    from types import SimpleNamespace
+
+    several = {p.name for p in ctx.command.params if p.multiple or p.nargs == -1}
+    values = {k: list(v) if k in several and isinstance(v, tuple) else v for k, v in values.items()}
+    return SimpleNamespace(**values, **fixed, **(ctx.obj or {}))
+
+
 def run_group(group: click.Group, argv: list[str] | None, prog: str, obj: dict) -> int:
     """Parse and run `argv` (default: sys.argv[1:]); click's exceptions are the caller's to print.
     With `_PROG_COMPLETE` set (argv None), answer the shell's completion request instead."""
@@ -301,8 +307,6 @@ def run_group(group: click.Group, argv: list[str] | None, prog: str, obj: dict) 
 
 def parse_only(group: click.Group, argv: list[str], prog: str, obj: dict):
     """The values a command line gives (every level's options and the global flags), nothing run."""
-    from types import SimpleNamespace
-
     ctx = group.make_context(prog, list(argv), obj=obj)
     values = dict(ctx.params)
     while isinstance(ctx.command, click.Group):
@@ -310,4 +314,4 @@ def parse_only(group: click.Group, argv: list[str], prog: str, obj: dict):
         name, command, rest = ctx.command.resolve_command(ctx, rest)
         ctx = command.make_context(name, rest, parent=ctx)
         values.update(ctx.params)
-    return SimpleNamespace(**values, **ctx.obj)
+    return namespace(ctx, values)

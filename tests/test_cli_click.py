@@ -53,7 +53,7 @@ def test_generated_options_carry_the_configs_defaults_and_help():
     from corpus.dedup import DedupConfig
 
     params = {p.name: p for p in cli.commands["dedup"].params}
-    for field in ("ngram", "bands", "rows", "threshold", "seed", "mode"):
+    for field in ("ngram", "bands", "rows", "seed", "mode"):
         info = DedupConfig.model_fields[field]
         assert params[field].default == info.default and params[field].help == info.description
         assert params[field].opts == ["--" + field]
@@ -65,22 +65,41 @@ def test_generated_options_carry_the_configs_defaults_and_help():
     assert "--quality-column" in result.output and "words per shingle" in result.output
 
 
-def test_an_option_left_alone_leaves_the_field_unset():
+def test_config_options_decorator_and_an_option_without_default_left_unset():
     from corpus.dedup import DedupConfig
 
     seen = {}
 
     @click.command()
-    @config_options(DedupConfig, names={"exact_normalisation": "--normalisation"})
+    @config_options(DedupConfig, names={"exact_normalisation": "--normalisation"}, overrides={"threshold": {"default": None}})
     def dedup(**options):
         seen["config"] = config_from_options(DedupConfig, options)
 
     runner = CliRunner()
-    assert runner.invoke(dedup, ["--ngram", "7", "--normalisation", "letters"]).exit_code == 0
-    assert seen["config"].model_fields_set == {"ngram", "exact_normalisation"}  # the threshold default stays the model's
+    assert runner.invoke(dedup, ["--ngram", "7", "--normalisation", "letters", "--mode", "exact"]).exit_code == 0
+    assert "threshold" not in seen["config"].model_fields_set and seen["config"].threshold == 0.7  # the model's default
     assert (seen["config"].ngram, seen["config"].exact_normalisation) == (7, "letters")
     result = runner.invoke(dedup, ["--threshold", "1.5"])
     assert result.exit_code != 0 and "--threshold: Input should be less than or equal to 1" in str(result.exception)
+    result = runner.invoke(dedup, ["--threshold", "0.8", "--mode", "exact"])  # a rule across fields: its own message
+    assert str(result.exception).startswith("threshold applies to MinHash candidates")
+
+
+def test_defaults_are_validated_as_a_yaml_stage_is(monkeypatch):
+    """A float field whose default is written 512 is 512.0 from the CLI as from YAML (the same fingerprint)."""
+    import corpus.cli
+
+    seen = []
+
+    def capture(args):
+        from corpus.tokenize.train_tokenizer import TokenizerTrainConfig
+
+        seen.append(config_from_options(TokenizerTrainConfig, args))
+        return 0
+
+    monkeypatch.setattr(corpus.cli, "cmd_tokenizer_train", capture)
+    assert corpus.cli.main(["tokenizer", "train", "ds", "-o", "tok", "--vocab-size", "1000"]) == 0
+    assert type(seen[0].sample_mb) is float and seen[0].domain_terms  # a list default not given stays the model's
 
 
 @pytest.mark.parametrize("argv, line", [
@@ -121,7 +140,7 @@ def test_quiet_and_debug_after_nested_subcommands_reach_the_command(monkeypatch)
     assert corpus.cli.main(["--debug", "tokenizer", "train", "ds", "-o", "tok", "--vocab-size", "100"]) == 0
     assert train.cli.main(["sft", "--model", "m", "--data", "a", "b", "-o", "o", "--quiet"]) == 0
     assert [(a.quiet, a.debug) for a in seen] == [(True, False), (False, True), (True, False)]
-    assert seen[0].vocab_size == 100 and seen[2].data == ("a", "b")
+    assert seen[0].vocab_size == 100 and seen[2].data == ["a", "b"]
     corpus.cli.main(["-q", "tokenizer", "train", "ds", "-o", "tok", "--vocab-size", "100"])
     assert quiet()
     corpus.cli.main(["tokenizer", "train", "ds", "-o", "tok", "--vocab-size", "100"])
@@ -132,9 +151,9 @@ def test_an_option_with_several_values_stops_at_the_next_option():
     from corpus.cli import parse_args
 
     args = parse_args(["decontaminate", "in", "-o", "out", "--against", "e1", "e2", "--ngram", "8", "in2"])
-    assert args.against == ("e1", "e2") and args.ngram == 8 and args.inputs == ("in", "in2")
+    assert args.against == ["e1", "e2"] and args.ngram == 8 and args.inputs == ["in", "in2"]
     args = parse_args(["dedup", "in", "-o", "out", "--source-priority", "a", "b", "--against", "x", "--against", "y"])
-    assert args.source_priority == ("a", "b") and args.against == ("x", "y")
+    assert args.source_priority == ["a", "b"] and args.against == ["x", "y"]
 
 
 def test_internal_error_one_line_unless_debug_and_ctrl_c(monkeypatch, capsys):

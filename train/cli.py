@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import click
 
-from corpus.cli_options import ConfigCommand, FlagGroup, GreedyOption, Parsed, config_from_options, global_flags, usage_line
+from corpus.cli_options import ConfigCommand, FlagGroup, GreedyOption, Parsed, config_from_options, global_flags, namespace, usage_line
 from train import __version__
 
 
@@ -119,7 +119,7 @@ def _run(func_name: str):
     """A command's callback: the parsed options and the global flags as one namespace for cmd_*."""
 
     def callback(**options):
-        return globals()[func_name](SimpleNamespace(**options, **click.get_current_context().obj))
+        return globals()[func_name](namespace(click.get_current_context(), options))
 
     return callback
 
