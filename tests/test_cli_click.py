@@ -78,6 +78,7 @@ def test_config_options_decorator_and_an_option_without_default_left_unset():
     runner = CliRunner()
     assert runner.invoke(dedup, ["--ngram", "7", "--normalisation", "letters", "--mode", "exact"]).exit_code == 0
     assert "threshold" not in seen["config"].model_fields_set and seen["config"].threshold == 0.7  # the model's default
+    assert "source_priority" not in seen["config"].model_fields_set  # a repeatable option not given
     assert (seen["config"].ngram, seen["config"].exact_normalisation) == (7, "letters")
     result = runner.invoke(dedup, ["--threshold", "1.5"])
     assert result.exit_code != 0 and "--threshold: Input should be less than or equal to 1" in str(result.exception)
