@@ -171,8 +171,8 @@ def test_quickstart_pipeline_on_the_bundled_sample(tmp_path):
 ])  # fmt: skip
 def test_quiet_and_debug_before_or_after_any_subcommand(prog, argv, quiet, debug):
     if prog == "corpus":
-        from corpus.cli import build_parser
+        from corpus.cli import parse_args
     else:
-        from train.cli import build_parser
-    args = build_parser().parse_args(argv)
+        from train.cli import parse_args
+    args = parse_args(argv)
     assert (args.quiet, args.debug) == (quiet, debug)

