@@ -51,23 +51,17 @@ def _executor(args):
 
 def cmd_ingest(args) -> int:
     from corpus.execution import run_stage
-    from corpus.ingest import IngestLimits, ingest_job
+    from corpus.ingest import ingest_job
+    from corpus.ingest.stage import IngestConfig
 
     sources = [{"paths": args.paths, "source": args.source, "domain": args.domain, "format": args.format, "text_key": args.text_key}]
     if args.follow_symlinks:
         sources[0]["follow_symlinks"] = True
     if args.split != "document":
         sources[0]["split"] = args.split
-    if args.document_timeout <= 0:
-        raise CorpusError(f"--document-timeout must be more than 0, got {args.document_timeout:g}")
-    if args.max_pages < 1:
-        raise CorpusError(f"--max-pages must be at least 1, got {args.max_pages}")
-    if args.max_decompressed_ratio <= 1:
-        raise CorpusError(f"--max-decompressed-ratio must be more than 1, got {args.max_decompressed_ratio:g}")
-    limits = IngestLimits(max_record_bytes=args.max_record_bytes, max_decompressed_bytes=args.max_decompressed_bytes,
-                          max_decompressed_ratio=args.max_decompressed_ratio, max_pages=args.max_pages)  # fmt: skip
-    job = ingest_job(sources, args.name or os.path.basename(os.path.normpath(args.output)), html_timeout=args.html_timeout,
-                     limits=limits, document_timeout=args.document_timeout)  # fmt: skip
+    config = config_from_options(IngestConfig, args)
+    job = ingest_job(sources, args.name or os.path.basename(os.path.normpath(args.output)), html_timeout=config.html_timeout,
+                     limits=config.limits(), document_timeout=config.document_timeout)  # fmt: skip
     run_stage(job, args.output, _executor(args), overwrite=args.overwrite, command=["corpus", *sys.argv[1:]])
     return 0
 
@@ -335,18 +329,15 @@ cli.add_command(_command("ingest", "cmd_ingest", "read JSONL, Parquet, WARC/WET,
     click.Option(["--format"], default="auto", help="auto (by name, then content), jsonl, parquet, warc, txt, md, html, pdf, docx"),
     click.Option(["--text-key"], default="text", help="JSONL/Parquet field holding the text (default: text)"),
     _name(),
-    click.Option(["--html-timeout"], type=float, default=30.0, help="seconds allowed per HTML page"),
-    click.Option(["--document-timeout"], type=float, default=300.0, help="seconds allowed per PDF or DOCX file"),
     click.Option(["--split"], type=click.Choice(["document", "page", "section"]), default="document",
                  help="PDF/DOCX: one document per file (default), per page or per section (at each heading)"),
-    click.Option(["--max-record-bytes"], **_size("64MiB", "a longer JSONL line, txt/md/html file or WARC record is rejected (default 64MiB)")),
-    click.Option(["--max-decompressed-bytes"], **_size("32GiB", "most bytes read out of one .gz/.zst file (default 32GiB)")),
-    click.Option(["--max-decompressed-ratio"], type=float, default=100.0, metavar="R",
-                 help="most decompressed/compressed bytes of one file, checked past 64MiB out (default 100)"),
-    click.Option(["--max-pages"], type=int, default=5000, metavar="N", help="a PDF with more pages is rejected (default 5000)"),
     click.Option(["--follow-symlinks"], is_flag=True, help="read symlinks in a folder that lead outside it"),
     *execution_options(),
-]))  # fmt: skip
+], config="corpus.ingest.stage:IngestConfig", exclude=("sources",),  # a pipeline's ingest of some of its sources
+    overrides={"max_record_bytes": _size("64MiB", "a longer JSONL line, txt/md/html file or WARC record is rejected"),
+               "max_decompressed_bytes": _size("32GiB", "most bytes read out of one .gz/.zst file"),
+               "max_decompressed_ratio": {"metavar": "R", "help": "most decompressed/compressed bytes of one file, checked past 64MiB out"},
+               "max_pages": {"metavar": "N"}}))  # fmt: skip
 
 cli.add_command(_command("length-filter", "cmd_length_filter", "reject documents outside length bounds",
                          [_inputs(), _output(), _name(), *execution_options()], config="corpus.filter.length:LengthFilterConfig"))

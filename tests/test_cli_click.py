@@ -18,6 +18,7 @@ from tests.conftest import REPO
 EXCLUDED = {
     ("corpus", "filter"): {"sanitise", "langid", "quality"},  # nested sections: the --config YAML
     ("corpus", "crawl"): {"seeds"},  # the positional SEED arguments
+    ("corpus", "ingest"): {"sources"},  # a pipeline's ingest of some of its sources; the command reads its PATHs
     ("corpus", "classifier", "train"): {"fasttext"},  # fastText's own parameters: YAML and Python
     ("train", "pretrain"): {"quiet"},  # the global -q/--quiet
     ("train", "ablate"): {"arms"},  # --arm NAME=DS,...
