@@ -156,6 +156,19 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_stages(args) -> int:
+    """The stages a pipeline can name, from the registry: each with its one-line help and options."""
+    from corpus.stages import STAGE_MODULES, stage
+
+    for name in STAGE_MODULES:
+        declared = stage(name)
+        print(f"{name:<15} {declared.help}")
+        if args.options:
+            for field, info in declared.config.model_fields.items():
+                print(f"    {field}: {info.description or ''}".rstrip(": "))
+    return 0
+
+
 def cmd_run(args) -> int:
     from corpus.pipeline import run_pipeline
 
@@ -370,6 +383,9 @@ cli.add_command(_command(
     overrides={"against": {"greedy": True, "required": True, "metavar": "EVAL"},
                "mode": {"help": "reject the document, or cut the matching spans out"}},
 ))  # fmt: skip
+
+cli.add_command(_command("stages", "cmd_stages", "the stages a pipeline YAML can name, with their help", [
+    click.Option(["--options"], is_flag=True, help="also each stage's options")]))
 
 cli.add_command(_command("run", "cmd_run", "run a pipeline YAML (sources and stages)", [
     click.Argument(["pipeline"], metavar="PIPELINE.yaml"), _overwrite("redo stages whose output is already finished")]))

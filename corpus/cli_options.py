@@ -277,7 +277,7 @@ def namespace(ctx: click.Context, values: Mapping, **fixed):
 
     several = {p.name for p in ctx.command.params if p.multiple or p.nargs == -1}
     values = {k: list(v) if k in several and isinstance(v, tuple) else v for k, v in values.items()}
-    return SimpleNamespace(**values, **fixed, **(ctx.obj or {}))
+    return SimpleNamespace(**values, **fixed, **{"quiet": False, "debug": False, **(ctx.obj or {})})  # flags not given: off
 
 
 def run_group(group: click.Group, argv: list[str] | None, prog: str, obj: dict) -> int:

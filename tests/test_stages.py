@@ -108,3 +108,17 @@ def test_a_pipeline_can_set_every_option_of_train_pretrain():
 
     from_the_pipeline = {"data", "tokenizer", "output", "resume", "quiet"}  # the stage's inputs, its folder, `resume auto`, -q
     assert set(PretrainConfig.model_fields) - set(PretrainStageConfig.model_fields) == from_the_pipeline
+
+
+def test_corpus_stages_lists_the_registry_with_help_and_options(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from corpus.cli import cli
+
+    _guide_stage(tmp_path, monkeypatch)
+    result = CliRunner().invoke(cli, ["stages", "--options"])
+    assert result.exit_code == 0, result.output
+    names = [line.split()[0] for line in result.output.splitlines() if not line.startswith(" ")]
+    assert names == list(STAGE_MODULES) and names[-1] == "keyword_filter"
+    assert re.search(r"^keyword_filter +reject documents that hold any of the given words$", result.output, re.M)
+    assert "    words: reject a document that holds any of these words (any case)" in result.output
