@@ -23,7 +23,7 @@ from typing import Any, Literal
 import click
 from click.core import ParameterSource
 
-from corpus.errors import CorpusError
+from corpus.errors import CorpusError, first_error
 
 
 def load(spec: str | Any) -> Any:
@@ -216,16 +216,15 @@ def _options_of(ctx) -> dict[str, str]:
 def validation_line(e, ctx=None, messages_name_options: bool = False) -> str:
     """A ValidationError's first error as one line: `--option: message`, or for a rule across
     fields (a model validator, which has no field) the rule's own message."""
-    first = e.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
+    loc, message, _ = first_error(e)
     options = _options_of(ctx)
     if messages_name_options:
         for field, opt in options.items():
             if "_" in field:
                 message = message.replace(field, opt)
-    if not first["loc"]:
+    if not loc:
         return message
-    field = str(first["loc"][0])
+    field = str(loc[0])
     return f"{options.get(field, option_name(field))}: {message}"
 
 

@@ -31,12 +31,18 @@ def missing_extra(error: ModuleNotFoundError) -> str | None:
     return None
 
 
-def validation_message(err, prefix: tuple = ()) -> str:
-    """A pydantic ValidationError as one line: `KEY.PATH: message (and N more)`. A misspelt key is
-    named first (its own error, `unknown key`, is the cause of a `Field required` beside it)."""
+def first_error(err) -> tuple[tuple, str, int]:
+    """A pydantic ValidationError's error to report: (where, message, how many more). A misspelt
+    key comes first (its own error, `unknown key`, is the cause of a `Field required` beside it)."""
     errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
-    loc = ".".join(str(p) for p in (*prefix, *first["loc"]))
     msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+    return tuple(first["loc"]), msg, len(errors) - 1
+
+
+def validation_message(err, prefix: tuple = ()) -> str:
+    """A ValidationError as one line: `KEY.PATH: message (and N more)`."""
+    loc, msg, more = first_error(err)
+    where = ".".join(str(p) for p in (*prefix, *loc))
+    more = f" (and {more} more)" if more else ""
+    return f"{where}: {msg}{more}" if where else f"{msg}{more}"
