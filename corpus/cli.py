@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from types import SimpleNamespace
 
 import click
@@ -19,6 +18,7 @@ from corpus.cli_options import (
     Parsed,
     config_from_options,
     global_flags,
+    internal_error,
     load,
     namespace,
     usage_line,
@@ -519,17 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _interrupted()
     except Exception as e:  # a bug, not bad input: one line unless --debug
-        from corpus.errors import missing_extra
-
-        hint = missing_extra(e) if isinstance(e, ModuleNotFoundError) and not flags["debug"] else None
-        if hint:  # an optional extra that is not installed: say which
-            print(f"corpus: error: {hint}", file=sys.stderr)
-            return 2
-        if flags["debug"]:
-            traceback.print_exc()
-        else:
-            print(f"corpus: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return internal_error("corpus", e, flags["debug"])
 
 
 def _interrupted() -> int:

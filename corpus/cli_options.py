@@ -326,3 +326,24 @@ def parse_count(text: str) -> int:
     if value != int(value) or value <= 0:
         raise click.BadParameter(f"{text!r} is not a positive whole count")
     return int(value)
+
+
+def internal_error(prog: str, e: Exception, debug: bool, message=None) -> int:
+    """What `corpus` and `train` print for an exception that is not bad input: the hint naming a
+    missing optional extra (exit 2), else the traceback under --debug, else one line (exit 1).
+    `message(e)`: the exception's text on one line (default: its words joined)."""
+    import sys
+    import traceback
+
+    from corpus.errors import missing_extra
+
+    hint = missing_extra(e) if isinstance(e, ModuleNotFoundError) and not debug else None
+    if hint:
+        print(f"{prog}: error: {hint}", file=sys.stderr)
+        return 2
+    if debug:
+        traceback.print_exc()
+        return 1
+    text = message(e) if message is not None else " ".join(str(e).split())
+    print(f"{prog}: internal error: {type(e).__name__}: {text} (rerun with --debug for the traceback)", file=sys.stderr)
+    return 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from types import SimpleNamespace
 
 import click
@@ -257,19 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         print("train: interrupted; a pretraining run continues from its last checkpoint with --resume auto", file=sys.stderr)
         return 130
     except Exception as e:  # a bug, not bad input: one line unless --debug
-        from corpus.errors import missing_extra
+        from corpus.cli_options import internal_error
+        from train.loading import one_line
 
-        hint = missing_extra(e) if isinstance(e, ModuleNotFoundError) and not flags["debug"] else None
-        if hint:  # an optional extra that is not installed: say which
-            print(f"train: error: {hint}", file=sys.stderr)
-            return 2
-        if flags["debug"]:
-            traceback.print_exc()
-        else:
-            from train.loading import one_line
-
-            print(f"train: internal error: {type(e).__name__}: {one_line(e)} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return internal_error("train", e, flags["debug"], one_line)
 
 
 if __name__ == "__main__":
