@@ -52,6 +52,8 @@ KINDS = {
                 ["--seed", "1"], "mix"),
     "train sft run": (_train, ["sft", "--model", "{model}", "--data", str(SFT / "alpaca_en_demo_head40.json")],
                       ["--max-steps", "1", "--batch-size", "2", "--max-seq-len", "64"], ["--seed", "1"], "sft"),
+    "train eval report": (_train, ["eval", "{model}", "{model}", "--prompts", str(SFT / "v1_sft_demo_head30.jsonl")],
+                          ["--max-new-tokens", "3", "--batch-size", "16"], ["--max-new-tokens", "4"], "eval"),
 }
 
 

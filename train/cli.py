@@ -71,7 +71,7 @@ def cmd_eval(args) -> int:
     run_eval(list(args.models), args.output, shards=args.shards, split=args.split, sft_test=list(args.sft_test) or None,
              prompts_file=args.prompts, judge_spec=args.judge, seq_len=args.seq_len, max_tokens=args.max_tokens,
              max_new_tokens=args.max_new_tokens, worst=args.worst, log=_say, topics=_read_topics(args.topics),
-             batch_size=args.batch_size, repetition_penalty=args.repetition_penalty)  # fmt: skip
+             batch_size=args.batch_size, repetition_penalty=args.repetition_penalty, overwrite=args.overwrite)  # fmt: skip
     return 0
 
 
@@ -214,6 +214,7 @@ cli.add_command(_command("eval", "cmd_eval", "perplexity per domain, SFT test lo
     click.Option(["--topics"], metavar="FILE", help="YAML mapping topic -> words: win rate and worst answers per topic"),
     click.Option(["--batch-size"], type=int, default=8, help="prompts generated together"),
     click.Option(["--repetition-penalty"], type=float, default=1.0, help="above 1 discourages repeated tokens, for every model alike"),
+    click.Option(["--overwrite"], is_flag=True, help="replace a report in REPORT_DIR made from other models, data or options"),
 ]))  # fmt: skip
 cli.add_command(_command(
     "ablate", "cmd_ablate", "equal-token training runs that compare datasets; the verdict goes into their cards",

@@ -9,6 +9,7 @@ has `score(prompt, reference, answer) -> float` (higher is better), or is such a
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import re
 from collections import Counter
@@ -19,6 +20,8 @@ from typing import Protocol
 
 from train.errors import TrainError
 from train.loading import device, load_model, load_tokenizer, resolve_model, write_json
+
+REPORT_JSON, PROMPTS_JSONL = "report.json", "prompts.jsonl"
 
 ELO_START = 1000.0
 ELO_K = 16.0
@@ -232,10 +235,14 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
              sft_test: list[str] | None = None, prompts_file: str | None = None, judge_spec: str | None = None,
              seq_len: int = 512, max_tokens: int = 200_000, max_new_tokens: int = 128, worst: int = 10,
              log=print, eval_sources: list[str] | None = None, topics: dict[str, list[str]] | None = None,
-             batch_size: int = 8, repetition_penalty: float = 1.0) -> dict:  # fmt: skip
+             batch_size: int = 8, repetition_penalty: float = 1.0, prompts_limit: int | None = None, overwrite: bool = False,
+             replace_stale: bool = False, fingerprint: str | None = None) -> dict:  # fmt: skip
     """`eval_sources`: the files the prompts and test rows come from (default: the files given),
-    checked against each model's lineage: a warning when no decontamination covered them."""
-    from train.formats import LoadReport, load_sft
+    checked against each model's lineage: a warning when no decontamination covered them.
+    `prompts_limit`: the first N prompts of the file. The report folder `output` is published as
+    every output is (partial folder, then renamed): the same models, files and options again are up
+    to date; `fingerprint` replaces the one computed from them (a pipeline's, from its stages)."""
+    from train.formats import LoadReport, load_sft, write_jsonl
     from train.generate import Generator, load_prompts
     from train.sft import encode_all, masked_loss
 
@@ -248,6 +255,15 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
     if prompts_file and len(models) < 2:
         raise TrainError("--prompts compares models side by side: give at least two model folders")
     names = _unique_names(models)
+    options = {"split": split, "judge": judge_spec, "seq_len": seq_len, "max_tokens": max_tokens, "max_new_tokens": max_new_tokens,
+               "worst": worst, "topics": topics, "batch_size": batch_size, "repetition_penalty": repetition_penalty,
+               "prompts_limit": prompts_limit}  # fmt: skip
+    target = _report_folder(output, models, shards, sft_test, prompts_file, options, overwrite, replace_stale, fingerprint)
+    if target is not None:
+        if target.up_to_date():
+            log(f"eval: {target.final} is up to date (same models, data and options); nothing to do")
+            return json.loads((target.final / REPORT_JSON).read_text(encoding="utf-8"))
+        target.check()  # before the models are loaded: an output that may not be replaced is refused now
     from train.lineage import undecontaminated
 
     sources = eval_sources if eval_sources is not None else [f for f in [prompts_file, *(sft_test or [])] if f]
@@ -263,6 +279,8 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
                 "its scores on it may be inflated by items it trained on")  # fmt: skip
     judge = load_judge(judge_spec) if prompts_file else None
     prompts = load_prompts(prompts_file) if prompts_file else None
+    if prompts is not None and prompts_limit is not None:
+        prompts = prompts[:prompts_limit]
     sft_rows = load_sft(sft_test) if sft_test else None
     shard_docs = read_shards(Path(shards), split) if shards else None
     report: dict = {"models": dict(zip(names, models)), "perplexity": {}, "sft_test": {}}
@@ -290,13 +308,45 @@ def run_eval(models: list[str], output: str | None, shards: str | None = None, s
         report["decoding"] = {"max_new_tokens": max_new_tokens, "repetition_penalty": repetition_penalty}
         report["answers"] = answers
         log("eval: Elo " + ", ".join(f"{m} {r}" for m, r in report["side_by_side"]["elo"].items()))
-    if output:
-        out = Path(output)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "report.json", report)
-        (out / "report.md").write_text(render_report(report), encoding="utf-8")
+    if target is not None:
+        partial = target.start()
+        try:
+            if prompts:
+                # the prompts asked, as `--prompts` reads them back (the reference as the assistant's reply)
+                write_jsonl(partial / PROMPTS_JSONL, [{"messages": p["messages"] + ([{"role": "assistant", "content": p["reference"]}]
+                                                                                   if p["reference"] is not None else [])} for p in prompts])
+            write_json(partial / REPORT_JSON, {**report, "fingerprint": target.fingerprint})
+            (partial / "report.md").write_text(render_report(report), encoding="utf-8")
+        except BaseException:
+            target.abandon()
+            raise
+        out = target.finish()
         log(f"eval: report -> {out / 'report.md'}")
     return report
+
+
+def _report_folder(output, models, shards, sft_test, prompts_file, options: dict, overwrite: bool, replace_stale: bool,
+                   fingerprint: str | None):  # fmt: skip
+    """The report folder as an OutputFolder (None without `output`), fingerprinted by what the
+    models, shards and files hold, the options and the trainer's version."""
+    if not output:
+        return None
+    import train
+    from corpus.outputs import OutputFolder, fingerprint_of, input_identity
+    from train.loading import model_identity
+
+    files = [f for f in [shards, prompts_file, *(sft_test or [])] if f]
+
+    def computed() -> str:  # reads the models' files: only when a report is there to compare, or is written
+        return fingerprint_of({"stage": "eval", "models": [model_identity(resolve_model(m)) for m in models], "options": options,
+                               "files": [input_identity(f) for f in files], "version": train.__version__})  # fmt: skip
+
+    return OutputFolder(output, overwrite, is_report_folder, inputs=[*models, *files], fingerprint=fingerprint or computed,
+                        replace_stale=replace_stale, error=TrainError, marker=REPORT_JSON, noun="eval report")  # fmt: skip
+
+
+def is_report_folder(path) -> bool:
+    return (Path(path) / REPORT_JSON).is_file() and (Path(path) / "report.md").is_file()
 
 
 def _stop_ids(tokenizer):

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from corpus.document import CARD_JSON
 from corpus.errors import CorpusError, validation_message
-from corpus.outputs import fingerprint_of, input_identity, mark, remove_ours, stored_fingerprint
+from corpus.outputs import fingerprint_of, input_identity, remove_ours, stored_fingerprint
 from corpus.progress import say
 from corpus.stages import Stage, StageRun, declare, earlier_or_path
 from train.ablate import AblateOptions
@@ -255,27 +255,16 @@ def _eval_stage(run: StageRun) -> Path:
     fp = fingerprint_of({"stage": "eval", "config": options.model_dump(), "base": [str(m) for m in others],
                          "base_cards": [_card_sha(m) or _stored_fingerprint(m) for m in others],
                          "sft": _stored_fingerprint(sft), "shards": _card_sha(shards) if shards else None})  # fmt: skip
-    if not overwrite and (out / "report.json").is_file() and _stored_fingerprint(out) == fp:
-        say(f"eval: {out} is up to date (same models and config); nothing to do")
-        return out
     from train.evaluate import run_eval
 
-    remove_ours(out)
-    mark(out)
-    prompts_file = None
-    if options.prompts and has_test:
-        # The first N held-out examples: the SFT model never trained on them.
-        rows = test.read_text(encoding="utf-8").splitlines()
-        rows = rows if options.prompts == "all" else rows[: options.prompts]
-        prompts_file = out / "prompts.jsonl"
-        prompts_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    # the first N held-out examples (the SFT model never trained on them) are asked side by side
+    use_prompts = bool(options.prompts) and has_test
     run_eval([*map(str, others), str(sft)], str(out), shards=str(shards) if shards else None, split=options.split,
-             sft_test=[str(test)] if has_test else None, prompts_file=str(prompts_file) if prompts_file else None,
-             judge_spec=options.judge, seq_len=options.seq_len, max_tokens=options.max_tokens,
-             max_new_tokens=options.max_new_tokens, worst=options.worst, log=say,
-             eval_sources=[str(test)] if has_test else None, topics=options.topics,
-             batch_size=options.batch_size, repetition_penalty=options.repetition_penalty)  # fmt: skip
-    _store_fingerprint(out, "eval", fp, {"base": others[0], "sft": sft, "shards": shards})
+             sft_test=[str(test)] if has_test else None, prompts_file=str(test) if use_prompts else None,
+             prompts_limit=None if options.prompts == "all" else options.prompts, judge_spec=options.judge,
+             seq_len=options.seq_len, max_tokens=options.max_tokens, max_new_tokens=options.max_new_tokens, worst=options.worst,
+             log=say, eval_sources=[str(test)] if has_test else None, topics=options.topics, batch_size=options.batch_size,
+             repetition_penalty=options.repetition_penalty, overwrite=overwrite, replace_stale=True, fingerprint=fp)  # fmt: skip
     return out
 
 
