@@ -197,10 +197,13 @@ class StageJob:
 
 
 def fingerprint(job: StageJob, executor: ExecutorConfig) -> str:
-    """A dataset stage's fingerprint. Its inputs are their lineage entries (card_sha256 and path),
-    and its part files keep it, so it stays what it has always been: changing it would change
-    every published dataset's bytes."""
-    return fingerprint_of({"stage": job.stage, "config": job.config, "inputs": job.inputs, "tasks": executor.tasks})
+    """A dataset stage's fingerprint: its stage, config and number of tasks, and its inputs' lineage
+    entries. An input dataset counts by its own fingerprint, not its card's hash (which covers the
+    time the card was written), so the same pipeline run again makes the same fingerprints, and the
+    same part files, which keep them."""
+    inputs = [{k: v for k, v in i.items() if k != "card_sha256"} if i.get("kind") == "dataset" and i.get("fingerprint") else i
+              for i in job.inputs]  # fmt: skip
+    return fingerprint_of({"stage": job.stage, "config": job.config, "inputs": inputs, "tasks": executor.tasks})
 
 
 def run_stage(

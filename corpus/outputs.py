@@ -227,11 +227,14 @@ def fingerprint_of(payload: dict) -> str:
 
 
 def input_identity(path: str | Path) -> str | None:
-    """What an input is, for a fingerprint, whatever its path: a folder's card_sha256, else the
-    sha256 of a tokenizer folder's tokenizer.json or of a file; None for what cannot be read."""
+    """What an input is, for a fingerprint, whatever its path: the fingerprint its card keeps (what
+    it was made from; unlike the card's own hash, the same when it is made again), else its card's
+    card_sha256, else the sha256 of a tokenizer folder's tokenizer.json or of a file; None for what
+    cannot be read."""
     path = Path(path)
     try:
-        found = json.loads((path / CARD_JSON).read_text(encoding="utf-8")).get("card_sha256")
+        card = json.loads((path / CARD_JSON).read_text(encoding="utf-8"))
+        found = card.get("fingerprint") or card.get("card_sha256")
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         found = None
     if found is not None:
