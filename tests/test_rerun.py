@@ -105,3 +105,31 @@ def test_a_finished_pretrain_run_is_up_to_date_and_resume_keeps_its_meaning(inpu
     assert _train([*args, "--seed", "1"]) == 2
     assert "pass --resume auto" in capsys.readouterr().err
     assert _state(out) == before
+
+
+def test_an_input_made_again_the_same_way_leaves_what_was_made_from_it_up_to_date(tmp_path, capsys):
+    """A dataset counts by its fingerprint, not by its card's hash (which covers when the card was
+    written): an input made again from the same inputs and config, at another time, leaves the
+    stages after it up to date, and the same pipeline run again makes the same part files."""
+    from corpus.outputs import card_hash
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "d.jsonl").write_text("".join(json.dumps({"text": f"document number {i} " * 20}) + "\n" for i in range(20)))
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text("name: p\noutput: out\nsources:\n  - {path: docs, source: s, domain: d}\n"
+                        "stages:\n  - ingest: {}\n  - length_filter: {min_chars: 10}\n  - dedup: {}\n"
+                        "  - tokenizer: {vocab_size: 300, compare: false}\n")  # fmt: skip
+    assert corpus_main(["-q", "run", str(pipeline)]) == 0
+    for made_again in ("00-ingest", "02-dedup"):  # as if made again, at another time
+        card_file = tmp_path / "out" / made_again / "card.json"
+        card = json.loads(card_file.read_text())
+        card["created"] = "2000-01-01T00:00:00+00:00"
+        card["card_sha256"] = card_hash(card)
+        card_file.write_text(json.dumps(card))
+    later = [tmp_path / "out" / name for name in ("01-length_filter", "03-tokenizer")]  # made from them
+    before = {str(p): _state(p) for p in later}
+    capsys.readouterr()
+    assert corpus_main(["run", str(pipeline)]) == 0
+    err = capsys.readouterr().err
+    assert "length_filter: " in err and "tokenizer: " in err and err.count("is up to date") == 4, err
+    assert {str(p): _state(p) for p in later} == before

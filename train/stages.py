@@ -12,7 +12,7 @@
 Each stage finds its inputs among the folders the pipeline wrote before it, as `tokenize` does. A
 finished stage whose inputs and options are unchanged is left as it is on a rerun; `pretrain`
 resumes an unfinished run (`resume auto`) and starts over when its inputs or options changed.
-The fingerprint of what a stage was run with is kept in OUT/stage.json.
+The fingerprint of what a stage was run with is kept in OUT/stage.json (eval: in its report.json).
 
 Only pydantic is imported at module level: the corpus CLI validates a pipeline without torch.
 """
@@ -94,7 +94,8 @@ class AblateStageConfig(AblateOptions):
 # ---------------------------------------------------------------- inputs and fingerprints
 #
 # A stage's fingerprint (corpus.outputs.fingerprint_of) is kept in OUT/stage.json: pretrain writes
-# its run in place (so that `resume auto` continues it), sft and eval around their own run folders.
+# its run in place (so that `resume auto` continues it), sft around its own run folder; eval keeps
+# it in report.json, published by run_eval.
 
 
 def _card_sha(folder: Path) -> str | None:
