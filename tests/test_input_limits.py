@@ -467,3 +467,21 @@ def test_limits_as_cli_flags_and_pipeline_options(tmp_path, capsys):
     job = ingest_job([{"paths": [str(tmp_path / "docs")], "source": "s", "domain": "d", "follow_symlinks": True}], "p", limits=limits)
     assert job.config["limits"]["max_record_bytes"] == 1 << 20
     assert job.inputs[0]["files"] == 2
+
+
+def test_corpus_ingest_applies_its_limit_options(tmp_path, capsys):
+    """The command's limit options reach the readers (they are IngestConfig's fields); a value the
+    config refuses is one line naming the option."""
+    import pyarrow.parquet as pq
+
+    from corpus.cli import main
+
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"text": "short"}) + "\n" + json.dumps({"text": "y" * 3000}) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["-q", "ingest", str(path), "-o", str(out), "--source", "s", "--domain", "d", "--max-record-bytes", "1000"]) == 0
+    rejected = pq.read_table(next((out / "rejected").glob("*.parquet"))).to_pylist()
+    assert [r["reason"] for r in rejected] == ["record_too_large"] and "longer than 1,000 (--max-record-bytes)" in rejected[0]["detail"]
+    capsys.readouterr()
+    assert main(["-q", "ingest", str(path), "-o", str(tmp_path / "o2"), "--source", "s", "--domain", "d", "--max-pages", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "corpus: error: --max-pages: Input should be greater than 0"
