@@ -10,6 +10,16 @@ import polars as pl
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    """The Ctrl-C tests need Ctrl-C to work: a suite started as a background job (or under nohup)
+    inherits SIGINT ignored, and so would every command it starts. A Python handler here becomes
+    the default disposition in those commands again."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SAMPLE = REPO / "sample"
 GLOSSARY = SAMPLE / "insurance" / "healthcare-gov-2013" / "glossary"

@@ -256,7 +256,18 @@ class _Slow(PipelineStep):
             yield i
 
 
-def test_ctrl_c_stops_threaded_tasks_at_their_next_batch(tmp_path):
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C raises KeyboardInterrupt, whatever an earlier test in this process left: interrupt_main()
+    does nothing while SIGINT is ignored (as a command ignores it once it has printed its last line)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_threaded_tasks_at_their_next_batch(tmp_path, default_sigint):
     from corpus.executors import ThreadedLocalExecutor
 
     logs = tmp_path / "logs"
