@@ -220,13 +220,13 @@ def _sft_data(written, stage: str, pipeline_file: str) -> tuple[Path, Path | Non
 
 def _sft_stage(run: StageRun) -> Path:
     options, written, out, overwrite, command, pipeline_file = run.options, run.written, run.out, run.overwrite, run.command, str(run.pipeline_file)
-    run = _need(_latest(written, _is_pretrain_run), "a 'pretrain' stage", "sft", pipeline_file)
-    model = _latest_checkpoint(run)
+    pretrained = _need(_latest(written, _is_pretrain_run), "a 'pretrain' stage", "sft", pipeline_file)
+    model = _latest_checkpoint(pretrained)
     pairs, held_out = _sft_data(written, "sft", pipeline_file)
     if held_out is not None:
         options = options.model_copy(update={"test_split": 0.0})  # the instruct stage held the test pairs out
     fp = fingerprint_of({"stage": "sft", "config": options.model_dump(), "model": str(model),
-                         "model_fingerprint": _stored_fingerprint(run), "pairs": input_identity(pairs)})  # fmt: skip
+                         "model_fingerprint": _stored_fingerprint(pretrained), "pairs": input_identity(pairs)})  # fmt: skip
     if not overwrite and _is_sft_run(out) and _stored_fingerprint(out) == fp:
         say(f"sft: {out} is up to date (same model, pairs and config); nothing to do")
         return out
