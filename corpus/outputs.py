@@ -375,7 +375,8 @@ class OutputFolder:
         return stored_fingerprint(self.final, self.marker)
 
     def is_up_to_date(self) -> bool:
-        """A finished output made with this run's fingerprint (whatever --overwrite says)."""
+        """A finished output made with this run's fingerprint (whatever --overwrite says). Finished is
+        asked first: a fingerprint may take reading the inputs, which is not needed when it is not."""
         return self.is_finished(self.final) and up_to_date(self.final, self.fingerprint, self.is_finished, self.marker)
 
     def up_to_date(self) -> bool:

@@ -294,3 +294,26 @@ def test_steps_fit_the_smallest_draw_so_no_arm_repeats_beyond_its_plan(monkeypat
 
     with pytest.raises(TrainError, match="arm b: 7 windows of 257 tokens, fewer than one batch of 8"):
         plan_steps(config, prepared)
+
+
+def test_an_ablation_knows_its_inputs_by_what_they_were_made_from(tmp_path):
+    """An arm's dataset made again the same way (another card time, the same fingerprint) leaves the
+    ablation's identity as it was; another dataset changes it."""
+    from corpus.outputs import card_hash
+    from train.ablate import AblateConfig, _identity
+
+    folders = {}
+    for name in ("a", "b", "e"):
+        folder = tmp_path / name
+        folder.mkdir()
+        card = {"fingerprint": f"fp-{name}", "created": "2026-01-01T00:00:00+00:00"}
+        (folder / "card.json").write_text(json.dumps({**card, "card_sha256": card_hash(card)}))
+        folders[name] = folder
+    config = AblateConfig(arms={"a": [str(folders["a"])], "b": [str(folders["b"])]}, eval=[str(folders["e"])], output=str(tmp_path / "out"))
+    before = _identity(config)
+    card = {"fingerprint": "fp-a", "created": "2026-06-01T00:00:00+00:00"}  # made again
+    (folders["a"] / "card.json").write_text(json.dumps({**card, "card_sha256": card_hash(card)}))
+    assert _identity(config) == before
+    card = {"fingerprint": "fp-other", "created": "2026-06-01T00:00:00+00:00"}
+    (folders["a"] / "card.json").write_text(json.dumps({**card, "card_sha256": card_hash(card)}))
+    assert _identity(config) != before

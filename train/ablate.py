@@ -37,7 +37,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from corpus.errors import CorpusError
-from corpus.outputs import OutputLock, check_output, fingerprint_of, refusal, remove_ours, stored_fingerprint
+from corpus.outputs import OutputLock, check_output, fingerprint_of, input_identity, refusal, remove_ours, stored_fingerprint
 from corpus.progress import say
 from train.errors import TrainError
 
@@ -290,7 +290,7 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
     if config.tokenizer is None:
         union = [str(f) for folders in arms.values() for f in folders]
         tok_config = TokenizerTrainConfig(vocab_size=config.vocab_size, compare=False)
-        fp = fingerprint_of({"tokenizer": tok_config.model_dump(), "inputs": [_card(Path(p)).get("card_sha256") for p in union]})
+        fp = fingerprint_of({"tokenizer": tok_config.model_dump(), "inputs": [input_identity(p) for p in union]})
         if not (is_tokenizer_folder(tokdir) and _card(tokdir).get("fingerprint") == fp):
             train_tokenizer(union, tokdir, tok_config, overwrite=True, name="ablation/tokenizer", fingerprint=fp)
     elif not (tokdir / "tokenizer.json").is_file():
@@ -305,7 +305,7 @@ def prepare(config: AblateConfig, out: Path) -> Prepared:
 
     def shards(source: Path, target: Path, name: str) -> Path:
         tcfg = TokenizeConfig(tokenizer=str(tokdir), val_fraction=0.0, min_val_docs_per_domain=0, shard_size_mb=64)
-        fp = fingerprint_of({"tokenize": tcfg.model_dump(), "tokenizer": tokenizer_sha256(tokdir), "input": _card(source).get("card_sha256")})
+        fp = fingerprint_of({"tokenize": tcfg.model_dump(), "tokenizer": tokenizer_sha256(tokdir), "input": input_identity(source)})
         if not (is_shards_folder(target) and _card(target).get("fingerprint") == fp):
             tokenize_dataset([str(source)], target, tcfg, overwrite=True, name=name, fingerprint=fp)
         return target
@@ -422,8 +422,8 @@ def _write_json(path: Path, value) -> None:
 
 def _identity(config: AblateConfig) -> dict:
     """What decides the ablation's outcome: its options and the identity of every input dataset."""
-    inputs = {p: _card(Path(p)).get("card_sha256") for paths in config.arms.values() for p in paths}
-    inputs.update({p: _card(Path(p)).get("card_sha256") for p in config.eval})
+    inputs = {p: input_identity(p) for paths in config.arms.values() for p in paths}
+    inputs.update({p: input_identity(p) for p in config.eval})
     options = config.model_dump(exclude={"output", "device"})
     return {"options": options, "inputs": inputs}
 

@@ -98,7 +98,8 @@ class AblateStageConfig(AblateOptions):
 # it in report.json, published by run_eval.
 
 
-def _card_sha(folder: Path) -> str | None:
+def _card_identity(folder: Path) -> str | None:
+    """A folder with a card, by what it was made from (corpus.outputs.input_identity); None without one."""
     return input_identity(folder) if (Path(folder) / CARD_JSON).is_file() else None
 
 
@@ -182,10 +183,10 @@ def _pretrain_stage(run: StageRun) -> Path:
     init_card = None
     if settings["init_from"] is not None:
         init = _stage_ref(settings["init_from"], written, base)
-        settings["init_from"], init_card = str(init), _card_sha(init)
+        settings["init_from"], init_card = str(init), _card_identity(init)
     if settings["model_file"] is not None or settings["init_from"] is not None:
         settings["preset"] = None
-    fp = fingerprint_of({"stage": "pretrain", "config": settings, "inputs": [_card_sha(shards), _card_sha(tokdir)] + ([init_card] if init_card else [])})
+    fp = fingerprint_of({"stage": "pretrain", "config": settings, "inputs": [_card_identity(shards), _card_identity(tokdir)] + ([init_card] if init_card else [])})
     if out.exists() and (overwrite or _stored_fingerprint(out) != fp):
         say(f"pretrain: {out}: {'--overwrite' if overwrite else 'inputs or options changed'}; starting a new run")
         remove_ours(out)
@@ -254,8 +255,8 @@ def _eval_stage(run: StageRun) -> Path:
     test = held_out or sft / "data" / "test.jsonl"
     has_test = test.is_file() and test.stat().st_size > 0
     fp = fingerprint_of({"stage": "eval", "config": options.model_dump(), "base": [str(m) for m in others],
-                         "base_cards": [_card_sha(m) or _stored_fingerprint(m) for m in others],
-                         "sft": _stored_fingerprint(sft), "shards": _card_sha(shards) if shards else None})  # fmt: skip
+                         "base_cards": [_card_identity(m) or _stored_fingerprint(m) for m in others],
+                         "sft": _stored_fingerprint(sft), "shards": _card_identity(shards) if shards else None})  # fmt: skip
     from train.evaluate import run_eval
 
     # the first N held-out examples (the SFT model never trained on them) are asked side by side
